@@ -1,0 +1,386 @@
+"""Configuration: load the YAML file, apply environment overrides, validate every key.
+
+Every error names the key (dotted path) and what is allowed; secrets never appear in an error
+or in `repr()`. The worker refuses to start on any error rather than run half-configured.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_PATH = "/etc/pve-balancer/balancer.yaml"
+CONFIG_ENV = "BALANCER_CONFIG"
+TOKEN_ENV = "PVE_TOKEN_VALUE"
+REDIS_URL_ENV = "REDIS_URL"
+REDACTED = "***"
+
+
+class ConfigError(ValueError):
+    """A configuration problem a person can fix; the message names the key."""
+
+
+class Secret:
+    """A string that does not print itself: `str()`, `repr()` and f-strings show `***`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret({REDACTED})"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """Replace the password in a URL (`redis://:pw@host`) with `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username or ''}:{REDACTED}"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class ProxmoxConfig:
+    hosts: tuple[str, ...]
+    user: str
+    token_name: str
+    token_value: Secret
+    verify_ssl: bool = True
+    ca_bundle: str | None = None
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: Secret = field(default_factory=lambda: Secret("redis://localhost:6379/0"))
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url.reveal())
+
+
+@dataclass(frozen=True)
+class BalancingConfig:
+    cpu_max: float = 0.8
+    memory_max: float = 0.8
+    interval_seconds: float = 5.0
+    ema_window_seconds: float = 60.0
+    proactive_margin: float = 0.20
+    safety_margin: float = 0.05
+    migration_cooldown_seconds: float = 600.0
+    exclude_tags: tuple[str, ...] = ("pve-balancer-ignore",)
+    exclude_nodes: tuple[str, ...] = ()
+    proxlb_tags: bool = True
+    leave_ha_to_pve: bool = True
+    dry_run: bool = False
+
+    @property
+    def ema_samples(self) -> int:
+        """N in alpha = 2/(N+1): how many samples one EMA window holds."""
+        return max(1, round(self.ema_window_seconds / self.interval_seconds))
+
+    @property
+    def ema_alpha(self) -> float:
+        return 2.0 / (self.ema_samples + 1)
+
+    @property
+    def ema_min_samples(self) -> int:
+        """The CPU trigger waits for half a window so a fresh start never acts on a spike."""
+        return max(1, math.ceil(self.ema_samples / 2))
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: str = "text"
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    proxmox: ProxmoxConfig
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    balancing: BalancingConfig = field(default_factory=BalancingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data with every secret replaced by `***`."""
+        return _as_plain(self)
+
+
+def _as_plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _as_plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, RedisConfig):
+            out["url"] = value.redacted_url
+        return out
+    if isinstance(value, Secret):
+        return REDACTED
+    if isinstance(value, tuple):
+        return [_as_plain(v) for v in value]
+    return value
+
+
+# --- validation -----------------------------------------------------------------------------
+
+Check = Callable[[str, Any], Any]
+
+
+def _number(lo: float, hi: float, *, clamp: bool = False, integer: bool = False) -> Check:
+    """A number in [lo, hi]; with `clamp` an out-of-range value is pulled in with a warning."""
+
+    def check(key: str, value: Any) -> Any:
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected {kind} in {lo}..{hi}, got {_kind(value)}")
+        if integer and not isinstance(value, int):
+            raise ConfigError(f"{key}: expected {kind} in {lo}..{hi}, got {value!r}")
+        if math.isnan(value) or math.isinf(value):
+            raise ConfigError(f"{key}: expected {kind} in {lo}..{hi}, got {value!r}")
+        if lo <= value <= hi:
+            return value
+        if clamp:
+            clamped = min(max(value, lo), hi)
+            log.warning("config %s=%s is outside %s..%s; clamped to %s",
+                        key, value, lo, hi, clamped)
+            return clamped
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed {lo}..{hi}")
+
+    return check
+
+
+def _boolean(key: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {_kind(value)}")
+    return value
+
+
+def _text(key: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: expected a non-empty string, got {_kind(value)}")
+    return value
+
+
+def _optional_text(key: str, value: Any) -> Any:
+    return None if value is None else _text(key, value)
+
+
+def _secret(key: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        # Never echo the value: it may be the secret itself.
+        raise ConfigError(f"{key}: expected a non-empty string")
+    return Secret(value)
+
+
+def _choice(*allowed: str) -> Check:
+    def check(key: str, value: Any) -> Any:
+        if value not in allowed:
+            choices = ", ".join(allowed)
+            raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {choices}")
+        return value
+
+    return check
+
+
+def _string_list(key: str, value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: expected a list of non-empty strings, got {_kind(value)}")
+    return tuple(value)
+
+
+def _hosts(key: str, value: Any) -> Any:
+    hosts = _string_list(key, value)
+    if not hosts:
+        raise ConfigError(f"{key}: needs at least one \"host\" or \"host:port\"")
+    for host in hosts:
+        if "://" in host or "/" in host:
+            raise ConfigError(
+                f"{key}: {host!r} must be \"host\" or \"host:port\", without scheme or path")
+        _, sep, port = host.rpartition(":")
+        if sep and not host.endswith("]") and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(f"{key}: {host!r} has a bad port; allowed 1..65535")
+    return hosts
+
+
+def _redis_url(key: str, value: Any) -> Any:
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{key}: expected a redis://, rediss:// or unix:// URL")
+    return Secret(value)
+
+
+def _kind(value: Any) -> str:
+    return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
+
+
+REQUIRED = object()
+
+#: section -> key -> (check, default). The one place that says what a valid config is.
+SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
+    "proxmox": {
+        "hosts": (_hosts, REQUIRED),
+        "user": (_text, REQUIRED),
+        "token_name": (_text, REQUIRED),
+        "token_value": (_secret, REQUIRED),
+        "verify_ssl": (_boolean, True),
+        "ca_bundle": (_optional_text, None),
+        "timeout_seconds": (_number(0.5, 300), 10.0),
+    },
+    "redis": {
+        "url": (_redis_url, "redis://localhost:6379/0"),
+    },
+    "balancing": {
+        "cpu_max": (_number(0.5, 0.9, clamp=True), 0.8),
+        "memory_max": (_number(0.5, 0.9, clamp=True), 0.8),
+        "interval_seconds": (_number(0.1, 3600), 5.0),
+        "ema_window_seconds": (_number(0.2, 86400), 60.0),
+        "proactive_margin": (_number(0.05, 0.5), 0.20),
+        "safety_margin": (_number(0.0, 0.3), 0.05),
+        "migration_cooldown_seconds": (_number(0, 7 * 86400), 600.0),
+        "exclude_tags": (_string_list, ["pve-balancer-ignore"]),
+        "exclude_nodes": (_string_list, []),
+        "proxlb_tags": (_boolean, True),
+        "leave_ha_to_pve": (_boolean, True),
+        "dry_run": (_boolean, False),
+    },
+    "logging": {
+        "format": (_choice("text", "json"), "text"),
+        "level": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+    },
+    "metrics": {
+        "port": (_number(0, 65535, integer=True), 0),
+    },
+}
+
+SECTION_TYPES: dict[str, type] = {
+    "proxmox": ProxmoxConfig,
+    "redis": RedisConfig,
+    "balancing": BalancingConfig,
+    "logging": LoggingConfig,
+    "metrics": MetricsConfig,
+}
+
+
+def _unknown_key(key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+    return ConfigError(f"unknown key {key!r}{hint}")
+
+
+def _section(name: str, raw: Any) -> Any:
+    schema = SCHEMA[name]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{name}: expected a mapping of keys, got {_kind(raw)}")
+    for key in raw:
+        if key not in schema:
+            raise _unknown_key(f"{name}.{key}", list(schema))
+    values: dict[str, Any] = {}
+    for key, (check, default) in schema.items():
+        dotted = f"{name}.{key}"
+        if key in raw:
+            values[key] = check(dotted, raw[key])
+        elif default is REQUIRED:
+            raise ConfigError(f"{dotted}: required key is missing")
+        else:
+            values[key] = check(dotted, default)
+    return SECTION_TYPES[name](**values)
+
+
+def _cross_checks(config: Config) -> None:
+    b = config.balancing
+    if b.ema_window_seconds < 2 * b.interval_seconds:
+        raise ConfigError(
+            "balancing.ema_window_seconds: must be at least 2 x balancing.interval_seconds "
+            f"({2 * b.interval_seconds:g}); got {b.ema_window_seconds:g}"
+        )
+    for key in ("cpu_max", "memory_max"):
+        if getattr(b, key) - b.safety_margin <= 0.3:
+            raise ConfigError(
+                f"balancing.safety_margin: {b.safety_margin:g} leaves too little room under "
+                f"balancing.{key} ({getattr(b, key):g}); allowed up to {getattr(b, key) - 0.3:g}"
+            )
+    if config.proxmox.ca_bundle and not Path(config.proxmox.ca_bundle).is_file():
+        raise ConfigError(f"proxmox.ca_bundle: file {config.proxmox.ca_bundle!r} is not readable")
+
+
+def parse_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
+    """Validate an already-parsed YAML document (plus env overrides) into a `Config`."""
+    env = os.environ if env is None else env
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"top level: expected a mapping of sections, got {_kind(raw)}")
+    for key in raw:
+        if key not in SCHEMA:
+            raise _unknown_key(str(key), list(SCHEMA))
+    sections = {name: dict(raw.get(name) or {}) if isinstance(raw.get(name), Mapping)
+                else raw.get(name) for name in SCHEMA}
+    if env.get(TOKEN_ENV):
+        sections["proxmox"] = {**(sections["proxmox"] or {}), "token_value": env[TOKEN_ENV]}
+    if env.get(REDIS_URL_ENV):
+        sections["redis"] = {**(sections["redis"] or {}), "url": env[REDIS_URL_ENV]}
+    config = Config(**{name: _section(name, sections[name]) for name in SCHEMA})
+    _cross_checks(config)
+    return config
+
+
+def resolve_path(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(path or env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file at `path`, `$BALANCER_CONFIG` or the default path."""
+    resolved = resolve_path(path, env)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {resolved}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{resolved}: invalid YAML{where}: {problem}") from None
+    try:
+        return parse_config(raw, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{resolved}: {exc}") from None

@@ -1,0 +1,131 @@
+"""The cluster as the engine sees it: plain, frozen dataclasses with explicit units.
+
+Ratios are 0..1, memory is bytes, CPU capacity is logical threads ("cores"). The PVE client
+builds these from API payloads (balancer.snapshot); the engine only ever reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class GuestType(StrEnum):
+    QEMU = "qemu"
+    LXC = "lxc"
+
+
+#: Node HA states in which a node must never receive (or, for us, shed) guests.
+UNAVAILABLE_HA_STATES = frozenset({"maintenance", "fence", "gone"})
+
+#: Guest HA states meaning the HA manager is acting on the guest right now, or will soon.
+HA_BUSY_STATES = frozenset(
+    {"migrate", "relocate", "freeze", "fence", "recovery", "error", "request_stop",
+     "request_start", "starting", "stopping", "queued", "deleting"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One cluster node. `cpu` is a share of all the node's threads; `mem` is used bytes."""
+
+    name: str
+    online: bool
+    cpu: float
+    maxcpu: int
+    mem: int
+    maxmem: int
+    hastate: str | None = None
+
+    @property
+    def memory_ratio(self) -> float:
+        return self.mem / self.maxmem if self.maxmem > 0 else 0.0
+
+    @property
+    def in_maintenance(self) -> bool:
+        """HA maintenance, fencing or gone: evacuation is PVE's job, not ours."""
+        return self.hastate in UNAVAILABLE_HA_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Guest:
+    """A VM or container. `cpu` is a share of the guest's *own* vCPUs and may exceed 1.0."""
+
+    vmid: int
+    name: str
+    type: GuestType
+    node: str
+    status: str
+    cpu: float = 0.0
+    maxcpu: int = 1
+    mem: int = 0
+    maxmem: int = 0
+    memhost: int | None = None
+    template: bool = False
+    tags: frozenset[str] = frozenset()
+    lock: str | None = None
+    hastate: str | None = None
+
+    @property
+    def cpu_cores(self) -> float:
+        """Absolute CPU use in host threads: what the guest costs whichever node it runs on."""
+        return self.cpu * self.maxcpu
+
+    @property
+    def host_memory(self) -> int:
+        """Memory the guest occupies on its host now (PVE 9 `memhost` where reported)."""
+        return self.memhost if self.memhost is not None else self.mem
+
+    @property
+    def ha_managed(self) -> bool:
+        return self.hastate is not None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAffinityRule:
+    """PVE 9 HA node-affinity rule (enabled ones only reach the engine)."""
+
+    name: str
+    vmids: frozenset[int]
+    nodes: tuple[str, ...]
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceAffinityRule:
+    """PVE 9 HA resource-affinity rule: `positive` keeps guests together, `negative` apart."""
+
+    name: str
+    vmids: frozenset[int]
+    positive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSnapshot:
+    """One consistent read of the cluster. `taken_at` is epoch seconds of the read."""
+
+    nodes: tuple[Node, ...]
+    guests: tuple[Guest, ...]
+    node_affinity: tuple[NodeAffinityRule, ...] = ()
+    resource_affinity: tuple[ResourceAffinityRule, ...] = ()
+    quorate: bool = True
+    ha_auto_rebalance: bool = False
+    cluster_name: str = ""
+    taken_at: float = 0.0
+    warnings: tuple[str, ...] = field(default=())
+
+    def node(self, name: str) -> Node | None:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None
+
+    def guest(self, vmid: int) -> Guest | None:
+        for guest in self.guests:
+            if guest.vmid == vmid:
+                return guest
+        return None
