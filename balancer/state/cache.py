@@ -1,0 +1,48 @@
+"""`balancer.cache.JsonCache` on Redis, so workers share slow-changing PVE reads (HA rules,
+HA status, /cluster/options) for about a minute.
+
+Layout: `P cache:<key>`, a JSON string with `PX` = the TTL given to `set`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+
+from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, text, to_ms
+
+log = logging.getLogger(__name__)
+
+
+class RedisJsonCache(RedisPart):
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
+                 clock: Clock = time.time) -> None:
+        super().__init__(client, prefix, clock)
+
+    def cache_key(self, key: str) -> str:
+        return self.key("cache", key)
+
+    def get(self, key: str) -> Any | None:
+        """The cached JSON value, or None when absent, expired or unreadable."""
+        raw = self.client.get(self.cache_key(key))
+        if raw is None:
+            return None
+        try:
+            return json.loads(text(raw))
+        except ValueError:
+            log.warning("ignoring unreadable cache entry %r", key)
+            return None
+
+    def set(self, key: str, value: Any, ttl_seconds: float) -> None:
+        """Store a JSON-serialisable value for `ttl_seconds` (<= 0: just drop the entry)."""
+        if ttl_seconds <= 0:
+            self.delete(key)
+            return
+        self.client.set(self.cache_key(key), json.dumps(value), px=to_ms(ttl_seconds))
+
+    def delete(self, key: str) -> None:
+        self.client.delete(self.cache_key(key))

@@ -1,0 +1,77 @@
+"""Recent decisions and migration events, newest first, for the status command.
+
+Layout: `P history:decisions` and `P history:migrations`, capped lists of JSON objects
+(LPUSH + LTRIM in one MULTI), each with a long TTL refreshed on write so an abandoned prefix
+eventually disappears.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, text, to_ms
+
+DEFAULT_MAX_ENTRIES = 200
+DEFAULT_TTL_SECONDS = 30 * 86400.0
+
+
+class History(RedisPart):
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
+                 max_entries: int = DEFAULT_MAX_ENTRIES,
+                 ttl_seconds: float = DEFAULT_TTL_SECONDS, clock: Clock = time.time) -> None:
+        super().__init__(client, prefix, clock)
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self.ttl_ms = to_ms(ttl_seconds)
+        self.decisions_key = self.key("history", "decisions")
+        self.migrations_key = self.key("history", "migrations")
+
+    def _push(self, key: str, entry: Mapping[str, Any]) -> None:
+        payload = json.dumps(dict(entry), default=str)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lpush(key, payload)
+        pipe.ltrim(key, 0, self.max_entries - 1)
+        pipe.pexpire(key, self.ttl_ms)
+        pipe.execute()
+
+    def _read(self, key: str, limit: int) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        out: list[dict[str, Any]] = []
+        for raw in self.client.lrange(key, 0, min(limit, self.max_entries) - 1):
+            try:
+                value = json.loads(text(raw))
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out.append(value)
+        return out
+
+    def record_decision(self, decision: Mapping[str, Any]) -> None:
+        """Remember one evaluate outcome (JSON-able mapping; non-JSON values become str)."""
+        self._push(self.decisions_key, decision)
+
+    def record_migration_event(self, event: Mapping[str, Any]) -> None:
+        """Remember one migration event (requested/started/succeeded/failed, upid, vmid, ...)."""
+        self._push(self.migrations_key, event)
+
+    def decisions(self, limit: int = DEFAULT_MAX_ENTRIES) -> list[dict[str, Any]]:
+        """Newest first."""
+        return self._read(self.decisions_key, limit)
+
+    def migrations(self, limit: int = DEFAULT_MAX_ENTRIES) -> list[dict[str, Any]]:
+        """Newest first."""
+        return self._read(self.migrations_key, limit)
+
+    def last_decision(self) -> dict[str, Any] | None:
+        found = self._read(self.decisions_key, 1)
+        return found[0] if found else None
+
+    def clear(self) -> None:
+        self.client.delete(self.decisions_key, self.migrations_key)

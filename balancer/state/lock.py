@@ -1,0 +1,245 @@
+"""The cluster-wide migration lock (and, with another name, the "one evaluate at a time" lock).
+
+Layout (prefix `P`, lock name `N`, e.g. `migration` or `evaluate`):
+
+* `P lock:N`       string, the owner token, `PX` = the lock TTL.
+* `P lock:N:info`  hash of JSON values: `acquired_at` plus whatever was `attach`ed (vmid, source,
+  target, upid, started_at, decision_id, ...). Always carries the same TTL as the lock; created,
+  extended and deleted together with it by Lua scripts, so it can never outlive its lock.
+
+The token is a secret of the owner: `holder()` (the status view) never returns it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text_dict, to_ms
+
+if TYPE_CHECKING:
+    from balancer.state.heartbeat import Heartbeat
+
+MIGRATION_LOCK = "migration"
+EVALUATE_LOCK = "evaluate"
+
+#: Fields `attach` may not overwrite.
+RESERVED_FIELDS = frozenset({"acquired_at"})
+
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], 'acquired_at', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_ATTACH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], pttl)
+end
+return 1
+"""
+
+# KEYS: lock, info, heartbeat. ARGV: new token, lock ttl ms, heartbeat ttl ms, now (JSON).
+_TAKE_OVER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+if redis.call('HEXISTS', KEYS[2], 'upid') == 0 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], 'token', ARGV[1], 'at', ARGV[4])
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return 1
+"""
+
+
+class LockNotHeld(RuntimeError):
+    """An operation needed the lock but the token no longer owns it (expired or taken over)."""
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds the lock, as the status command may show it (no token)."""
+
+    acquired_at: float | None
+    ttl_remaining: float
+    vmid: int | None = None
+    source: str | None = None
+    target: str | None = None
+    upid: str | None = None
+    started_at: float | None = None
+    decision_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class MigrationLock(RedisPart):
+    """A token lock on one key with an attached, equally-lived description of what it guards."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
+                 name: str = MIGRATION_LOCK, clock: Clock = time.time) -> None:
+        super().__init__(client, prefix, clock)
+        self.name = name
+        self.lock_key = self.key("lock", name)
+        self.info_key = self.key("lock", name, "info")
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
+        self._extend = client.register_script(_EXTEND)
+        self._attach = client.register_script(_ATTACH)
+        self._take_over = client.register_script(_TAKE_OVER)
+
+    def acquire(self, ttl_seconds: float, now: float | None = None) -> str | None:
+        """Take the lock for `ttl_seconds`; the owner token, or None when someone holds it."""
+        token = uuid.uuid4().hex
+        ok = self._acquire(keys=[self.lock_key, self.info_key],
+                           args=[token, to_ms(ttl_seconds), number(self.now(now), "now")])
+        return token if ok == 1 else None
+
+    def release(self, token: str) -> bool:
+        """Delete the lock if (and only if) `token` owns it; True when it did."""
+        return bool(self._release(keys=[self.lock_key, self.info_key], args=[token]) == 1)
+
+    def extend(self, token: str, ttl_seconds: float) -> bool:
+        """Reset the TTL to `ttl_seconds` if `token` still owns the lock."""
+        ok = self._extend(keys=[self.lock_key, self.info_key], args=[token, to_ms(ttl_seconds)])
+        return bool(ok == 1)
+
+    def owns(self, token: str) -> bool:
+        """Whether `token` owns the lock right now (a snapshot: prefer `extend`/`attach`)."""
+        current = self.client.get(self.lock_key)
+        if isinstance(current, bytes):
+            current = current.decode()
+        return current == token
+
+    def require(self, token: str, ttl_seconds: float | None = None) -> None:
+        """Raise `LockNotHeld` unless `token` owns the lock; with a TTL, extend it as well."""
+        held = self.extend(token, ttl_seconds) if ttl_seconds is not None else self.owns(token)
+        if not held:
+            raise LockNotHeld(f"{self.name} lock is not held by this owner")
+
+    def attach(self, token: str, **migration_info: Any) -> bool:
+        """Store JSON-able facts (vmid, source, target, upid, started_at, decision_id, ...)
+        alongside the lock, with the lock's TTL, only while `token` owns it."""
+        bad = RESERVED_FIELDS.intersection(migration_info)
+        if bad:
+            raise ValueError(f"cannot attach reserved field(s): {', '.join(sorted(bad))}")
+        args: list[str] = [token]
+        for name, value in migration_info.items():
+            args += [name, json.dumps(value)]
+        return bool(self._attach(keys=[self.lock_key, self.info_key], args=args) == 1)
+
+    def holder(self) -> LockInfo | None:
+        """The current holder without its token, or None when the lock is free."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.pttl(self.lock_key)
+        pipe.hgetall(self.info_key)
+        pttl, raw = pipe.execute()
+        if int(pttl) == -2:
+            return None
+        info: dict[str, Any] = {}
+        for name, value in text_dict(raw).items():
+            try:
+                info[name] = json.loads(value)
+            except ValueError:
+                info[name] = value
+        ttl = max(0.0, int(pttl) / 1000.0) if int(pttl) >= 0 else float("inf")
+        decision_id = info.pop("decision_id", None)
+        return LockInfo(
+            acquired_at=_float(info.pop("acquired_at", None)),
+            ttl_remaining=ttl,
+            vmid=_int(info.pop("vmid", None)),
+            source=_str(info.pop("source", None)),
+            target=_str(info.pop("target", None)),
+            upid=_str(info.pop("upid", None)),
+            started_at=_float(info.pop("started_at", None)),
+            decision_id=None if decision_id is None else str(decision_id),
+            extra=info,
+        )
+
+    def take_over(self, heartbeat: Heartbeat, ttl_seconds: float,
+                  heartbeat_ttl_seconds: float, now: float | None = None) -> str | None:
+        """Adopt a held lock whose follower died: atomically, if the lock is held, a UPID is
+        attached and `heartbeat` is silent, give the lock a new token (returned) and TTL and
+        beat `heartbeat` with it. The old owner's token stops working everywhere.
+
+        Protocol for owners: beat the heartbeat *before* attaching the UPID, or a concurrent
+        evaluate may take the migration over in between. None when there is nothing to adopt
+        or the follower is alive."""
+        token = uuid.uuid4().hex
+        ok = self._take_over(
+            keys=[self.lock_key, self.info_key, heartbeat.hb_key],
+            args=[token, to_ms(ttl_seconds), to_ms(heartbeat_ttl_seconds),
+                  number(self.now(now), "now")],
+        )
+        return token if ok == 1 else None
+
+    def force_release(self) -> bool:
+        """Delete the lock whoever holds it (operator command only); True if there was one."""
+        return bool(self.client.delete(self.lock_key, self.info_key))
+
+    @contextmanager
+    def hold(self, ttl_seconds: float) -> Iterator[str | None]:
+        """`with lock.hold(ttl) as token:` token is None when busy; released on exit if taken."""
+        token = self.acquire(ttl_seconds)
+        try:
+            yield token
+        finally:
+            if token is not None:
+                self.release(token)
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,84 @@
+"""`StateStore`: every piece of shared state behind one client and one key prefix.
+
+Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
+
+    P lock:migration          owner token                      PX lock TTL
+    P lock:migration:info     hash: acquired_at + attached     same TTL as the lock
+    P lock:evaluate[:info]    same, for "one evaluate at a time"
+    P heartbeat:poller        hash {token, at}                 PX beat TTL
+    P ema:cpu                 hash node -> {ema, samples, last_ts}   PX ~10 x EMA window
+    P marks                   hash kind:vmid -> entry          PX furthest entry expiry
+    P history:decisions       list of JSON, capped             PX 30 days, refreshed on write
+    P history:migrations      list of JSON, capped             PX 30 days, refreshed on write
+    P cache:<name>            JSON                             PX given to set()
+
+Errors are never swallowed: any Redis trouble raises `redis.exceptions.RedisError` and the
+caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, health checks).
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from balancer.state.cache import RedisJsonCache
+from balancer.state.ema import CpuEmaStore
+from balancer.state.heartbeat import Heartbeat
+from balancer.state.history import History
+from balancer.state.keys import DEFAULT_PREFIX, Clock, key_count, keys_without_ttl
+from balancer.state.lock import EVALUATE_LOCK, MIGRATION_LOCK, MigrationLock
+from balancer.state.marks import GuestMarks
+
+SOCKET_TIMEOUT = 5.0
+HEALTH_CHECK_INTERVAL = 30
+
+
+class StateStore:
+    """The facade the worker, beat and CLI use; parts are plain attributes."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
+                 clock: Clock = time.time) -> None:
+        if not prefix:
+            raise ValueError("a key prefix is required (e.g. 'pve-balancer:')")
+        self.client = client
+        self.prefix = prefix
+        self.lock = MigrationLock(client, prefix, MIGRATION_LOCK, clock)
+        self.eval_lock = MigrationLock(client, prefix, EVALUATE_LOCK, clock)
+        self.ema = CpuEmaStore(client, prefix, clock)
+        self.marks = GuestMarks(client, prefix, clock)
+        self.history = History(client, prefix, clock=clock)
+        self.cache = RedisJsonCache(client, prefix, clock)
+        self.heartbeat = Heartbeat(client, prefix, clock=clock)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, *,
+                 socket_timeout: float = SOCKET_TIMEOUT, clock: Clock = time.time) -> StateStore:
+        """A store on a new client: 5 s socket timeouts, health checks, 3 retries with
+        jittered backoff on connection errors and timeouts, `decode_responses=True`."""
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
+        )
+        return cls(client, prefix, clock)
+
+    def ping(self) -> bool:
+        """True when Redis answers; raises RedisError when it does not."""
+        return bool(self.client.ping())
+
+    def key_count(self) -> int:
+        """Keys under the prefix (SCAN: tests and status only)."""
+        return key_count(self.client, self.prefix)
+
+    def keys_without_ttl(self) -> list[str]:
+        """Keys under the prefix lacking a TTL; always empty unless something is wrong (SCAN)."""
+        return keys_without_ttl(self.client, self.prefix)
+
+    def close(self) -> None:
+        self.client.close()
