@@ -1,0 +1,202 @@
+"""Target and source filters: one small function per rule, each `Rejection | None`.
+
+Node-only filters (`TARGET_NODE_FILTERS`, `SOURCE_FILTERS`) depend on the node alone and run
+once per decision (Nova's `run_filter_once_per_request`); `PAIR_FILTERS` run per
+(guest, target). Each filter passes when its rule does not apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from balancer.model import Guest, Node
+
+from .context import Context
+from .rules import Rule, reject
+from .types import Rejection
+from .views import NodeView, Resource
+
+#: Float slack so a move landing exactly on the midpoint is not lost to rounding.
+EPSILON = 1e-9
+
+NodeFilter = Callable[[Node, Context], Rejection | None]
+
+
+class Placement(NamedTuple):
+    """One candidate move: `after` is the target once it holds the guest."""
+
+    guest: Guest
+    source: NodeView
+    target: NodeView
+    after: NodeView
+    resource: Resource
+
+
+PairFilter = Callable[[Placement, Context], Rejection | None]
+
+
+# --- node-only target filters ---------------------------------------------------------------
+
+def target_online(node: Node, ctx: Context) -> Rejection | None:
+    if not node.online:
+        return reject(Rule.OFFLINE, node.name, "is offline")
+    if node.maxcpu <= 0 or node.maxmem <= 0:
+        return reject(Rule.NO_CAPACITY, node.name,
+                      f"reports no capacity (maxcpu {node.maxcpu}, maxmem {node.maxmem})")
+    return None
+
+
+def target_not_in_maintenance(node: Node, ctx: Context) -> Rejection | None:
+    """HA maintenance, fence or gone: PVE is emptying it, we must not fill it."""
+    if not node.in_maintenance:
+        return None
+    return reject(Rule.MAINTENANCE, node.name, f"is in HA state {node.hastate}")
+
+
+def target_not_excluded(node: Node, ctx: Context) -> Rejection | None:
+    if node.name not in ctx.config.exclude_nodes:
+        return None
+    return reject(Rule.EXCLUDED_NODE, node.name, "is in exclude_nodes")
+
+
+def target_below_cpu_limit(node: Node, ctx: Context) -> Rejection | None:
+    """Already at the limit before any move: no guest can fit, so decide it once."""
+    cpu = ctx.views[node.name].cpu
+    if cpu < ctx.cpu_limit:
+        return None
+    return reject(Rule.CPU_HEADROOM, node.name,
+                  f"{cpu:.2f} before any move >= {ctx.cpu_limit:.2f} {_cpu_limit_text(ctx)}",
+                  cpu, ctx.cpu_limit)
+
+
+def target_below_memory_limit(node: Node, ctx: Context) -> Rejection | None:
+    memory = ctx.views[node.name].memory
+    if memory < ctx.memory_limit:
+        return None
+    return reject(Rule.MEMORY_HEADROOM, node.name,
+                  f"{memory:.2f} before any move >= {ctx.memory_limit:.2f} "
+                  f"{_memory_limit_text(ctx)}", memory, ctx.memory_limit)
+
+
+TARGET_NODE_FILTERS: tuple[NodeFilter, ...] = (
+    target_online, target_not_in_maintenance, target_not_excluded,
+    target_below_cpu_limit, target_below_memory_limit,
+)
+
+
+# --- source filters (issue #9: maintenance nodes are PVE's to evacuate) ----------------------
+
+def source_online(node: Node, ctx: Context) -> Rejection | None:
+    return None if node.online else reject(Rule.SOURCE_OFFLINE, node.name, "is offline")
+
+
+def source_not_in_maintenance(node: Node, ctx: Context) -> Rejection | None:
+    if not node.in_maintenance:
+        return None
+    return reject(Rule.SOURCE_MAINTENANCE, node.name,
+                  f"is in HA state {node.hastate}: evacuation is PVE's job")
+
+
+def source_not_excluded(node: Node, ctx: Context) -> Rejection | None:
+    if node.name not in ctx.config.exclude_nodes:
+        return None
+    return reject(Rule.SOURCE_EXCLUDED, node.name, "is in exclude_nodes")
+
+
+SOURCE_FILTERS: tuple[NodeFilter, ...] = (
+    source_online, source_not_in_maintenance, source_not_excluded,
+)
+
+
+def first_node_rejection(filters: tuple[NodeFilter, ...], node: Node,
+                         ctx: Context) -> Rejection | None:
+    for check in filters:
+        rejection = check(node, ctx)
+        if rejection is not None:
+            return rejection
+    return None
+
+
+# --- (guest, target) filters ----------------------------------------------------------------
+
+def target_is_other_node(p: Placement, ctx: Context) -> Rejection | None:
+    if p.target.name != p.guest.node:
+        return None
+    return reject(Rule.SAME_NODE, p.target.name, f"already hosts vm {p.guest.vmid}")
+
+
+def target_allowed_by_pin(p: Placement, ctx: Context) -> Rejection | None:
+    """`plb_pin_<node>` tags limit where a guest may live; it may still move between them."""
+    pins = ctx.constraints.pins.get(p.guest.vmid)
+    if pins is None or p.target.name.lower() in pins:
+        return None
+    return reject(Rule.PINNED, p.target.name,
+                  f"is not a pinned node of vm {p.guest.vmid} ({', '.join(sorted(pins))})")
+
+
+def anti_affinity(p: Placement, ctx: Context) -> Rejection | None:
+    """The target must host no other member of any of the guest's anti-affinity groups."""
+    for group in ctx.constraints.anti_affinity.get(p.guest.vmid, ()):
+        others = group.others_on(p.target.name, p.guest.vmid)
+        if others:
+            members = ", ".join(f"vm {vmid}" for vmid in others)
+            return reject(Rule.ANTI_AFFINITY, p.target.name,
+                          f"hosts {members} of {group.label} with vm {p.guest.vmid}")
+    return None
+
+
+def cpu_headroom(p: Placement, ctx: Context) -> Rejection | None:
+    cpu, limit = p.after.cpu, ctx.cpu_limit
+    if cpu < limit:
+        return None
+    sign = ">" if cpu > limit else ">="
+    return reject(Rule.CPU_HEADROOM, p.target.name,
+                  f"{cpu:.2f} after move {sign} {limit:.2f} {_cpu_limit_text(ctx)}", cpu, limit)
+
+
+def memory_headroom(p: Placement, ctx: Context) -> Rejection | None:
+    memory, limit = p.after.memory, ctx.memory_limit
+    if memory < limit:
+        return None
+    sign = ">" if memory > limit else ">="
+    return reject(Rule.MEMORY_HEADROOM, p.target.name,
+                  f"{memory:.2f} after move {sign} {limit:.2f} {_memory_limit_text(ctx)}",
+                  memory, limit)
+
+
+def no_flip_midpoint(p: Placement, ctx: Context) -> Rejection | None:
+    """The target may not end above halfway between source and target: no flipped imbalance."""
+    source, target = p.source.usage(p.resource), p.target.usage(p.resource)
+    after, midpoint = p.after.usage(p.resource), (source + target) / 2
+    if after <= midpoint + EPSILON:
+        return None
+    return reject(Rule.MIDPOINT, p.target.name,
+                  f"{p.resource} {after:.2f} after move > midpoint {midpoint:.2f} "
+                  f"(source {p.source.name} {source:.2f}, target {target:.2f} before)",
+                  after, midpoint)
+
+
+PAIR_FILTERS: tuple[PairFilter, ...] = (
+    target_is_other_node, target_allowed_by_pin, anti_affinity,
+    cpu_headroom, memory_headroom, no_flip_midpoint,
+)
+
+
+def first_pair_rejection(p: Placement, ctx: Context) -> Rejection | None:
+    """kube-style: a target's verdict is the first filter that rejects it."""
+    for check in PAIR_FILTERS:
+        rejection = check(p, ctx)
+        if rejection is not None:
+            return rejection
+    return None
+
+
+def _cpu_limit_text(ctx: Context) -> str:
+    c = ctx.config
+    return f"(cpu_max {c.cpu_max:.2f} - margin {c.safety_margin:.2f})"
+
+
+def _memory_limit_text(ctx: Context) -> str:
+    c = ctx.config
+    return f"(memory_max {c.memory_max:.2f} - margin {c.safety_margin:.2f})"

@@ -1,0 +1,254 @@
+"""The three triggers, in rule order. Each classifies nodes, orders sources and candidates,
+and hands every candidate to the shared filter -> score pipeline; the first valid move wins.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from balancer.model import Guest, GuestType, Node
+
+from .context import Context
+from .eligibility import guest_rejections
+from .explain import Report
+from .filters import SOURCE_FILTERS, first_node_rejection
+from .pipeline import Pipeline
+from .rules import Rule, reject
+from .types import CandidateVerdict, CpuReading, Move, Rejection, Trigger, TriggerFired
+from .views import NodeView, cpu_share
+
+SourceCheck = Callable[[Guest], Rejection | None]
+Order = Callable[[list[Guest], NodeView], list[Guest]]
+
+
+class Strategy(Protocol):
+    trigger: Trigger
+
+    def evaluate(self, pipe: Pipeline, report: Report) -> Move | None: ...
+
+
+# --- shared per-source recipe ---------------------------------------------------------------
+
+def drain(node: Node, trigger: Trigger, pipe: Pipeline, report: Report,
+          order: Order, source_checks: Sequence[SourceCheck] = ()) -> Move | None:
+    """Try to move one guest off `node`: source filters, screen guests, order, place."""
+    rejection = first_node_rejection(SOURCE_FILTERS, node, pipe.ctx)
+    if rejection is not None:
+        report.skip_source(str(trigger), rejection)
+        return None
+    source = pipe.ctx.views[node.name]
+    eligible = screen(node.name, trigger, pipe.ctx, report, source_checks)
+    return first_placeable(order(eligible, source), source, trigger, pipe, report)
+
+
+def screen(source: str, trigger: Trigger, ctx: Context, report: Report,
+           source_checks: Sequence[SourceCheck]) -> list[Guest]:
+    """Guests on `source` that may move; the others are reported with all their reasons."""
+    guests = ctx.guests_by_node.get(source, ())
+    eligible: list[Guest] = []
+    rejected: list[CandidateVerdict] = []
+    for guest in guests:
+        found = guest_rejections(guest, ctx) + tuple(
+            r for r in (check(guest) for check in source_checks) if r is not None)
+        if found:
+            rejected.append(CandidateVerdict(guest.vmid, guest.name, source, trigger, found))
+        else:
+            eligible.append(guest)
+    report.screened(source, rejected, len(guests))
+    return eligible
+
+
+def first_placeable(ordered: list[Guest], source: NodeView, trigger: Trigger, pipe: Pipeline,
+                    report: Report) -> Move | None:
+    """Candidates in preference order; the first with a valid target is the move."""
+    for index, guest in enumerate(ordered):
+        verdict = pipe.place(guest, source, trigger)
+        report.candidate(verdict)
+        if verdict.target is not None:
+            if rest := len(ordered) - index - 1:
+                plural = "s" if rest != 1 else ""
+                report.note(f"{source.name}: {rest} later candidate{plural} not evaluated")
+            return pipe.move(guest, verdict)
+    if not ordered:
+        report.note(f"{trigger}: {source.name} has no eligible guest")
+    return None
+
+
+# --- rule 1: sustained CPU ------------------------------------------------------------------
+
+def busiest_vm(guests: Sequence[Guest]) -> Guest | None:
+    """The VM using most host threads (ties: more memory, lower vmid). It stays put so the
+    moves free room for it."""
+    vms = [g for g in guests if g.type is GuestType.QEMU]
+    return min(vms, key=lambda g: (-g.cpu_cores, -g.host_memory, g.vmid), default=None)
+
+
+def cpu_order(cpu_max: float) -> Order:
+    """Moves that alone bring the source to cpu_max, least memory first; then most relief."""
+
+    def order(eligible: list[Guest], source: NodeView) -> list[Guest]:
+        def enough(g: Guest) -> bool:
+            return source.cpu - cpu_share(g, source) <= cpu_max
+
+        sufficient = sorted((g for g in eligible if enough(g)),
+                            key=lambda g: (g.host_memory, g.vmid))
+        partial = sorted((g for g in eligible if not enough(g)),
+                         key=lambda g: (-g.cpu_cores / source.maxcpu, g.host_memory, g.vmid))
+        return sufficient + partial
+
+    return order
+
+
+def cpu_source_checks(node: Node, guests: Sequence[Guest]) -> tuple[SourceCheck, ...]:
+    """CPU-only guest checks: the busiest VM stays, and a move must relieve some CPU."""
+    busiest = busiest_vm(guests)
+
+    def not_busiest(g: Guest) -> Rejection | None:
+        if busiest is None or g.vmid != busiest.vmid:
+            return None
+        return reject(Rule.BUSIEST, f"vm {g.vmid}",
+                      f"is the busiest VM on {node.name} ({g.cpu_cores:.2f} cores): it stays",
+                      g.cpu_cores)
+
+    def relieves_cpu(g: Guest) -> Rejection | None:
+        if cpu_share(g, node) > 0:
+            return None
+        return reject(Rule.NO_CPU_RELIEF, f"vm {g.vmid}", f"uses no CPU on {node.name}", 0.0)
+
+    return (not_busiest, relieves_cpu)
+
+
+class CpuTrigger:
+    trigger = Trigger.CPU
+
+    def evaluate(self, pipe: Pipeline, report: Report) -> Move | None:
+        ctx = pipe.ctx
+        hot = self.hot_nodes(ctx, report)
+        if not hot:
+            report.outcome(self.calm(ctx))
+            return None
+        for node, reading in hot:
+            if not self.ready(node, reading, ctx, report):
+                continue
+            guests = ctx.guests_by_node.get(node.name, ())
+            move = drain(node, self.trigger, pipe, report, cpu_order(ctx.config.cpu_max),
+                         cpu_source_checks(node, guests))
+            if move is not None:
+                return move
+        report.outcome(f"cpu: no valid move off {', '.join(n.name for n, _ in hot)}")
+        return None
+
+    @staticmethod
+    def hot_nodes(ctx: Context, report: Report) -> list[tuple[Node, CpuReading]]:
+        """Online nodes whose EMA exceeds cpu_max, hottest first."""
+        hot = []
+        for node in ctx.online:
+            reading = ctx.readings.get(node.name)
+            if reading is None:
+                if node.cpu > ctx.config.cpu_max:
+                    report.note(f"cpu: {node.name} at {node.cpu:.2f} > cpu_max "
+                                f"{ctx.config.cpu_max:.2f} but has no EMA history yet")
+            elif reading.value > ctx.config.cpu_max:
+                hot.append((node, reading))
+        return sorted(hot, key=lambda pair: (-pair[1].value, pair[0].name))
+
+    @staticmethod
+    def ready(node: Node, reading: CpuReading, ctx: Context, report: Report) -> bool:
+        """The EMA must hold enough samples, unless it is an explicit one-off measurement."""
+        cfg, name, value = ctx.config, node.name, reading.value
+        if not reading.from_measurement and reading.samples < cfg.ema_min_samples:
+            report.skip_source("cpu", reject(
+                Rule.EMA_WARMING_UP, name,
+                f"EMA {value:.2f} > cpu_max {cfg.cpu_max:.2f} from only {reading.samples}/"
+                f"{cfg.ema_min_samples} samples: waiting for a steadier reading",
+                reading.samples, cfg.ema_min_samples))
+            return False
+        note = (" (from a one-off measurement, no EMA history)" if reading.from_measurement
+                else f" ({reading.samples} samples)")
+        report.fire(TriggerFired(Trigger.CPU, name, value, cfg.cpu_max, note.strip(" ()")),
+                    f"cpu: {name} EMA {value:.2f} > cpu_max {cfg.cpu_max:.2f}{note}")
+        return True
+
+    @staticmethod
+    def calm(ctx: Context) -> str:
+        read = [(r.value, n.name) for n in ctx.online if (r := ctx.readings.get(n.name))]
+        if not read:
+            return f"cpu: no node above cpu_max {ctx.config.cpu_max:.2f} (no CPU history yet)"
+        value, name = min(read, key=lambda pair: (-pair[0], pair[1]))
+        return (f"cpu: no node above cpu_max {ctx.config.cpu_max:.2f} "
+                f"(hottest {name} EMA {value:.2f})")
+
+
+# --- rules 2 and 3: memory ------------------------------------------------------------------
+
+def shuffled(rng: random.Random) -> Order:
+    """A random order from a seeded RNG: "a random eligible VM that has a valid target"."""
+
+    def order(eligible: list[Guest], source: NodeView) -> list[Guest]:
+        ordered = sorted(eligible, key=lambda g: g.vmid)
+        rng.shuffle(ordered)
+        return ordered
+
+    return order
+
+
+class MemoryTrigger:
+    trigger = Trigger.MEMORY
+
+    def threshold(self, ctx: Context) -> tuple[float, str]:
+        limit = ctx.config.memory_max
+        return limit, f"memory_max {limit:.2f}"
+
+    def blocked_by(self, ctx: Context) -> str | None:
+        """A sentence if this trigger may not run at all."""
+        return None
+
+    def evaluate(self, pipe: Pipeline, report: Report) -> Move | None:
+        ctx, name = pipe.ctx, str(self.trigger)
+        if (reason := self.blocked_by(ctx)) is not None:
+            report.outcome(f"{name}: {reason}")
+            return None
+        limit, label = self.threshold(ctx)
+        ranked = sorted(ctx.online, key=lambda n: (-n.memory_ratio, n.name))
+        over = [n for n in ranked if n.memory_ratio > limit]
+        if not over:
+            top = f" (highest {ranked[0].name} {ranked[0].memory_ratio:.2f})" if ranked else ""
+            report.outcome(f"{name}: no node above {label}{top}")
+            return None
+        order = shuffled(random.Random(ctx.seed))
+        for node in over:
+            report.fire(TriggerFired(self.trigger, node.name, node.memory_ratio, limit),
+                        f"{name}: {node.name} memory {node.memory_ratio:.2f} > {label}")
+            if (move := drain(node, self.trigger, pipe, report, order)) is not None:
+                return move
+        report.outcome(f"{name}: no valid move off {', '.join(n.name for n in over)}")
+        return None
+
+
+class ProactiveTrigger(MemoryTrigger):
+    """Only in a calm cluster: shed memory from a node far above the cluster mean."""
+
+    trigger = Trigger.PROACTIVE
+
+    def threshold(self, ctx: Context) -> tuple[float, str]:
+        online = ctx.online
+        mean = sum(n.memory_ratio for n in online) / len(online) if online else 0.0
+        margin = ctx.config.proactive_margin
+        return mean + margin, (f"mean memory {mean:.2f} + proactive_margin {margin:.2f} "
+                               f"= {mean + margin:.2f}")
+
+    def blocked_by(self, ctx: Context) -> str | None:
+        cfg = ctx.config
+        for node in ctx.online:
+            view = ctx.views[node.name]
+            if view.cpu > cfg.cpu_max:
+                return f"skipped, {node.name} cpu {view.cpu:.2f} above cpu_max {cfg.cpu_max:.2f}"
+            if view.memory > cfg.memory_max:
+                return (f"skipped, {node.name} memory {view.memory:.2f} above memory_max "
+                        f"{cfg.memory_max:.2f}")
+        return None
+
+
+STRATEGIES: tuple[Strategy, ...] = (CpuTrigger(), MemoryTrigger(), ProactiveTrigger())

@@ -1,0 +1,184 @@
+"""What goes into the engine and what comes out: frozen values, no behaviour beyond rendering.
+
+`Decision` keeps every verdict as data (kube's `NodeToStatus`) and a bounded list of human
+lines; `plan`, logs and Flower render the same object.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from balancer.config import BalancingConfig
+from balancer.model import ClusterSnapshot
+
+
+class Trigger(StrEnum):
+    """Why a move was made: the rule that fired on the source."""
+
+    CPU = "cpu"
+    MEMORY = "memory"
+    PROACTIVE = "proactive"
+
+
+@dataclass(frozen=True, slots=True)
+class CpuReading:
+    """A node's CPU EMA (share of its threads) and how many samples it holds.
+
+    `from_measurement` marks a one-off reading (manual `plan` without history): it is used
+    regardless of `samples`, and the explanation says so.
+    """
+
+    value: float
+    samples: int
+    from_measurement: bool = False
+
+
+@dataclass(frozen=True)
+class EngineInput:
+    snapshot: ClusterSnapshot
+    cpu: Mapping[str, CpuReading]
+    blocked: Mapping[int, str]
+    config: BalancingConfig
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Utilisation:
+    """Node load as shares: `cpu` of its threads, `memory` of its RAM."""
+
+    cpu: float
+    memory: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"cpu": self.cpu, "memory": self.memory}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One failed check, with the numbers behind it. `message` is the full human sentence."""
+
+    rule: str
+    subject: str
+    message: str
+    observed: float | None = None
+    limit: float | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    vmid: int
+    name: str
+    source: str
+    target: str
+    reason: Trigger
+    source_before: Utilisation
+    source_after: Utilisation
+    target_before: Utilisation
+    target_after: Utilisation
+    cpu_share_source: float
+    cpu_share_target: float
+
+
+@dataclass(frozen=True, slots=True)
+class TargetVerdict:
+    """One node's answer for one candidate; `rejection is None` means the move is valid."""
+
+    node: str
+    rejection: Rejection | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rejection is None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerFired:
+    """A trigger fired on a node: `observed` went above `limit`."""
+
+    trigger: Trigger
+    node: str
+    observed: float
+    limit: float
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateVerdict:
+    """A guest considered on a source: why it is not a candidate, or every target's verdict."""
+
+    vmid: int
+    name: str
+    source: str
+    trigger: Trigger
+    rejections: tuple[Rejection, ...] = ()
+    targets: tuple[TargetVerdict, ...] = ()
+    target: str | None = None
+
+    @property
+    def eligible(self) -> bool:
+        return not self.rejections
+
+    @property
+    def valid_targets(self) -> int:
+        return sum(1 for verdict in self.targets if verdict.ok)
+
+    def summary(self) -> str:
+        """One line: either the guest's own failures or a kube FitError-style histogram."""
+        if self.rejections:
+            reasons = "; ".join(r.message for r in self.rejections)
+            return f"vm {self.vmid} on {self.source}: not a candidate: {reasons}"
+        head = f"vm {self.vmid}: {self.valid_targets}/{len(self.targets)} targets valid"
+        counts = Counter(v.rejection.rule for v in self.targets if v.rejection is not None)
+        histogram = ", ".join(f"{n} {rule}" for rule, n in _by_count(counts))
+        if self.target is not None:
+            return f"{head}; chose {self.target}" + (f" (rejected: {histogram})" if counts else "")
+        return f"{head}: {histogram}" if counts else f"{head}: no other node"
+
+
+def _by_count(counts: Counter[str]) -> list[tuple[str, int]]:
+    """Most frequent reason first, then by name, so the line is stable."""
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """At most one move, plus why everything else was not chosen."""
+
+    move: Move | None
+    explanation: tuple[str, ...]
+    fired: tuple[TriggerFired, ...] = ()
+    skipped_sources: tuple[Rejection, ...] = ()
+    candidates: tuple[CandidateVerdict, ...] = field(default=(), repr=False)
+
+    @property
+    def action(self) -> Literal["migrate", "none"]:
+        return "migrate" if self.move is not None else "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary: the move (or None fields) and the human lines."""
+        move = self.move
+        return {
+            "action": self.action,
+            "vmid": move.vmid if move else None,
+            "source": move.source if move else None,
+            "target": move.target if move else None,
+            "reason": str(move.reason) if move else None,
+            "explanation": list(self.explanation),
+            "projected": _projected(move) if move else None,
+        }
+
+
+def _projected(move: Move) -> dict[str, Any]:
+    return {
+        "source": {"node": move.source, "before": move.source_before.to_dict(),
+                   "after": move.source_after.to_dict()},
+        "target": {"node": move.target, "before": move.target_before.to_dict(),
+                   "after": move.target_after.to_dict()},
+    }
