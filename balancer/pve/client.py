@@ -1,0 +1,500 @@
+"""The PVE API client: proxmoxer over HTTPS with an API token, host failover, bounded retries
+for reads, a careful migrate, and typed errors that never carry the token's secret."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from proxmoxer import ProxmoxAPI, ResourceException
+from proxmoxer.tools import Tasks
+from urllib3.exceptions import NewConnectionError
+
+from balancer.cache import JsonCache, MemoryCache
+from balancer.config import ProxmoxConfig
+from balancer.pve.errors import (
+    PveApiError,
+    PveAuthError,
+    PveError,
+    PveMigrationUnconfirmed,
+    PvePermissionError,
+    PveUnreachable,
+)
+from balancer.pve.parse import (
+    find_running_migrations,
+    number,
+    parse_cluster_options,
+    parse_cluster_status,
+    parse_ha_rules,
+    parse_ha_status,
+    parse_precondition,
+    parse_task_status,
+    parse_tasks,
+    parse_vm_status,
+)
+from balancer.pve.records import (
+    ClusterOptions,
+    ClusterStatus,
+    HaRules,
+    HaStatus,
+    Precondition,
+    RunningMigration,
+    TaskInfo,
+    TaskStatus,
+    VmStatus,
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds the slow-changing reads (HA rules, HA status, cluster options) are shared.
+SLOW_TTL_SECONDS = 60.0
+#: Seconds `/cluster/tasks` is shared; PVE refreshes it about every 10 s anyway.
+TASKS_TTL_SECONDS = 10.0
+
+#: 500 answers that are PVE's verdict on the request, not a sick host: never retried.
+_DEFINITIVE_500 = re.compile(
+    r"does not exist|is locked|no such|not implemented|only root|can't migrate|"
+    r"already|not running|parameter verification", re.IGNORECASE)
+_PERMISSION = re.compile(r"Permission check failed \(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)")
+
+#: Task types a migrate POST of ours leaves behind (plain VM / HA-managed VM).
+_OUR_MIGRATE_TYPES = frozenset({"qmigrate", "hamigrate"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    host: str
+    reason: str
+    status: int | None = None  # HTTP status when the host answered
+    message: str = ""
+    delivered: bool = True  # False only when the request surely never reached PVE
+
+
+class _Answered(Exception):
+    """Internal: a host answered with a final (non-retryable) error."""
+
+    def __init__(self, error: PveError) -> None:
+        self.error = error
+
+
+class PveClient:
+    """Typed access to one PVE cluster through any of its configured hosts.
+
+    Reads (GET) are retried with exponential backoff and jitter, trying every host each round
+    and starting with the one that answered last. The migrate POST is sent once; when its fate
+    is unclear the client looks for the task it would have started instead of sending it again.
+    """
+
+    def __init__(
+        self,
+        config: ProxmoxConfig,
+        cache: JsonCache | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        max_attempts: int = 3,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 5.0,
+        slow_ttl: float = SLOW_TTL_SECONDS,
+        tasks_ttl: float = TASKS_TTL_SECONDS,
+        confirm_delay: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not config.hosts:
+            raise ValueError("proxmox.hosts is empty")
+        self.config = config
+        self.cache: JsonCache = cache if cache is not None else MemoryCache()
+        self.clock = clock
+        self._sleep = sleep
+        self._max_attempts = max(1, max_attempts)
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self.slow_ttl = slow_ttl
+        self.tasks_ttl = tasks_ttl
+        self._confirm_delay = confirm_delay
+        self._rng = rng or random.Random()
+        self._apis: dict[str, ProxmoxAPI] = {}
+        self._active = config.hosts[0]
+        self._secret = config.token_value.reveal()
+        digest = hashlib.sha256(",".join(sorted(config.hosts)).encode()).hexdigest()[:12]
+        self._cache_prefix = f"pve:{digest}:"
+        self.api_calls = 0
+        if config.ca_bundle and config.verify_ssl:
+            self._verify: bool | str = config.ca_bundle
+        else:
+            self._verify = config.verify_ssl
+        if not config.verify_ssl:
+            log.warning("TLS certificate verification is OFF for PVE hosts %s: anyone on the "
+                        "path can read the API token; set proxmox.verify_ssl (with ca_bundle "
+                        "for a private CA)", ", ".join(config.hosts))
+
+    # --- identity ----------------------------------------------------------------------
+
+    @property
+    def token_id(self) -> str:
+        """`user@realm!token`: how PVE names us in task lists and UPIDs."""
+        return f"{self.config.user}!{self.config.token_name}"
+
+    @property
+    def active_host(self) -> str:
+        """The host that answered last (tried first next time)."""
+        return self._active
+
+    # --- transport ---------------------------------------------------------------------
+
+    def _api(self, host: str) -> ProxmoxAPI:
+        api = self._apis.get(host)
+        if api is None:
+            api = ProxmoxAPI(host, backend="https", service="PVE", user=self.config.user,
+                             token_name=self.config.token_name, token_value=self._secret,
+                             verify_ssl=self._verify, timeout=self.config.timeout_seconds)
+            self._apis[host] = api
+        return api
+
+    def _host_order(self) -> list[str]:
+        return [self._active, *(h for h in self.config.hosts if h != self._active)]
+
+    def _scrub(self, message: str) -> str:
+        if self._secret and self._secret in message:
+            message = message.replace(self._secret, "***")
+        return message
+
+    def _send(self, host: str, method: str, path: str, params: Mapping[str, Any]) -> Any:
+        """One HTTP request to one host. Returns the decoded `data`; raises `_Answered` for a
+        final error, or returns a `_Failure` for something another host or a retry may fix."""
+        resource = self._api(host)(path)
+        self.api_calls += 1
+        failure: _Failure | None = None
+        final: PveError | None = None
+        try:
+            result = resource.get(**params) if method == "GET" else resource.post(**params)
+        except ResourceException as exc:
+            final, failure = self._classify_answer(host, method, path, exc)
+        except requests.exceptions.RequestException as exc:
+            failure = self._classify_transport(host, exc)
+        else:
+            if isinstance(result, dict) and set(result) == {"errors"} and isinstance(
+                    result["errors"], bytes):
+                failure = _Failure(host, "answer was not JSON", status=200)
+            else:
+                return result
+        # Raised outside the except blocks so no requests object (headers!) rides along.
+        if final is not None:
+            raise _Answered(final)
+        return failure
+
+    def _classify_answer(self, host: str, method: str, path: str,
+                         exc: ResourceException) -> tuple[PveError | None, _Failure | None]:
+        status = int(exc.status_code)
+        message = self._scrub(str(exc.content or "").strip() or str(exc.status_message or ""))
+        if isinstance(exc.errors, dict) and exc.errors and not (
+                set(exc.errors) == {"errors"} and isinstance(exc.errors["errors"], bytes)):
+            details = ", ".join(f"{k}: {str(v).strip()}" for k, v in exc.errors.items())
+            message = f"{message} ({self._scrub(details)})"
+        if status == 401:
+            return PveAuthError(self.config.user, self.config.token_name, host), None
+        if status == 403:
+            match = _PERMISSION.search(message)
+            return PvePermissionError(
+                method=method, api_path=path, host=host, pve_message=message,
+                privilege=match.group(2) if match else None,
+                acl_path=match.group(1) if match else None), None
+        if status < 500 or status == 501 or (status == 500 and _DEFINITIVE_500.search(message)):
+            return PveApiError(status, message, method=method, api_path=path, host=host), None
+        return None, _Failure(host, f"HTTP {status} {message}".strip(), status=status,
+                              message=message)
+
+    def _classify_transport(self, host: str,
+                            exc: requests.exceptions.RequestException) -> _Failure:
+        text = self._scrub(str(exc))
+        delivered = True
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            reason, delivered = "connect timeout", False
+        elif isinstance(exc, requests.exceptions.SSLError):
+            reason, delivered = f"TLS error: {_tail(text)}", False
+        elif isinstance(exc, requests.exceptions.Timeout):
+            reason = f"no answer within {self.config.timeout_seconds:g}s"
+        elif isinstance(exc, requests.exceptions.ConnectionError):
+            cause = exc.args[0] if exc.args else None
+            inner = getattr(cause, "reason", cause)
+            if isinstance(inner, NewConnectionError):
+                delivered = False
+                if "refused" in str(inner).lower():
+                    reason = "connection refused"
+                elif "resolve" in str(inner).lower() or "name" in str(inner).lower():
+                    reason = "host name not resolvable"
+                else:
+                    reason = f"cannot connect: {_tail(self._scrub(str(inner)))}"
+            else:
+                reason = f"connection lost: {_tail(text)}"
+        else:
+            reason = f"{type(exc).__name__}: {_tail(text)}"
+        return _Failure(host, reason, delivered=delivered)
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self._backoff_cap, self._backoff_base * (2 ** (attempt - 1)))
+        return delay * (0.5 + self._rng.random() / 2)
+
+    def get(self, path: str, /, **params: Any) -> Any:
+        """GET `path` (relative to /api2/json), with host failover and bounded retries.
+        Parameters whose value is None are left out; booleans go out as 1/0."""
+        clean = {k: _wire(v) for k, v in params.items() if v is not None}
+        failures: list[_Failure] = []
+        for attempt in range(self._max_attempts):
+            if attempt:
+                delay = self._backoff(attempt)
+                log.info("retrying GET /%s in %.2fs after: %s", path, delay,
+                         "; ".join(f"{f.host}: {f.reason}" for f in failures[-2:]))
+                self._sleep(delay)
+            for host in self._host_order():
+                try:
+                    result = self._send(host, "GET", path, clean)
+                except _Answered as answered:
+                    self._active = host
+                    raise answered.error from None
+                if isinstance(result, _Failure):
+                    failures.append(result)
+                    log.warning("PVE host %s failed GET /%s: %s", host, path, result.reason)
+                    continue
+                self._active = host
+                return result
+        raise self._exhausted("GET", path, failures)
+
+    def _exhausted(self, method: str, path: str, failures: list[_Failure]) -> PveError:
+        answered = [f for f in failures if f.status is not None]
+        if answered:
+            last = answered[-1]
+            return PveApiError(last.status or 0, last.message or last.reason, method=method,
+                               api_path=path, host=last.host)
+        return PveUnreachable([(f.host, f.reason) for f in failures])
+
+    # --- cache -------------------------------------------------------------------------
+
+    def _cached(self, name: str, path: str, ttl: float,
+                fallback_501: Any = ...) -> Any:
+        key = self._cache_prefix + name
+        now = self.clock()
+        try:
+            entry = self.cache.get(key)
+        except Exception as exc:  # a sick cache must not stop reads
+            log.warning("cache read %s failed: %s", key, exc)
+            entry = None
+        if isinstance(entry, Mapping) and "data" in entry:
+            at = number(entry.get("at"))
+            if at is not None and -ttl < now - at < ttl:
+                return entry["data"]
+        try:
+            data = self.get(path)
+        except PveApiError as exc:
+            if exc.status != 501 or fallback_501 is ...:
+                raise
+            log.warning("GET /%s is not implemented on this PVE (%s)", path, exc.message)
+            data = fallback_501
+        try:
+            self.cache.set(key, {"at": now, "data": data}, ttl)
+        except Exception as exc:
+            log.warning("cache write %s failed: %s", key, exc)
+        return data
+
+    def invalidate_cache(self) -> None:
+        """Forget the shared slow reads (e.g. after the operator changed HA rules)."""
+        for name in ("ha_rules", "ha_status", "options", "tasks"):
+            try:
+                self.cache.set(self._cache_prefix + name, None, 0.001)
+            except Exception as exc:
+                log.warning("cache invalidate failed: %s", exc)
+
+    def ha_rules_payload(self) -> Any:
+        """Raw `/cluster/ha/rules` (cached); None on PVE without rules (HTTP 501)."""
+        return self._cached("ha_rules", "cluster/ha/rules", self.slow_ttl, fallback_501=None)
+
+    def ha_status_payload(self) -> Any:
+        """Raw `/cluster/ha/status/manager_status` (cached)."""
+        return self._cached("ha_status", "cluster/ha/status/manager_status", self.slow_ttl)
+
+    def cluster_options_payload(self) -> Any:
+        """Raw `/cluster/options` (cached)."""
+        return self._cached("options", "cluster/options", self.slow_ttl)
+
+    def cluster_tasks_payload(self) -> Any:
+        """Raw `/cluster/tasks` (cached ~10 s)."""
+        return self._cached("tasks", "cluster/tasks", self.tasks_ttl)
+
+    # --- typed reads -------------------------------------------------------------------
+
+    def cluster_resources(self) -> list[dict[str, Any]]:
+        """`/cluster/resources` entries (nodes, guests, storage, ...) as PVE sent them."""
+        payload = self.get("cluster/resources")
+        if not isinstance(payload, list):
+            raise PveApiError(200, f"/cluster/resources returned {type(payload).__name__}, "
+                                   "not a list", method="GET", api_path="cluster/resources",
+                              host=self._active)
+        return [entry for entry in payload if isinstance(entry, dict)]
+
+    def cluster_status(self) -> ClusterStatus:
+        return parse_cluster_status(self.get("cluster/status"))
+
+    def cluster_tasks(self) -> list[TaskInfo]:
+        return parse_tasks(self.cluster_tasks_payload())
+
+    def ha_rules(self) -> HaRules:
+        return parse_ha_rules(self.ha_rules_payload())
+
+    def ha_status(self) -> HaStatus:
+        return parse_ha_status(self.ha_status_payload())
+
+    def cluster_options(self) -> ClusterOptions:
+        return parse_cluster_options(self.cluster_options_payload())
+
+    def version(self) -> str:
+        """PVE version of the answering host, e.g. `9.0.3`."""
+        payload = self.get("version")
+        if isinstance(payload, Mapping) and isinstance(payload.get("version"), str):
+            return str(payload["version"])
+        return "unknown"
+
+    def permissions(self, path: str | None = None) -> dict[str, dict[str, bool]]:
+        """`/access/permissions` of the token: ACL path -> privilege -> propagates."""
+        payload = self.get("access/permissions", path=path)
+        out: dict[str, dict[str, bool]] = {}
+        if isinstance(payload, Mapping):
+            for acl_path, privs in payload.items():
+                if isinstance(privs, Mapping):
+                    out[str(acl_path)] = {str(p): bool(v) for p, v in privs.items()}
+        return out
+
+    def running_migrations(
+            self, resources: list[dict[str, Any]] | None = None) -> list[RunningMigration]:
+        """Guests being moved now: migrate tasks without an end (cached task list), HA services
+        in migrate/relocate (cached HA status) and guests locked for migration (`resources`,
+        read fresh when not given)."""
+        if resources is None:
+            resources = self.cluster_resources()
+        return find_running_migrations(self.cluster_tasks(), self.ha_status(), resources)
+
+    def migrate_precondition(self, node: str, vmid: int, target: str) -> Precondition:
+        payload = self.get(f"nodes/{node}/qemu/{int(vmid)}/migrate", target=target)
+        return parse_precondition(payload, node, int(vmid), target)
+
+    def vm_status(self, node: str, vmid: int) -> VmStatus:
+        return parse_vm_status(self.get(f"nodes/{node}/qemu/{int(vmid)}/status/current"),
+                               node, int(vmid))
+
+    def task_status(self, upid: str) -> TaskStatus:
+        try:
+            node = Tasks.decode_upid(upid)["node"]
+        except AssertionError:
+            raise PveError(f"not a UPID: {upid!r}") from None
+        return parse_task_status(self.get(f"nodes/{node}/tasks/{upid}/status"), upid)
+
+    def find_vm_tasks(self, node: str, vmid: int, since: float,
+                      typefilter: str | None = None) -> list[TaskInfo]:
+        """Tasks for `vmid` on `node` started at or after `since` (finished and running), e.g.
+        the `qmigrate` that HA's LRM starts after our `hamigrate`."""
+        payload = self.get(f"nodes/{node}/tasks", vmid=int(vmid), since=int(since),
+                           typefilter=typefilter, source="all")
+        return [t for t in parse_tasks(payload)
+                if t.starttime >= int(since) and (typefilter is None or t.type == typefilter)]
+
+    def recent_balancer_migrations(self, since: float) -> list[TaskInfo]:
+        """Our own migrate tasks (qmigrate/hamigrate by this token) since `since`, read fresh
+        from `/cluster/tasks`: enough to rebuild cooldowns after the state store was wiped."""
+        tasks = parse_tasks(self.get("cluster/tasks"))
+        return sorted((t for t in tasks if t.type in _OUR_MIGRATE_TYPES
+                       and t.user == self.token_id and t.starttime >= since),
+                      key=lambda t: t.starttime)
+
+    # --- migrate -----------------------------------------------------------------------
+
+    def migrate(self, node: str, vmid: int, target: str) -> str:
+        """Start a live migration of VM `vmid` from `node` to `target`; return the task UPID.
+
+        Sends `online=1` only (no local-disk copy, no root-only options). An HA-managed VM gets
+        a `hamigrate` UPID: the real move is a later `qmigrate` by HA (see `find_vm_tasks`).
+        The POST is never repeated after it may have reached PVE: on a timeout, a dropped
+        connection or a 5xx the client looks for the task it would have started and returns
+        that UPID, or raises (`PveMigrationUnconfirmed` when PVE's answer was lost)."""
+        vmid = int(vmid)
+        if node == target:
+            raise PveError(f"migration of {vmid}: target {target} is its current node")
+        path = f"nodes/{node}/qemu/{vmid}/migrate"
+        data = {"target": target, "online": 1}
+        started = self.clock()
+        failures: list[_Failure] = []
+        for host in self._host_order():
+            try:
+                result = self._send(host, "POST", path, data)
+            except _Answered as answered:
+                self._active = host
+                raise answered.error from None
+            if not isinstance(result, _Failure):
+                self._active = host
+                if not (isinstance(result, str) and result.startswith("UPID:")):
+                    raise PveApiError(200, f"migrate returned {result!r}, not a UPID",
+                                      method="POST", api_path=path, host=host)
+                log.info("migration of %s from %s to %s started: %s", vmid, node, target,
+                         result)
+                return result
+            failures.append(result)
+            if result.delivered:
+                break  # PVE may have acted on it: never send it again blindly
+            log.warning("PVE host %s did not take POST /%s (%s); trying the next host",
+                        host, path, result.reason)
+        last = failures[-1]
+        if not last.delivered:
+            raise PveUnreachable([(f.host, f.reason) for f in failures])
+        log.warning("POST /%s failed ambiguously on %s (%s); checking whether it started",
+                    path, last.host, last.reason)
+        upid, locked = self._find_started_migration(node, vmid, started)
+        if upid is None and last.status != 500:
+            # An answer may still be in flight; look once more after a short pause.
+            self._sleep(self._confirm_delay)
+            upid, locked = self._find_started_migration(node, vmid, started)
+        if upid is not None:
+            log.info("migration of %s to %s did start despite the error: %s", vmid, target, upid)
+            return upid
+        if last.status == 500:
+            raise PveApiError(500, last.message, method="POST", api_path=path, host=last.host)
+        raise PveMigrationUnconfirmed(vmid, target, f"{last.host}: {last.reason}", locked=locked)
+
+    def _find_started_migration(self, node: str, vmid: int,
+                                started: float) -> tuple[str | None, bool]:
+        """(UPID of our migrate task for `vmid` started since `started`, VM locked?)"""
+        since = int(started) - 60  # PVE's clock may lag ours a little
+        try:
+            tasks = parse_tasks(self.get(f"nodes/{node}/tasks", source="active", vmid=vmid))
+        except PveError as exc:
+            log.warning("could not list tasks of %s on %s: %s", vmid, node, exc)
+            tasks = []
+        for task in sorted(tasks, key=lambda t: -t.starttime):
+            if (task.type in _OUR_MIGRATE_TYPES and task.vmid == vmid
+                    and task.user == self.token_id and task.starttime >= since):
+                return task.upid, True
+        try:
+            status = self.vm_status(node, vmid)
+        except PveError as exc:
+            log.warning("could not read status of %s on %s: %s", vmid, node, exc)
+            return None, False
+        return None, status.lock == "migrate"
+
+
+def _wire(value: Any) -> Any:
+    """PVE wants booleans as 1/0; proxmoxer would send `True`."""
+    if isinstance(value, bool):
+        return 1 if value else 0
+    return value
+
+
+def _tail(message: str, limit: int = 160) -> str:
+    """The informative end of a long requests/urllib3 message."""
+    message = message.strip()
+    if "Caused by" in message:
+        message = message.split("Caused by", 1)[1].strip(" ()")
+    return message if len(message) <= limit else "..." + message[-limit:]

@@ -1,0 +1,506 @@
+"""Pure parsers from PVE API payloads (already JSON-decoded) to records.
+
+Nothing here talks to the network, so every function can be fed hand-written or fuzzed
+payloads. A parser never trusts a field: wrong types, nulls, NaN and negative numbers are
+reported as warnings, or as `SnapshotUnusable` where going on would mislead the engine.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from balancer.model import NodeAffinityRule, ResourceAffinityRule
+from balancer.pve.errors import SnapshotUnusable
+from balancer.pve.records import (
+    HA_MOVING_STATES,
+    MIGRATION_TASK_TYPES,
+    ClusterOptions,
+    ClusterStatus,
+    HaRules,
+    HaService,
+    HaStatus,
+    Precondition,
+    RunningMigration,
+    TaskInfo,
+    TaskStatus,
+    VmStatus,
+)
+
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+_TAG_SPLIT = re.compile(r"[;,\s]+")
+_SID = re.compile(r"^(?:(vm|ct):)?(\d+)$")
+
+
+# --- scalar helpers ------------------------------------------------------------------------
+
+def number(value: Any) -> float | None:
+    """A finite number from a JSON number or a numeric string; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            parsed = float(value.strip())
+        except ValueError:
+            return None
+        return parsed if math.isfinite(parsed) else None
+    return None
+
+
+def integer(value: Any) -> int | None:
+    """A whole number (JSON int, integral float, digit string); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    parsed = number(value)
+    if parsed is None or not parsed.is_integer():
+        return None
+    return int(parsed)
+
+
+def flag(value: Any) -> bool | None:
+    """A PVE boolean (0/1, true/false, "1"/"0"); None when it is not one."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value != 0 if value in (0, 1) else None
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    return None
+
+
+def text(value: Any) -> str | None:
+    """A non-empty string, or None."""
+    return value if isinstance(value, str) and value != "" else None
+
+
+def split_tags(raw: str) -> frozenset[str]:
+    """PVE tags as a set: split on `;`, `,` or whitespace, lower-cased, empties dropped."""
+    return frozenset(tag.lower() for tag in _TAG_SPLIT.split(raw) if tag)
+
+
+def sid_vmid(sid: Any) -> int | None:
+    """`vm:100` / `ct:101` / `100` -> 100."""
+    if not isinstance(sid, str):
+        return None
+    match = _SID.match(sid.strip())
+    return int(match.group(2)) if match else None
+
+
+def upid_user(upid: str) -> str | None:
+    """The starter from a UPID, token part included (`balancer@pve!balancer`)."""
+    parts = upid.split(":")
+    if len(parts) != 9 or parts[0] != "UPID":
+        return None
+    return parts[7] or None
+
+
+def upid_node(upid: str) -> str | None:
+    parts = upid.split(":")
+    if len(parts) != 9 or parts[0] != "UPID":
+        return None
+    return parts[1] or None
+
+
+def as_list(payload: Any, what: str) -> list[Any]:
+    if not isinstance(payload, list):
+        raise SnapshotUnusable(f"{what}: expected a list, got {type(payload).__name__}")
+    return payload
+
+
+# --- /cluster/status -----------------------------------------------------------------------
+
+def parse_cluster_status(payload: Any) -> ClusterStatus:
+    """Quorum, name and node membership. Unknown quorum is unusable: no decision without it."""
+    entries = as_list(payload, "/cluster/status")
+    warnings: list[str] = []
+    clusters = [e for e in entries if isinstance(e, Mapping) and e.get("type") == "cluster"]
+    online: dict[str, bool] = {}
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            warnings.append(f"/cluster/status: ignored a {type(entry).__name__} entry")
+            continue
+        if entry.get("type") != "node":
+            continue
+        name = text(entry.get("name"))
+        is_online = flag(entry.get("online"))
+        if name is None or is_online is None:
+            warnings.append(f"/cluster/status: ignored a node entry without name/online: "
+                            f"{_brief(entry)}")
+            continue
+        online[name] = is_online
+    if len(clusters) > 1:
+        raise SnapshotUnusable("/cluster/status: more than one cluster entry")
+    if not clusters:
+        if len(online) != 1:
+            raise SnapshotUnusable("/cluster/status: no cluster entry and not exactly one node")
+        return ClusterStatus(name="", quorate=True, online=online, standalone=True,
+                             warnings=tuple(warnings))
+    cluster = clusters[0]
+    quorate = flag(cluster.get("quorate"))
+    if quorate is None:
+        raise SnapshotUnusable(
+            f"/cluster/status: quorate is {cluster.get('quorate')!r}; cannot tell quorum")
+    name = cluster.get("name")
+    return ClusterStatus(name=name if isinstance(name, str) else "", quorate=quorate,
+                         online=online, warnings=tuple(warnings))
+
+
+# --- /cluster/ha/rules ---------------------------------------------------------------------
+
+def parse_resources_list(raw: Any, rule: str, warnings: list[str]) -> frozenset[int]:
+    if not isinstance(raw, str):
+        warnings.append(f"HA rule {rule}: resources is {raw!r}, not a string")
+        return frozenset()
+    vmids: set[int] = set()
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        vmid = sid_vmid(part)
+        if vmid is None:
+            warnings.append(f"HA rule {rule}: ignored resource {part!r}")
+        else:
+            vmids.add(vmid)
+    return frozenset(vmids)
+
+
+def parse_rule_nodes(raw: Any, rule: str, warnings: list[str]) -> tuple[str, ...]:
+    """`"n1:2,n2"` -> names, highest priority first (ties by name)."""
+    if not isinstance(raw, str):
+        warnings.append(f"HA rule {rule}: nodes is {raw!r}, not a string")
+        return ()
+    prioritised: dict[str, int] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, prio_text = part.partition(":")
+        prio = integer(prio_text) if sep else 0
+        if not name or prio is None:
+            warnings.append(f"HA rule {rule}: ignored node {part!r}")
+            continue
+        prioritised[name] = max(prio, prioritised.get(name, prio))
+    return tuple(sorted(prioritised, key=lambda n: (-prioritised[n], n)))
+
+
+def parse_ha_rules(payload: Any) -> HaRules:
+    """Enabled, feasible PVE 9 rules. Disabled rules and rules PVE marked with `errors` are
+    left out (the CRM ignores them too); unreadable rules are left out with a warning."""
+    if payload is None:
+        return HaRules()
+    entries = as_list(payload, "/cluster/ha/rules")
+    warnings: list[str] = []
+    node_rules: list[NodeAffinityRule] = []
+    resource_rules: list[ResourceAffinityRule] = []
+    disabled: list[str] = []
+    infeasible: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            warnings.append(f"HA rules: ignored a {type(entry).__name__} entry")
+            continue
+        name = text(entry.get("rule"))
+        if name is None:
+            warnings.append(f"HA rules: ignored a rule without a name: {_brief(entry)}")
+            continue
+        disable = entry.get("disable")
+        if disable is not None and flag(disable) is not False:
+            # Anything but an explicit 0 counts as disabled: the safe reading of a bad value.
+            disabled.append(name)
+            continue
+        if entry.get("errors"):
+            infeasible.append(name)
+            warnings.append(f"HA rule {name} is ignored by PVE (errors: {_brief(entry['errors'])})")
+            continue
+        kind = entry.get("type")
+        vmids = parse_resources_list(entry.get("resources"), name, warnings)
+        if not vmids:
+            warnings.append(f"HA rule {name}: no usable resources; ignored")
+            continue
+        if kind == "node-affinity":
+            nodes = parse_rule_nodes(entry.get("nodes"), name, warnings)
+            if not nodes:
+                warnings.append(f"HA rule {name}: no usable nodes; ignored")
+                continue
+            strict = flag(entry.get("strict", 0))
+            if strict is None:
+                warnings.append(f"HA rule {name}: strict is {entry.get('strict')!r}; "
+                                "taken as strict")
+                strict = True
+            node_rules.append(NodeAffinityRule(name=name, vmids=vmids, nodes=nodes,
+                                               strict=strict))
+        elif kind == "resource-affinity":
+            affinity = entry.get("affinity")
+            if affinity not in ("positive", "negative"):
+                warnings.append(f"HA rule {name}: affinity is {affinity!r}; ignored")
+                continue
+            resource_rules.append(ResourceAffinityRule(name=name, vmids=vmids,
+                                                       positive=affinity == "positive"))
+        else:
+            warnings.append(f"HA rule {name}: unknown type {kind!r}; ignored")
+    return HaRules(node_affinity=tuple(node_rules), resource_affinity=tuple(resource_rules),
+                   disabled=tuple(disabled), infeasible=tuple(infeasible),
+                   warnings=tuple(warnings))
+
+
+# --- /cluster/options ----------------------------------------------------------------------
+
+def parse_property_string(raw: str, default_key: str) -> dict[str, str]:
+    """`ha=static,ha-auto-rebalance=1` -> dict; a bare value belongs to `default_key`."""
+    out: dict[str, str] = {}
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+        else:
+            out[default_key] = key
+    return out
+
+
+def parse_cluster_options(payload: Any) -> ClusterOptions:
+    warnings: list[str] = []
+    if payload is None:
+        return ClusterOptions()
+    if not isinstance(payload, Mapping):
+        return ClusterOptions(warnings=(f"/cluster/options: expected an object, got "
+                                        f"{type(payload).__name__}; HA auto-rebalance "
+                                        "taken as off",))
+    raw = payload.get("crs")
+    crs: dict[str, str] = {}
+    if isinstance(raw, Mapping):
+        crs = {str(k): str(v) for k, v in raw.items() if v is not None}
+    elif isinstance(raw, str):
+        crs = parse_property_string(raw, "ha")
+    elif raw is not None:
+        warnings.append(f"/cluster/options: crs is {_brief(raw)}; HA auto-rebalance taken as off")
+    auto = False
+    if "ha-auto-rebalance" in crs:
+        parsed = flag(crs["ha-auto-rebalance"])
+        if parsed is None:
+            warnings.append(f"/cluster/options: ha-auto-rebalance is "
+                            f"{crs['ha-auto-rebalance']!r}; taken as on")
+            parsed = True
+        auto = parsed
+    return ClusterOptions(crs=crs, ha_auto_rebalance=auto, warnings=tuple(warnings))
+
+
+# --- HA status -----------------------------------------------------------------------------
+
+def parse_ha_status(payload: Any) -> HaStatus:
+    """`/cluster/ha/status/manager_status`; empty when HA was never configured."""
+    if not isinstance(payload, Mapping):
+        return HaStatus(master_node=None)
+    manager = payload.get("manager_status")
+    if not isinstance(manager, Mapping):
+        return HaStatus(master_node=None)
+    node_status: dict[str, str] = {}
+    raw_nodes = manager.get("node_status")
+    if isinstance(raw_nodes, Mapping):
+        node_status = {str(k): v for k, v in raw_nodes.items() if isinstance(v, str)}
+    services: dict[str, HaService] = {}
+    raw_services = manager.get("service_status")
+    if isinstance(raw_services, Mapping):
+        for sid, info in raw_services.items():
+            if not isinstance(sid, str) or not isinstance(info, Mapping):
+                continue
+            state = text(info.get("state"))
+            if state is None:
+                continue
+            services[sid] = HaService(sid=sid, vmid=sid_vmid(sid), node=text(info.get("node")),
+                                      state=state, target=text(info.get("target")))
+    return HaStatus(master_node=text(manager.get("master_node")), node_status=node_status,
+                    services=services)
+
+
+# --- tasks ---------------------------------------------------------------------------------
+
+def parse_task(entry: Any) -> TaskInfo | None:
+    """One task-list entry; None when it lacks a usable UPID."""
+    if not isinstance(entry, Mapping):
+        return None
+    upid = text(entry.get("upid"))
+    if upid is None:
+        return None
+    user = upid_user(upid)
+    if user is None:
+        base = text(entry.get("user")) or ""
+        token = text(entry.get("tokenid"))
+        user = f"{base}!{token}" if token and "!" not in base else base
+    node = text(entry.get("node")) or upid_node(upid) or ""
+    raw_id = entry.get("id")
+    task_id = str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else ""
+    return TaskInfo(
+        upid=upid, node=node, type=text(entry.get("type")) or "", id=task_id, user=user,
+        starttime=integer(entry.get("starttime")) or 0,
+        endtime=integer(entry.get("endtime")),
+        status=entry.get("status") if isinstance(entry.get("status"), str) else None,
+    )
+
+
+def parse_tasks(payload: Any) -> list[TaskInfo]:
+    if not isinstance(payload, list):
+        return []
+    return [task for task in map(parse_task, payload) if task is not None]
+
+
+def parse_task_status(payload: Any, upid: str) -> TaskStatus:
+    if not isinstance(payload, Mapping):
+        raise SnapshotUnusable(f"task status for {upid}: expected an object")
+    status = text(payload.get("status"))
+    if status is None:
+        raise SnapshotUnusable(f"task status for {upid}: no status field")
+    raw_id = payload.get("id")
+    exitstatus = payload.get("exitstatus")
+    return TaskStatus(
+        upid=upid, node=text(payload.get("node")) or upid_node(upid) or "",
+        type=text(payload.get("type")) or "",
+        id=str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else "",
+        user=upid_user(upid) or text(payload.get("user")) or "",
+        status=status, exitstatus=exitstatus if isinstance(exitstatus, str) else None,
+    )
+
+
+# --- migrations in flight ------------------------------------------------------------------
+
+def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus,
+                            resources: Any) -> list[RunningMigration]:
+    """Every guest being moved: running migrate tasks, HA services in migrate/relocate, and
+    guests whose resources entry says `lock: migrate` or `hastate: migrate|relocate`."""
+    found: dict[int, dict[str, Any]] = {}
+
+    def note(vmid: int, evidence: str, *, source: str | None = None,
+             target: str | None = None, upid: str | None = None,
+             user: str | None = None) -> None:
+        item = found.setdefault(vmid, {"evidence": [], "source": None, "target": None,
+                                       "upid": None, "user": None})
+        if evidence not in item["evidence"]:
+            item["evidence"].append(evidence)
+        for key, value in (("source", source), ("target", target), ("upid", upid),
+                           ("user", user)):
+            if item[key] is None and value is not None:
+                item[key] = value
+
+    for task in tasks:
+        vmid = task.vmid
+        if task.type in MIGRATION_TASK_TYPES and task.running and vmid is not None:
+            note(vmid, f"task:{task.type}", source=task.node or None, upid=task.upid,
+                 user=task.user or None)
+    for service in ha.services.values():
+        if service.state in HA_MOVING_STATES and service.vmid is not None:
+            note(service.vmid, f"ha:{service.state}", source=service.node,
+                 target=service.target)
+    if isinstance(resources, list):
+        for entry in resources:
+            if not isinstance(entry, Mapping) or entry.get("type") not in ("qemu", "lxc"):
+                continue
+            vmid = integer(entry.get("vmid"))
+            if vmid is None:
+                continue
+            node = text(entry.get("node"))
+            if entry.get("lock") == "migrate":
+                note(vmid, "lock", source=node)
+            hastate = entry.get("hastate")
+            if isinstance(hastate, str) and hastate in HA_MOVING_STATES:
+                note(vmid, f"hastate:{hastate}", source=node)
+    return [RunningMigration(vmid=vmid, source=item["source"], target=item["target"],
+                             evidence=tuple(item["evidence"]), upid=item["upid"],
+                             user=item["user"])
+            for vmid, item in sorted(found.items())]
+
+
+# --- per-VM endpoints ----------------------------------------------------------------------
+
+def parse_vm_status(payload: Any, node: str, vmid: int) -> VmStatus:
+    if not isinstance(payload, Mapping):
+        raise SnapshotUnusable(f"status of {vmid} on {node}: expected an object")
+    status = text(payload.get("status")) or "unknown"
+    ha = payload.get("ha")
+    managed = isinstance(ha, Mapping) and flag(ha.get("managed")) is True
+    ha_state = text(ha.get("state")) if isinstance(ha, Mapping) and managed else None
+    return VmStatus(vmid=vmid, node=node, status=status, running=status == "running",
+                    lock=text(payload.get("lock")), ha_managed=managed, ha_state=ha_state,
+                    qmpstatus=text(payload.get("qmpstatus")))
+
+
+def parse_precondition(payload: Any, node: str, vmid: int, target: str) -> Precondition:
+    """Whether a live migration without local-disk copy can work, and if not, why."""
+    if not isinstance(payload, Mapping):
+        return Precondition(vmid=vmid, node=node, target=target, allowed=False, running=False,
+                            reason="PVE returned no precondition data")
+    running = flag(payload.get("running")) is True
+    reasons: list[str] = []
+
+    disks: list[str] = []
+    raw_disks = payload.get("local_disks")
+    for disk in raw_disks if isinstance(raw_disks, list) else []:
+        if not isinstance(disk, Mapping):
+            continue
+        if flag(disk.get("is_cloudinit")) is True:
+            continue  # regenerated on the target
+        disks.append(text(disk.get("volid")) or text(disk.get("drivename")) or "?")
+    if disks:
+        reasons.append(f"local disks: {', '.join(disks)}")
+
+    mapped = payload.get("mapped-resource-info")
+    live_mapped = {
+        key for key, info in (mapped.items() if isinstance(mapped, Mapping) else [])
+        if isinstance(info, Mapping) and flag(info.get("live-migration")) is True
+    }
+    resources: list[str] = []
+    raw_res = payload.get("local_resources")
+    for res in raw_res if isinstance(raw_res, list) else []:
+        if isinstance(res, str) and not (running and res in live_mapped):
+            resources.append(res)
+    if resources:
+        reasons.append(f"local resources: {', '.join(resources)}")
+
+    not_allowed = payload.get("not_allowed_nodes")
+    if isinstance(not_allowed, Mapping) and target in not_allowed:
+        why = not_allowed[target]
+        details: list[str] = []
+        if isinstance(why, Mapping):
+            storages = why.get("unavailable_storages")
+            if isinstance(storages, list) and storages:
+                details.append("storage not available there: "
+                               + ", ".join(str(s) for s in storages))
+            unavailable = why.get("unavailable-resources")
+            if isinstance(unavailable, list) and unavailable:
+                details.append("mapped resources missing there: "
+                               + ", ".join(str(s) for s in unavailable))
+            blocking = why.get("blocking-ha-resources")
+            if isinstance(blocking, list) and blocking:
+                parts = [f"{b.get('sid')} ({b.get('cause')})" for b in blocking
+                         if isinstance(b, Mapping)]
+                details.append("blocked by HA resources: " + ", ".join(parts))
+        reasons.append(f"target {target} not allowed"
+                       + (f" ({'; '.join(details)})" if details else ""))
+    else:
+        allowed_nodes = payload.get("allowed_nodes")
+        if isinstance(allowed_nodes, list) and target not in allowed_nodes:
+            reasons.append(f"target {target} is not among the allowed nodes")
+    return Precondition(vmid=vmid, node=node, target=target, allowed=not reasons,
+                        running=running, reason="; ".join(reasons) or None,
+                        local_disks=tuple(disks), local_resources=tuple(resources))
+
+
+def _brief(value: Any, limit: int = 120) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

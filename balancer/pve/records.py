@@ -1,0 +1,151 @@
+"""Plain, frozen records the PVE client hands out (besides balancer.model's snapshot)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from balancer.model import NodeAffinityRule, ResourceAffinityRule
+
+#: Task types that move a guest between nodes.
+MIGRATION_TASK_TYPES = frozenset({"qmigrate", "hamigrate", "vzmigrate"})
+
+#: HA service states in which the CRM is moving the guest.
+HA_MOVING_STATES = frozenset({"migrate", "relocate"})
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    """`/cluster/status`: quorum, cluster name and corosync's view of which nodes are up."""
+
+    name: str
+    quorate: bool
+    online: dict[str, bool] = field(default_factory=dict)
+    standalone: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """One entry of a task list. `user` is the full starter, `balancer@pve!balancer` for a token."""
+
+    upid: str
+    node: str
+    type: str
+    id: str
+    user: str
+    starttime: int
+    endtime: int | None = None
+    status: str | None = None
+
+    @property
+    def vmid(self) -> int | None:
+        return int(self.id) if self.id.isdigit() else None
+
+    @property
+    def running(self) -> bool:
+        return self.endtime is None and self.status in (None, "", "RUNNING", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """`/nodes/{node}/tasks/{upid}/status`. `exitstatus` is only set once the task stopped."""
+
+    upid: str
+    node: str
+    type: str
+    id: str
+    user: str
+    status: str
+    exitstatus: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status != "stopped"
+
+    @property
+    def ok(self) -> bool:
+        """Finished successfully (`OK`, or `WARNINGS: N` which PVE counts as success)."""
+        return (not self.running and self.exitstatus is not None
+                and (self.exitstatus == "OK" or self.exitstatus.startswith("WARNINGS")))
+
+
+@dataclass(frozen=True, slots=True)
+class RunningMigration:
+    """A guest that is being moved right now, from whichever source said so.
+
+    `evidence` lists where it was seen: `task:qmigrate`, `task:hamigrate`, `task:vzmigrate`,
+    `ha:migrate`, `ha:relocate` (HA manager status), `hastate:migrate` (resources), `lock`.
+    """
+
+    vmid: int
+    source: str | None
+    target: str | None
+    evidence: tuple[str, ...]
+    upid: str | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Precondition:
+    """PVE's own migration pre-check for one guest and target, reduced to a yes/no and a reason."""
+
+    vmid: int
+    node: str
+    target: str
+    allowed: bool
+    running: bool
+    reason: str | None = None
+    local_disks: tuple[str, ...] = ()
+    local_resources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VmStatus:
+    """`/nodes/{node}/qemu/{vmid}/status/current` reduced to what the balancer needs."""
+
+    vmid: int
+    node: str
+    status: str
+    running: bool
+    lock: str | None
+    ha_managed: bool
+    ha_state: str | None
+    qmpstatus: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HaService:
+    sid: str
+    vmid: int | None
+    node: str | None
+    state: str
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HaStatus:
+    """`/cluster/ha/status/manager_status`: node states and service states of the CRM."""
+
+    master_node: str | None
+    node_status: dict[str, str] = field(default_factory=dict)
+    services: dict[str, HaService] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HaRules:
+    """Parsed `/cluster/ha/rules`: enabled, feasible rules plus the names of those left out."""
+
+    node_affinity: tuple[NodeAffinityRule, ...] = ()
+    resource_affinity: tuple[ResourceAffinityRule, ...] = ()
+    disabled: tuple[str, ...] = ()
+    infeasible: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """The parts of `/cluster/options` the balancer reads: PVE's own HA scheduler settings."""
+
+    crs: dict[str, str] = field(default_factory=dict)
+    ha_auto_rebalance: bool = False
+    warnings: tuple[str, ...] = ()

@@ -1,0 +1,275 @@
+"""Build the engine's `ClusterSnapshot` from PVE payloads, and read those payloads cheaply.
+
+`build_snapshot` is a pure function of the decoded payloads. It leaves out (with a warning)
+what it cannot read and raises `SnapshotUnusable` where leaving something out would mislead
+the engine: an online node without usable numbers, two guests with one VMID, unknown quorum.
+
+`read_snapshot` costs two API calls per cycle (`/cluster/resources`, `/cluster/status`); HA
+rules, HA status and cluster options come from the shared cache (~60 s), the cluster task list
+from the cache (~10 s).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from balancer.model import ClusterSnapshot, Guest, GuestType, Node
+from balancer.pve.errors import SnapshotUnusable
+from balancer.pve.parse import (
+    as_list,
+    find_running_migrations,
+    flag,
+    integer,
+    number,
+    parse_cluster_options,
+    parse_cluster_status,
+    parse_ha_rules,
+    parse_ha_status,
+    parse_tasks,
+    split_tags,
+    text,
+)
+from balancer.pve.records import RunningMigration
+
+if TYPE_CHECKING:
+    from balancer.pve.client import PveClient
+
+log = logging.getLogger(__name__)
+
+#: Resource types in /cluster/resources that are not guests or nodes; skipped silently.
+OTHER_RESOURCE_TYPES = frozenset({"storage", "pool", "sdn", "network"})
+
+#: A node's cpu is a share of all its threads; a little above 1.0 is sampling noise.
+NODE_CPU_TOLERANCE = 1.05
+
+#: A guest's cpu is a share of its own vCPUs; I/O threads push it past 1.0, but not this far.
+GUEST_CPU_MAX = 16.0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRead:
+    """One cycle's read: the snapshot, what is moving right now, and the calls it cost."""
+
+    snapshot: ClusterSnapshot
+    running_migrations: tuple[RunningMigration, ...]
+    api_calls: int = 0
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.snapshot.warnings
+
+
+def build_snapshot(resources: Any, status: Any, rules: Any = None, options: Any = None,
+                   taken_at: float = 0.0) -> ClusterSnapshot:
+    """Turn decoded `/cluster/resources`, `/cluster/status`, `/cluster/ha/rules` and
+    `/cluster/options` payloads into a validated `ClusterSnapshot`.
+
+    Raises `SnapshotUnusable` and nothing else on bad input."""
+    try:
+        return _build(resources, status, rules, options, taken_at)
+    except SnapshotUnusable:
+        raise
+    except Exception as exc:  # a parser bug must still only skip the cycle
+        log.exception("unexpected error while building the snapshot")
+        raise SnapshotUnusable(f"payload could not be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _build(resources: Any, status: Any, rules: Any, options: Any,
+           taken_at: float) -> ClusterSnapshot:
+    entries = as_list(resources, "/cluster/resources")
+    cluster = parse_cluster_status(status)
+    warnings: list[str] = list(cluster.warnings)
+
+    node_entries: list[Mapping[str, Any]] = []
+    guest_entries: list[tuple[Mapping[str, Any], GuestType]] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            warnings.append(f"resources: ignored a {type(entry).__name__} entry")
+            continue
+        kind = entry.get("type")
+        if kind == "node":
+            node_entries.append(entry)
+        elif kind in ("qemu", "lxc"):
+            guest_entries.append((entry, GuestType(kind)))
+        elif kind in OTHER_RESOURCE_TYPES:
+            continue
+        else:
+            warnings.append(f"resources: ignored entry {entry.get('id')!r} of unknown type "
+                            f"{kind!r}")
+
+    nodes = _nodes(node_entries, cluster.online, warnings)
+    if not any(node.online for node in nodes):
+        raise SnapshotUnusable("resources: no online node with usable numbers")
+    guests = _guests(guest_entries, {node.name for node in nodes}, warnings)
+
+    ha_rules = parse_ha_rules(rules)
+    warnings.extend(ha_rules.warnings)
+    cluster_options = parse_cluster_options(options)
+    warnings.extend(cluster_options.warnings)
+
+    return ClusterSnapshot(
+        nodes=tuple(sorted(nodes, key=lambda n: n.name)),
+        guests=tuple(sorted(guests, key=lambda g: g.vmid)),
+        node_affinity=ha_rules.node_affinity,
+        resource_affinity=ha_rules.resource_affinity,
+        quorate=cluster.quorate,
+        ha_auto_rebalance=cluster_options.ha_auto_rebalance,
+        cluster_name=cluster.name,
+        taken_at=taken_at,
+        warnings=tuple(warnings),
+    )
+
+
+def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
+           warnings: list[str]) -> list[Node]:
+    nodes: dict[str, Node] = {}
+    for entry in entries:
+        name = text(entry.get("node"))
+        if name is None:
+            raw_id = entry.get("id")
+            if isinstance(raw_id, str) and raw_id.startswith("node/") and len(raw_id) > 5:
+                name = raw_id[5:]
+        if name is None:
+            warnings.append(f"resources: ignored a node entry without a name: {entry.get('id')!r}")
+            continue
+        if name in nodes:
+            raise SnapshotUnusable(f"resources: node {name} is listed twice")
+        hastate = entry.get("hastate")
+        if hastate is not None and not isinstance(hastate, str):
+            warnings.append(f"node {name}: hastate {hastate!r} is not a string; taken as unknown")
+            hastate = "unknown"
+        # corosync's membership is fresher than the resource list; either saying down wins.
+        online = entry.get("status") == "online" and membership.get(name, True)
+        maxcpu = integer(entry.get("maxcpu"))
+        maxmem = integer(entry.get("maxmem"))
+        if not online:
+            nodes[name] = Node(
+                name=name, online=False, cpu=0.0,
+                maxcpu=maxcpu if maxcpu is not None and maxcpu > 0 else 0, mem=0,
+                maxmem=maxmem if maxmem is not None and maxmem > 0 else 0, hastate=hastate)
+            continue
+        cpu = number(entry.get("cpu"))
+        mem = integer(entry.get("mem"))
+        problems = []
+        if cpu is None or not 0.0 <= cpu <= NODE_CPU_TOLERANCE:
+            problems.append(f"cpu={entry.get('cpu')!r}")
+        if maxcpu is None or maxcpu < 1:
+            problems.append(f"maxcpu={entry.get('maxcpu')!r}")
+        if maxmem is None or maxmem < 1:
+            problems.append(f"maxmem={entry.get('maxmem')!r}")
+        if mem is None or mem < 0 or (maxmem is not None and mem > maxmem):
+            problems.append(f"mem={entry.get('mem')!r}")
+        if problems or cpu is None or maxcpu is None or maxmem is None or mem is None:
+            raise SnapshotUnusable(
+                f"online node {name} has unusable numbers: {', '.join(problems)}")
+        if cpu > 1.0:
+            cpu = 1.0
+        nodes[name] = Node(name=name, online=True, cpu=cpu, maxcpu=maxcpu, mem=mem,
+                           maxmem=maxmem, hastate=hastate)
+    return list(nodes.values())
+
+
+def _guests(entries: list[tuple[Mapping[str, Any], GuestType]], node_names: set[str],
+            warnings: list[str]) -> list[Guest]:
+    vmids = [integer(entry.get("vmid")) for entry, _ in entries]
+    duplicates = sorted(v for v, count in Counter(v for v in vmids if v is not None).items()
+                        if count > 1)
+    if duplicates:
+        raise SnapshotUnusable(f"resources: VMID(s) listed more than once: "
+                               f"{', '.join(map(str, duplicates[:10]))}")
+    guests: list[Guest] = []
+    for (entry, kind), vmid in zip(entries, vmids, strict=True):
+        if vmid is None or vmid < 1:
+            warnings.append(f"resources: ignored a guest with vmid {entry.get('vmid')!r}")
+            continue
+        guest, problem = _guest(entry, kind, vmid, node_names)
+        if guest is None:
+            warnings.append(f"guest {vmid}: {problem}; left out")
+        else:
+            guests.append(guest)
+    return guests
+
+
+def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
+           node_names: set[str]) -> tuple[Guest | None, str]:
+    node = text(entry.get("node"))
+    if node is None:
+        return None, f"node is {entry.get('node')!r}"
+    if node not in node_names:
+        return None, f"node {node!r} is not in the node list"
+    status = entry.get("status")
+    if status is None:
+        status = "unknown"
+    if not isinstance(status, str):
+        return None, f"status is {status!r}"
+    running = status == "running"
+
+    tags_raw = entry.get("tags")
+    if tags_raw is not None and not isinstance(tags_raw, str):
+        return None, f"tags is {tags_raw!r}"  # exclusions hide in tags: never guess
+    lock = entry.get("lock")
+    if lock is not None and not isinstance(lock, str):
+        return None, f"lock is {lock!r}"
+    hastate = entry.get("hastate")
+    if hastate is not None and not isinstance(hastate, str):
+        return None, f"hastate is {hastate!r}"
+    template = flag(entry.get("template", 0))
+    if template is None:
+        return None, f"template is {entry.get('template')!r}"
+
+    # Numbers: a running guest must have all of them; others may lack them (no RRD data yet).
+    values: dict[str, int | float] = {}
+    defaults: dict[str, int | float] = {"cpu": 0.0, "maxcpu": 1, "mem": 0, "maxmem": 0}
+    for key, default in defaults.items():
+        raw = entry.get(key)
+        parsed: int | float | None
+        parsed = number(raw) if key == "cpu" else integer(raw)
+        valid = parsed is not None and (
+            0.0 <= parsed <= GUEST_CPU_MAX if key == "cpu"
+            else parsed >= (1 if key == "maxcpu" or (key == "maxmem" and running) else 0))
+        if parsed is not None and valid:
+            values[key] = parsed
+        elif running or raw is not None:
+            return None, f"{key} is {raw!r}"
+        else:
+            values[key] = default
+    memhost_raw = entry.get("memhost")
+    memhost = integer(memhost_raw)
+    if memhost is not None and memhost < 0:
+        memhost = None
+    if memhost_raw is not None and memhost is None:
+        return None, f"memhost is {memhost_raw!r}"
+    name = entry.get("name")
+    return Guest(
+        vmid=vmid, name=name if isinstance(name, str) else "", type=kind, node=node,
+        status=status, cpu=float(values["cpu"]), maxcpu=int(values["maxcpu"]),
+        mem=int(values["mem"]), maxmem=int(values["maxmem"]), memhost=memhost,
+        template=template, tags=split_tags(tags_raw) if tags_raw else frozenset(),
+        lock=lock or None, hastate=hastate or None,
+    ), ""
+
+
+def read_snapshot(client: PveClient) -> SnapshotRead:
+    """One cycle's consistent read through `client` (2 fresh calls + cached slow data).
+
+    Raises `SnapshotUnusable` for bad payloads and the client's `PveError`s for API trouble;
+    either way the caller skips the cycle rather than act on half a cluster."""
+    calls_before = client.api_calls
+    resources = client.get("cluster/resources")
+    status = client.get("cluster/status")
+    taken_at = client.clock()
+    rules = client.ha_rules_payload()
+    options = client.cluster_options_payload()
+    snapshot = build_snapshot(resources, status, rules, options, taken_at)
+    tasks = parse_tasks(client.cluster_tasks_payload())
+    ha = parse_ha_status(client.ha_status_payload())
+    moving = find_running_migrations(tasks, ha, resources)
+    if snapshot.warnings:
+        for warning in snapshot.warnings:
+            log.warning("snapshot: %s", warning)
+    return SnapshotRead(snapshot=snapshot, running_migrations=tuple(moving),
+                        api_calls=client.api_calls - calls_before)
