@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import redis
+
+from balancer.state import History, StateStore
+
+
+def test_history_is_capped_newest_first(store: StateStore, raw: redis.Redis) -> None:
+    history = History(store.client, store.prefix, max_entries=5)
+    for i in range(12):
+        history.record_decision({"id": i, "moves": []})
+    assert raw.llen(history.decisions_key) == 5
+    assert [d["id"] for d in history.decisions(100)] == [11, 10, 9, 8, 7]
+    assert [d["id"] for d in history.decisions(2)] == [11, 10]
+    assert history.decisions(0) == []
+    assert history.last_decision() == {"id": 11, "moves": []}
+
+
+def test_default_cap_is_200(store: StateStore, raw: redis.Redis) -> None:
+    for i in range(230):
+        store.history.record_migration_event({"event": "started", "vmid": i})
+    assert raw.llen(store.history.migrations_key) == 200
+    assert store.history.migrations(1) == [{"event": "started", "vmid": 229}]
+
+
+def test_decisions_and_migrations_are_separate(store: StateStore) -> None:
+    assert store.history.last_decision() is None
+    store.history.record_decision({"id": "d1"})
+    store.history.record_migration_event({"event": "succeeded", "upid": "U", "vmid": 100,
+                                          "source": "a", "target": "b", "duration": 12.5,
+                                          "outcome": "ok"})
+    assert store.history.decisions() == [{"id": "d1"}]
+    assert store.history.migrations()[0]["duration"] == 12.5
+
+
+def test_history_keys_have_a_ttl(store: StateStore, raw: redis.Redis) -> None:
+    store.history.record_decision({"id": 1})
+    store.history.record_migration_event({"event": "requested"})
+    for key in (store.history.decisions_key, store.history.migrations_key):
+        assert raw.ttl(key) > 86_400
+
+
+def test_values_that_are_not_json_become_strings(store: StateStore) -> None:
+    store.history.record_decision({"at": {1, 2} and frozenset({1}), "ok": True})
+    assert store.history.last_decision() == {"at": "frozenset({1})", "ok": True}
