@@ -1,0 +1,187 @@
+"""`evaluate`: one balancing cycle. Settled cluster -> fresh read -> EMA -> decision -> act.
+
+Every early exit is a `skipped` result with a sentence saying why; nothing is decided from a
+partial read, a non-quorate cluster or while anything is migrating.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import redis
+
+from balancer.engine import CpuReading, Decision, EngineInput, decide
+from balancer.logs import event_fields
+from balancer.model import ClusterSnapshot
+from balancer.pve.errors import PveError
+from balancer.pve.records import RunningMigration
+from balancer.pve.snapshot import read_snapshot
+from balancer.runtime.context import Dispatcher, Runtime
+
+log = logging.getLogger("balancer.evaluate")
+
+#: PVE's precondition may refuse the chosen VM; we then try the next choice, a few times.
+MAX_PRECONDITION_TRIES = 3
+COOLDOWNS_REBUILT = "cooldowns-rebuilt"
+
+
+class Skip(Exception):
+    """This cycle cannot decide safely; the message says why."""
+
+
+def skipped(reason: str) -> dict[str, Any]:
+    return {"action": "skipped", "vmid": None, "source": None, "target": None,
+            "reason": reason, "explanation": [reason]}
+
+
+def evaluate(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
+    """One cycle; returns the JSON result Flower shows (same fields as `plan --json`)."""
+    try:
+        with rt.store.eval_lock.hold(rt.timings.eval_lock_ttl) as token:
+            if token is None:
+                raise Skip("another evaluate is running")
+            result = _evaluate_settled(rt, dispatch)
+    except Skip as skip:
+        result = skipped(str(skip))
+    except redis.exceptions.RedisError as exc:
+        result = skipped(f"state store unavailable: {type(exc).__name__}")
+    if result["action"] == "skipped":
+        log.info("evaluate skipped", extra=event_fields(reason=result["reason"]))
+    return result
+
+
+def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
+    _ensure_no_migration_in_flight(rt, dispatch)
+    snapshot = _read_settled_cluster(rt)
+    cpu = rt.store.ema.update(
+        {node.name: node.cpu for node in snapshot.nodes if node.online},
+        sampled_at=snapshot.taken_at,
+        alpha=rt.config.balancing.ema_alpha,
+        online=[node.name for node in snapshot.nodes if node.online],
+        ttl_seconds=rt.timings.ema_ttl,
+    )
+    _rebuild_cooldowns_if_lost(rt)
+    decision = choose_move(rt, snapshot, cpu, rt.store.marks.blocked())
+    decision_id = uuid.uuid4().hex[:12]
+    result = {**decision.to_dict(), "decision_id": decision_id,
+              "dry_run": rt.config.balancing.dry_run}
+    _record(rt, result)
+    if decision.move is not None and not rt.config.balancing.dry_run:
+        _start(rt, dispatch, decision, decision_id)
+    return result
+
+
+def _ensure_no_migration_in_flight(rt: Runtime, dispatch: Dispatcher) -> None:
+    """Decisions are made only on a settled cluster: skip while our migration runs, and adopt
+    it when its follower died (heartbeat silent)."""
+    holder = rt.store.lock.holder()
+    if holder is None:
+        return
+    what = f"vm {holder.vmid} {holder.source}->{holder.target}"
+    if holder.upid and not rt.store.heartbeat.alive():
+        t = rt.timings
+        token = rt.store.lock.take_over(rt.store.heartbeat, t.lock_ttl, t.heartbeat_ttl)
+        if token is not None:
+            log.warning("migration follower silent; taking over",
+                        extra=event_fields(vmid=holder.vmid, upid=holder.upid))
+            dispatch.poll(holder.upid, token, 0.0)
+            raise Skip(f"migration in flight: {what}; took over following {holder.upid}")
+    raise Skip(f"migration in flight: {what} ({holder.upid or 'starting'})")
+
+
+def _read_settled_cluster(rt: Runtime) -> ClusterSnapshot:
+    try:
+        read = read_snapshot(rt.client)
+    except PveError as exc:
+        raise Skip(f"cluster read failed: {exc}") from None
+    if not read.snapshot.quorate:
+        raise Skip("cluster is not quorate: no action without quorum")
+    if read.running_migrations:
+        raise Skip("PVE shows a migration in flight: "
+                   + ", ".join(_describe(m) for m in read.running_migrations))
+    return read.snapshot
+
+
+def _describe(migration: RunningMigration) -> str:
+    route = f"{migration.source or '?'}->{migration.target or '?'}"
+    return f"vm {migration.vmid} {route} ({', '.join(migration.evidence)})"
+
+
+def choose_move(rt: Runtime, snapshot: ClusterSnapshot, cpu: dict[str, CpuReading],
+                blocked: dict[int, str]) -> Decision:
+    """The engine's decision, checked against PVE's own migrate precondition: a VM PVE would
+    refuse is remembered as unmigratable and the next choice is tried (learned lazily, one
+    per-VM call for the one VM about to move)."""
+    blocked = dict(blocked)
+    seed = int(snapshot.taken_at // max(rt.config.balancing.interval_seconds, 1.0))
+    for _ in range(MAX_PRECONDITION_TRIES):
+        decision = decide(EngineInput(snapshot, cpu, blocked, rt.config.balancing, seed))
+        move = decision.move
+        if move is None:
+            return decision
+        try:
+            pre = rt.client.migrate_precondition(move.source, move.vmid, move.target)
+        except PveError as exc:
+            raise Skip(f"migrate precondition for vm {move.vmid} failed: {exc}") from None
+        if pre.allowed:
+            return decision
+        reason = pre.reason or "PVE refused the migration precondition"
+        rt.store.marks.mark_unmigratable(move.vmid, reason, ttl=rt.timings.unmigratable_ttl)
+        blocked[move.vmid] = f"unmigratable: {reason}"
+        log.info("candidate refused by PVE",
+                 extra=event_fields(vmid=move.vmid, target=move.target, reason=reason))
+    return decide(EngineInput(snapshot, cpu, blocked, rt.config.balancing, seed))
+
+
+def _record(rt: Runtime, result: dict[str, Any]) -> None:
+    """Log every decision; keep migrate decisions and changes of 'none' in the history."""
+    fields = {k: result[k] for k in ("action", "vmid", "source", "target", "reason")}
+    summary = result["explanation"][-1] if result["explanation"] else ""
+    log.info("decision", extra=event_fields(**fields, decision_id=result["decision_id"],
+                                            dry_run=result["dry_run"], summary=summary))
+    last = rt.store.history.last_decision()
+    if (result["action"] == "migrate" or last is None
+            or last.get("explanation") != result["explanation"]):
+        rt.store.history.record_decision({**result, "at": rt.clock()})
+
+
+def _start(rt: Runtime, dispatch: Dispatcher, decision: Decision, decision_id: str) -> None:
+    move = decision.move
+    assert move is not None
+    token = rt.store.lock.acquire(rt.timings.lock_ttl)
+    if token is None:
+        raise Skip("migration lock was taken by another worker")
+    rt.store.lock.attach(
+        token, vmid=move.vmid, name=move.name, source=move.source, target=move.target,
+        reason=str(move.reason), decision_id=decision_id, requested_at=rt.clock(),
+        cpu_share_source=move.cpu_share_source, cpu_share_target=move.cpu_share_target,
+    )
+    rt.store.history.record_migration_event(
+        {"event": "requested", "vmid": move.vmid, "source": move.source, "target": move.target,
+         "reason": str(move.reason), "decision_id": decision_id, "at": rt.clock()})
+    log.info("migration requested", extra=event_fields(
+        vmid=move.vmid, source=move.source, target=move.target, reason=str(move.reason),
+        decision_id=decision_id))
+    dispatch.migrate(move.vmid, move.source, move.target, token)
+
+
+def _rebuild_cooldowns_if_lost(rt: Runtime) -> None:
+    """After Redis lost its data, recent moves are read back from PVE's task list (our own
+    token's migrate tasks) so a VM just moved is not moved again."""
+    if rt.store.cache.get(COOLDOWNS_REBUILT) is not None:
+        return
+    cooldown = rt.config.balancing.migration_cooldown_seconds
+    now = rt.clock()
+    try:
+        tasks = rt.client.recent_balancer_migrations(since=now - cooldown)
+    except PveError as exc:
+        raise Skip(f"cannot rebuild cooldowns from PVE tasks: {exc}") from None
+    for task in tasks:
+        remaining = task.starttime + cooldown - now
+        if task.vmid is not None and remaining > 0:
+            rt.store.marks.set_cooldown(task.vmid, remaining,
+                                        f"moved by us at {task.starttime} (from PVE task log)")
+    rt.store.cache.set(COOLDOWNS_REBUILT, {"at": now, "found": len(tasks)},
+                       max(cooldown, rt.timings.interval))

@@ -1,0 +1,79 @@
+"""`migrate`: re-check the world the decision saw, ask PVE's precondition, start the move.
+
+The decision may be seconds old: someone may have moved, stopped or locked the VM since. Any
+such change aborts cleanly (the lock is released, nothing is migrated). Idempotent: a
+redelivered message finds the UPID already attached and only resumes following it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from balancer.logs import event_fields
+from balancer.pve.errors import PveApiError, PveError, PveMigrationUnconfirmed
+from balancer.runtime.context import Dispatcher, Runtime
+from balancer.runtime.outcome import abort, fail
+
+log = logging.getLogger("balancer.migrate")
+
+
+def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, target: str,
+                    lock_token: str) -> dict[str, Any]:
+    holder = rt.store.lock.holder()
+    if holder is None or not rt.store.lock.owns(lock_token):
+        return {"state": "abandoned", "vmid": vmid, "reason": "migration lock no longer held"}
+    if holder.upid:
+        dispatch.poll(holder.upid, lock_token, 0.0)
+        return {"state": "following", "vmid": vmid, "upid": holder.upid}
+    refusal = _recheck(rt, vmid, source, target)
+    if refusal is not None:
+        return abort(rt, lock_token, vmid, source, target, refusal)
+    # Beat before attaching the UPID: evaluate adopts a migration whose follower is silent.
+    rt.store.heartbeat.beat(lock_token, rt.timings.heartbeat_ttl)
+    try:
+        upid = rt.client.migrate(source, vmid, target)
+    except PveMigrationUnconfirmed as exc:
+        # PVE may or may not have started it: keep the lock until it expires so that
+        # nothing else starts meanwhile; evaluate then sees PVE's task if it runs.
+        log.error("migration unconfirmed", extra=event_fields(vmid=vmid, error=str(exc)))
+        rt.store.marks.record_failure(vmid, str(exc), rt.timings.backoff_base,
+                                      rt.timings.backoff_max)
+        return {"state": "unconfirmed", "vmid": vmid, "reason": str(exc)}
+    except PveError as exc:
+        return fail(rt, lock_token, vmid, source, target, f"PVE refused the migration: {exc}")
+    started_at = rt.clock()
+    rt.store.lock.attach(lock_token, upid=upid, started_at=started_at)
+    rt.store.lock.extend(lock_token, rt.timings.lock_ttl)
+    rt.store.history.record_migration_event(
+        {"event": "started", "vmid": vmid, "source": source, "target": target, "upid": upid,
+         "decision_id": holder.decision_id, "at": started_at})
+    log.info("migration started", extra=event_fields(
+        vmid=vmid, source=source, target=target, upid=upid, decision_id=holder.decision_id))
+    dispatch.poll(upid, lock_token, rt.timings.poll_interval)
+    return {"state": "started", "vmid": vmid, "source": source, "target": target, "upid": upid}
+
+
+def _recheck(rt: Runtime, vmid: int, source: str, target: str) -> str | None:
+    """Why the move no longer makes sense, or None when PVE still agrees with the decision."""
+    try:
+        status = rt.client.vm_status(source, vmid)
+    except PveApiError as exc:
+        return f"vm {vmid} is no longer on {source}: {exc.message}"
+    except PveError as exc:
+        return f"cannot re-check vm {vmid}: {exc}"
+    if not status.running:
+        return f"vm {vmid} is {status.status}, not running"
+    if status.lock:
+        return f"vm {vmid} is locked ({status.lock})"
+    if status.ha_state and status.ha_state not in ("started",):
+        return f"vm {vmid} HA state is {status.ha_state}"
+    try:
+        pre = rt.client.migrate_precondition(source, vmid, target)
+    except PveError as exc:
+        return f"migrate precondition failed: {exc}"
+    if not pre.allowed:
+        reason = pre.reason or "PVE refused the migration precondition"
+        rt.store.marks.mark_unmigratable(vmid, reason, ttl=rt.timings.unmigratable_ttl)
+        return f"PVE precondition: {reason}"
+    return None

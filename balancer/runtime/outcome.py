@@ -1,0 +1,67 @@
+"""How a migration ends: succeeded, failed or aborted. Each ends the same way: record it,
+mark the VM, release the lock. Only the lock's owner can finish, and only once."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from balancer.logs import event_fields
+from balancer.runtime.context import Runtime
+from balancer.state import LockInfo
+
+log = logging.getLogger("balancer.migration")
+
+
+def _finish(rt: Runtime, token: str, event: dict[str, Any]) -> dict[str, Any]:
+    now = rt.clock()
+    event = {**event, "at": now}
+    rt.store.history.record_migration_event(event)
+    rt.store.heartbeat.stop(token)
+    rt.store.lock.release(token)
+    level = logging.INFO if event["event"] == "succeeded" else logging.WARNING
+    log.log(level, f"migration {event['event']}", extra=event_fields(**event))
+    return {"state": event["event"], **{k: v for k, v in event.items() if k != "event"}}
+
+
+def _duration(holder: LockInfo | None, now: float) -> float | None:
+    if holder is None or holder.started_at is None:
+        return None
+    return round(now - holder.started_at, 3)
+
+
+def succeed(rt: Runtime, token: str, holder: LockInfo, upid: str) -> dict[str, Any]:
+    """The VM runs on the target: cool it down, and move the lagging CPU averages by the
+    share it took along, so the old source's EMA does not trigger a needless second move."""
+    assert holder.vmid is not None and holder.source and holder.target
+    finished = rt.clock()
+    share_source = float(holder.extra.get("cpu_share_source", 0.0))
+    share_target = float(holder.extra.get("cpu_share_target", 0.0))
+    rt.store.ema.shift(holder.source, -share_source, sampled_at=finished)
+    rt.store.ema.shift(holder.target, share_target, sampled_at=finished)
+    rt.store.marks.record_success(holder.vmid)
+    rt.store.marks.set_cooldown(holder.vmid, rt.config.balancing.migration_cooldown_seconds,
+                                f"moved {holder.source}->{holder.target}")
+    return _finish(rt, token, {
+        "event": "succeeded", "vmid": holder.vmid, "source": holder.source,
+        "target": holder.target, "upid": upid, "decision_id": holder.decision_id,
+        "duration": _duration(holder, finished), "outcome": "OK"})
+
+
+def fail(rt: Runtime, token: str, vmid: int, source: str | None, target: str | None,
+         error: str, upid: str | None = None, holder: LockInfo | None = None) -> dict[str, Any]:
+    """PVE refused or the task failed: back off from this VM, growing with each failure, so
+    the next cycle picks another candidate instead of retrying this one."""
+    backoff = rt.store.marks.record_failure(vmid, error, rt.timings.backoff_base,
+                                            rt.timings.backoff_max)
+    return _finish(rt, token, {
+        "event": "failed", "vmid": vmid, "source": source, "target": target, "upid": upid,
+        "decision_id": holder.decision_id if holder else None,
+        "duration": _duration(holder, rt.clock()), "outcome": error, "backoff": backoff})
+
+
+def abort(rt: Runtime, token: str, vmid: int, source: str, target: str,
+          reason: str) -> dict[str, Any]:
+    """The world changed since the decision (moved, stopped, locked): do nothing, cleanly."""
+    return _finish(rt, token, {"event": "aborted", "vmid": vmid, "source": source,
+                               "target": target, "outcome": reason})

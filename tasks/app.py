@@ -1,0 +1,86 @@
+"""The Celery application: broker, result backend and beat schedule all in the one Redis.
+
+Loaded by `celery -A tasks worker|beat|call|flower`. The config comes from $BALANCER_CONFIG
+(default /etc/pve-balancer/balancer.yaml); a bad config stops the process with the error
+instead of running half-configured.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from celery import Celery
+
+from balancer.config import Config, ConfigError, load_config
+from balancer.runtime.timings import Timings
+
+EVALUATE = "balancer.evaluate"
+MIGRATE = "balancer.migrate"
+POLL = "balancer.poll_migration"
+BEAT_PREFIX = "pve-balancer-beat:"
+
+
+def _load() -> Config:
+    try:
+        return load_config()
+    except ConfigError as exc:
+        print(f"pve-balancer: config error: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
+
+
+def make_app(config: Config) -> Celery:
+    """A Celery app configured for at-most-one-migration semantics."""
+    interval = config.balancing.interval_seconds
+    timings = Timings.from_config(config.balancing)
+    url = config.redis.url.reveal()
+    app = Celery("pve-balancer")
+    app.conf.update(
+        broker_url=url,
+        result_backend=url,
+        broker_connection_retry_on_startup=True,
+        # A message is acknowledged only after its task ran; a killed worker's message comes
+        # back after the visibility timeout, and every task is idempotent for that case.
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": 300},
+        result_backend_transport_options={"visibility_timeout": 300},
+        result_expires=3600,
+        result_extended=False,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Flower sees workers and tasks without extra flags.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        worker_hijack_root_logger=False,
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=url,
+        redbeat_key_prefix=BEAT_PREFIX,
+        # Only one beat schedules; its leader lock expires within a few intervals so a killed
+        # beat is replaced quickly (RedBeat's default would be 25 minutes).
+        redbeat_lock_timeout=max(5, math.ceil(4 * interval)),
+        beat_max_loop_interval=max(0.5, interval),
+        beat_schedule={
+            "evaluate": {
+                "task": EVALUATE,
+                "schedule": interval,
+                # A missed cycle is dropped, not queued: evaluates never pile up.
+                "options": {"expires": interval},
+            },
+        },
+        task_annotations={
+            EVALUATE: {"soft_time_limit": timings.eval_lock_ttl,
+                       "time_limit": timings.eval_lock_ttl + 5},
+            MIGRATE: {"soft_time_limit": 120, "time_limit": 150},
+            POLL: {"soft_time_limit": 60, "time_limit": 75},
+        },
+    )
+    app.balancer_config = config  # type: ignore[attr-defined]
+    return app
+
+
+config = _load()
+app = make_app(config)

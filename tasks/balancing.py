@@ -1,0 +1,45 @@
+"""The three tasks users see in Flower. Each is one paragraph: get the runtime, run the step.
+
+Results are small JSON dicts with no secrets; arguments are ids, node names and the lock's
+owner token (not a credential: it only proves which task chain owns the migration).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from balancer.runtime import Runtime, evaluate, poll_migration, start_migration
+from tasks.app import EVALUATE, MIGRATE, POLL, app, config
+from tasks.runtime import get_runtime
+
+
+class CeleryDispatcher:
+    """Schedules the next step as a Celery task."""
+
+    def migrate(self, vmid: int, source: str, target: str, lock_token: str) -> None:
+        migrate_task.apply_async(args=(vmid, source, target, lock_token))
+
+    def poll(self, upid: str, lock_token: str, countdown: float) -> None:
+        poll_task.apply_async(args=(upid, lock_token), countdown=countdown)
+
+
+def _runtime() -> Runtime:
+    return get_runtime(config)
+
+
+@app.task(name=EVALUATE, ignore_result=False)
+def evaluate_task() -> dict[str, Any]:
+    """One balancing cycle (scheduled by beat; `celery -A tasks call balancer.evaluate`)."""
+    return evaluate(_runtime(), CeleryDispatcher())
+
+
+@app.task(name=MIGRATE)
+def migrate_task(vmid: int, source: str, target: str, lock_token: str) -> dict[str, Any]:
+    """Re-check the VM, then start its live migration and hand over to the poller."""
+    return start_migration(_runtime(), CeleryDispatcher(), int(vmid), source, target, lock_token)
+
+
+@app.task(name=POLL)
+def poll_task(upid: str, lock_token: str) -> dict[str, Any]:
+    """Follow a migration until it ends; record the outcome and release the lock."""
+    return poll_migration(_runtime(), CeleryDispatcher(), upid, lock_token)

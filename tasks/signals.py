@@ -1,0 +1,29 @@
+"""Process-level hooks: our structured logging instead of Celery's, and a start-up summary."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+
+from balancer.logs import configure_logging, event_fields
+from tasks.app import config
+
+log = logging.getLogger("balancer.worker")
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    configure_logging(config.logging.format, config.logging.level)
+
+
+@signals.worker_ready.connect
+def _announce(**_: Any) -> None:
+    b = config.balancing
+    log.info("worker ready", extra=event_fields(
+        hosts=",".join(config.proxmox.hosts), redis=config.redis.redacted_url,
+        cpu_max=b.cpu_max, memory_max=b.memory_max, interval=b.interval_seconds,
+        dry_run=b.dry_run, verify_ssl=config.proxmox.verify_ssl))
+    if not config.proxmox.verify_ssl:
+        log.warning("TLS verification of the PVE API is off (proxmox.verify_ssl: false)")
