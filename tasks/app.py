@@ -78,7 +78,6 @@ def make_app(config: Config) -> Celery:
             POLL: {"soft_time_limit": 60, "time_limit": 75},
         },
     )
-    app.balancer_config = config  # type: ignore[attr-defined]
     return app
 
 
