@@ -29,16 +29,12 @@ class Context:
     nodes: tuple[Node, ...]
     views: Mapping[str, NodeView]
     guests_by_node: Mapping[str, tuple[Guest, ...]]
-
-    @property
-    def cpu_limit(self) -> float:
-        """A target must stay below this CPU share after a move."""
-        return self.config.cpu_max - self.config.safety_margin
-
-    @property
-    def memory_limit(self) -> float:
-        """A target must stay below this memory share after a move."""
-        return self.config.memory_max - self.config.safety_margin
+    #: A target must stay below these shares after a move (threshold minus safety margin).
+    cpu_limit: float
+    memory_limit: float
+    #: How the limits were derived, for rejection messages.
+    cpu_limit_text: str
+    memory_limit_text: str
 
     @property
     def online(self) -> tuple[Node, ...]:
@@ -48,6 +44,7 @@ class Context:
 def build_context(inp: EngineInput) -> Context:
     snapshot = inp.snapshot
     nodes = tuple(sorted(snapshot.nodes, key=lambda n: n.name))
+    cfg = inp.config
     return Context(
         config=inp.config,
         snapshot=snapshot,
@@ -58,12 +55,16 @@ def build_context(inp: EngineInput) -> Context:
         nodes=nodes,
         views={node.name: NodeView.of(node, inp.cpu.get(node.name)) for node in nodes},
         guests_by_node=_group_by_node(snapshot.guests),
+        cpu_limit=cfg.cpu_max - cfg.safety_margin,
+        memory_limit=cfg.memory_max - cfg.safety_margin,
+        cpu_limit_text=f"(cpu_max {cfg.cpu_max:.2f} - margin {cfg.safety_margin:.2f})",
+        memory_limit_text=f"(memory_max {cfg.memory_max:.2f} - margin {cfg.safety_margin:.2f})",
     )
 
 
 def _group_by_node(guests: tuple[Guest, ...]) -> dict[str, tuple[Guest, ...]]:
-    """Guests per node in vmid order, so every later iteration is deterministic."""
+    """Guests per node, in snapshot order (sources sort their own few guests by vmid)."""
     grouped: dict[str, list[Guest]] = defaultdict(list)
     for guest in guests:
         grouped[guest.node].append(guest)
-    return {node: tuple(sorted(found, key=lambda g: g.vmid)) for node, found in grouped.items()}
+    return {node: tuple(found) for node, found in grouped.items()}

@@ -66,7 +66,7 @@ def target_below_cpu_limit(node: Node, ctx: Context) -> Rejection | None:
     if cpu < ctx.cpu_limit:
         return None
     return reject(Rule.CPU_HEADROOM, node.name,
-                  f"{cpu:.2f} before any move >= {ctx.cpu_limit:.2f} {_cpu_limit_text(ctx)}",
+                  f"{cpu:.2f} before any move >= {ctx.cpu_limit:.2f} {ctx.cpu_limit_text}",
                   cpu, ctx.cpu_limit)
 
 
@@ -76,7 +76,7 @@ def target_below_memory_limit(node: Node, ctx: Context) -> Rejection | None:
         return None
     return reject(Rule.MEMORY_HEADROOM, node.name,
                   f"{memory:.2f} before any move >= {ctx.memory_limit:.2f} "
-                  f"{_memory_limit_text(ctx)}", memory, ctx.memory_limit)
+                  f"{ctx.memory_limit_text}", memory, ctx.memory_limit)
 
 
 TARGET_NODE_FILTERS: tuple[NodeFilter, ...] = (
@@ -152,7 +152,7 @@ def cpu_headroom(p: Placement, ctx: Context) -> Rejection | None:
         return None
     sign = ">" if cpu > limit else ">="
     return reject(Rule.CPU_HEADROOM, p.target.name,
-                  f"{cpu:.2f} after move {sign} {limit:.2f} {_cpu_limit_text(ctx)}", cpu, limit)
+                  f"{cpu:.2f} after move {sign} {limit:.2f} {ctx.cpu_limit_text}", cpu, limit)
 
 
 def memory_headroom(p: Placement, ctx: Context) -> Rejection | None:
@@ -161,7 +161,7 @@ def memory_headroom(p: Placement, ctx: Context) -> Rejection | None:
         return None
     sign = ">" if memory > limit else ">="
     return reject(Rule.MEMORY_HEADROOM, p.target.name,
-                  f"{memory:.2f} after move {sign} {limit:.2f} {_memory_limit_text(ctx)}",
+                  f"{memory:.2f} after move {sign} {limit:.2f} {ctx.memory_limit_text}",
                   memory, limit)
 
 
@@ -191,12 +191,3 @@ def first_pair_rejection(p: Placement, ctx: Context) -> Rejection | None:
             return rejection
     return None
 
-
-def _cpu_limit_text(ctx: Context) -> str:
-    c = ctx.config
-    return f"(cpu_max {c.cpu_max:.2f} - margin {c.safety_margin:.2f})"
-
-
-def _memory_limit_text(ctx: Context) -> str:
-    c = ctx.config
-    return f"(memory_max {c.memory_max:.2f} - margin {c.safety_margin:.2f})"

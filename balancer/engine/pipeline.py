@@ -2,9 +2,14 @@
 
 Node-only verdicts are computed once per decision and shared by every candidate; only the
 targets that pass them are checked per pair, and only those that pass everything are scored.
+A guest too big for the roomiest open target is known to fit nowhere without checking each
+pair; its per-target verdicts are then computed only if someone reads them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
 
 from balancer.model import Guest
 
@@ -16,7 +21,7 @@ from .filters import (
     first_pair_rejection,
 )
 from .score import TargetKey, target_key
-from .types import CandidateVerdict, Move, TargetVerdict, Trigger
+from .types import CandidateVerdict, Move, TargetVerdict, TargetVerdicts, Trigger
 from .views import NodeView, Resource, cpu_share
 
 RESOURCE_OF: dict[Trigger, Resource] = {
@@ -25,43 +30,86 @@ RESOURCE_OF: dict[Trigger, Resource] = {
     Trigger.PROACTIVE: Resource.MEMORY,
 }
 
+#: Relative slack on room estimates, far above float noise, so pruning is never too eager.
+_SLACK = 1e-6
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The other nodes as one source sees them for one triggering resource."""
+
+    closed: TargetVerdicts  # rejected by a node-only filter, for every guest
+    open: tuple[NodeView, ...]
+    cpu_room: float  # most threads any open target can take (headroom and midpoint)
+    memory_room: float  # most bytes any open target can take
+
 
 class Pipeline:
-    """Places guests for one decision; caches the node-only verdicts per source."""
+    """Places guests for one decision; caches node-only verdicts and rooms per source."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._gates = {n.name: first_node_rejection(TARGET_NODE_FILTERS, n, ctx)
                        for n in ctx.nodes}
-        self._split: dict[str, tuple[tuple[TargetVerdict, ...], tuple[NodeView, ...]]] = {}
+        self._targets: dict[tuple[str, Resource], Targets] = {}
 
-    def targets(self, source: str) -> tuple[tuple[TargetVerdict, ...], tuple[NodeView, ...]]:
-        """(verdicts for nodes closed to everyone, views of nodes still open) for a source."""
-        if source not in self._split:
-            others = [n.name for n in self.ctx.nodes if n.name != source]
-            closed = tuple(TargetVerdict(name, self._gates[name]) for name in others
-                           if self._gates[name] is not None)
-            open_ = tuple(self.ctx.views[name] for name in others if self._gates[name] is None)
-            self._split[source] = (closed, open_)
-        return self._split[source]
+    def targets(self, source: NodeView, resource: Resource) -> Targets:
+        key = (source.name, resource)
+        if key not in self._targets:
+            self._targets[key] = self._split(source, resource)
+        return self._targets[key]
+
+    def _split(self, source: NodeView, resource: Resource) -> Targets:
+        others = [n.name for n in self.ctx.nodes if n.name != source.name]
+        closed = tuple(TargetVerdict(name, self._gates[name]) for name in others
+                       if self._gates[name] is not None)
+        open_ = tuple(self.ctx.views[name] for name in others if self._gates[name] is None)
+        cpu_rooms = [self._cpu_room(source, t, resource) for t in open_]
+        memory_rooms = [self._memory_room(source, t, resource) for t in open_]
+        return Targets(closed, open_, max(cpu_rooms, default=-1.0),
+                       max(memory_rooms, default=-1.0))
+
+    def _cpu_room(self, source: NodeView, target: NodeView, resource: Resource) -> float:
+        """Threads `target` can take before cpu_headroom (or, for CPU, the midpoint) fails."""
+        room = self.ctx.cpu_limit - target.cpu
+        if resource is Resource.CPU:
+            room = min(room, (source.cpu - target.cpu) / 2)
+        return (room + _SLACK) * target.maxcpu
+
+    def _memory_room(self, source: NodeView, target: NodeView, resource: Resource) -> float:
+        room = self.ctx.memory_limit - target.memory
+        if resource is Resource.MEMORY:
+            room = min(room, (source.memory - target.memory) / 2)
+        return (room + _SLACK) * target.maxmem
 
     def place(self, guest: Guest, source: NodeView, trigger: Trigger) -> CandidateVerdict:
         """Every target's verdict for one eligible guest, and the best valid target if any."""
         resource = RESOURCE_OF[trigger]
-        closed, open_ = self.targets(source.name)
+        targets = self.targets(source, resource)
+        if guest.cpu_cores > targets.cpu_room or guest.maxmem > targets.memory_room:
+            lazy = partial(self.verdicts, guest, source, resource)
+            return CandidateVerdict(guest.vmid, guest.name, source.name, trigger,
+                                    target_verdicts=lazy)
+        verdicts, best = self._evaluate(guest, source, resource, targets)
+        return CandidateVerdict(guest.vmid, guest.name, source.name, trigger,
+                                target=best, target_verdicts=verdicts)
+
+    def verdicts(self, guest: Guest, source: NodeView, resource: Resource) -> TargetVerdicts:
+        return self._evaluate(guest, source, resource, self.targets(source, resource))[0]
+
+    def _evaluate(self, guest: Guest, source: NodeView, resource: Resource,
+                  targets: Targets) -> tuple[TargetVerdicts, str | None]:
         verdicts: list[TargetVerdict] = []
         best: tuple[TargetKey, str] | None = None
-        for target in open_:
+        for target in targets.open:
             after = target.with_guest(guest)
             rejection = first_pair_rejection(
                 Placement(guest, source, target, after, resource), self.ctx)
             verdicts.append(TargetVerdict(target.name, rejection))
             if rejection is None:
-                key = target_key(after, resource)
-                best = min(best, (key, target.name)) if best else (key, target.name)
-        return CandidateVerdict(guest.vmid, guest.name, source.name, trigger,
-                                targets=closed + tuple(verdicts),
-                                target=best[1] if best else None)
+                key = (target_key(after, resource), target.name)
+                best = key if best is None or key < best else best
+        return targets.closed + tuple(verdicts), best[1] if best else None
 
     def move(self, guest: Guest, verdict: CandidateVerdict) -> Move:
         """The `Move` for a verdict that found a target, with before/after projections."""

@@ -46,7 +46,7 @@ def drain(node: Node, trigger: Trigger, pipe: Pipeline, report: Report,
 def screen(source: str, trigger: Trigger, ctx: Context, report: Report,
            source_checks: Sequence[SourceCheck]) -> list[Guest]:
     """Guests on `source` that may move; the others are reported with all their reasons."""
-    guests = ctx.guests_by_node.get(source, ())
+    guests = sorted(ctx.guests_by_node.get(source, ()), key=lambda g: g.vmid)
     eligible: list[Guest] = []
     rejected: list[CandidateVerdict] = []
     for guest in guests:

@@ -7,9 +7,10 @@ lines; `plan`, logs and Flower render the same object.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from balancer.config import BalancingConfig
@@ -109,17 +110,31 @@ class TriggerFired:
     note: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+TargetVerdicts = tuple[TargetVerdict, ...]
+
+
+@dataclass(frozen=True)
 class CandidateVerdict:
-    """A guest considered on a source: why it is not a candidate, or every target's verdict."""
+    """A guest considered on a source: why it is not a candidate, or every target's verdict.
+
+    `target_verdicts` may be a zero-argument function: a guest that provably fits nowhere is
+    not checked pair by pair until someone reads `targets` (which then runs every filter).
+    """
 
     vmid: int
     name: str
     source: str
     trigger: Trigger
     rejections: tuple[Rejection, ...] = ()
-    targets: tuple[TargetVerdict, ...] = ()
     target: str | None = None
+    target_verdicts: TargetVerdicts | Callable[[], TargetVerdicts] = field(
+        default=(), repr=False, compare=False)
+
+    @cached_property
+    def targets(self) -> TargetVerdicts:
+        """Every other node's verdict: node-only rejections first, then per-pair ones."""
+        found = self.target_verdicts
+        return found() if callable(found) else found
 
     @property
     def eligible(self) -> bool:

@@ -1,0 +1,107 @@
+"""Decision time of `balancer.engine.decide` on synthetic clusters (not a test).
+
+Run: `python -m benchmarks.engine_bench [--runs N]`. Goals: 20 ms for 32 nodes / 1,500 VMs,
+100 ms for 128 nodes / 10,000 VMs, on one core. Each size runs two scenarios: several hot
+nodes with room elsewhere ("hot"), and several hot nodes where no target has room, so every
+candidate is checked against every node ("stuck", the worst case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from dataclasses import dataclass
+
+from balancer.config import BalancingConfig
+from balancer.engine import CpuReading, EngineInput, decide
+from balancer.model import ClusterSnapshot, Guest, GuestType, Node, ResourceAffinityRule
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    nodes: int
+    guests: int
+    hot: int
+    goal_ms: float
+    stuck: bool = False
+
+
+SCENARIOS = (
+    Scenario("32 nodes / 1,500 VMs, 4 hot", 32, 1500, 4, 20.0),
+    Scenario("32 nodes / 1,500 VMs, 4 hot, no room", 32, 1500, 4, 20.0, stuck=True),
+    Scenario("128 nodes / 10,000 VMs, 8 hot", 128, 10000, 8, 100.0),
+    Scenario("128 nodes / 10,000 VMs, 8 hot, no room", 128, 10000, 8, 100.0, stuck=True),
+)
+
+
+def _guest(rng: random.Random, vmid: int, node: str, hot: bool) -> Guest:
+    kind = rng.random()
+    vcpus = rng.choice((2, 4, 8))
+    mem = rng.choice((4, 8, 16, 32)) * GIB
+    return Guest(
+        vmid=vmid, name=f"vm{vmid}", node=node,
+        type=GuestType.LXC if kind < 0.05 else GuestType.QEMU,
+        status="stopped" if kind > 0.95 else "running",
+        cpu=rng.uniform(0.4, 1.0) if hot else rng.uniform(0.0, 0.35), maxcpu=vcpus,
+        mem=int(mem * 0.7), maxmem=mem, memhost=int(mem * 0.75),
+        lock="backup" if 0.9 < kind <= 0.91 else None,
+        tags=frozenset({f"plb_anti_affinity_g{vmid % 50}"}) if kind < 0.1 else frozenset(),
+    )
+
+
+def build(s: Scenario, seed: int = 7) -> EngineInput:
+    rng = random.Random(seed)
+    names = [f"pve{i:03d}" for i in range(s.nodes)]
+    guests = [_guest(rng, 100 + i, names[i % s.nodes], (i % s.nodes) < s.hot)
+              for i in range(s.guests)]
+    per_node: dict[str, list[Guest]] = {name: [] for name in names}
+    for guest in guests:
+        per_node[guest.node].append(guest)
+    maxcpu, maxmem = 128, 24 * GIB * (s.guests // s.nodes + 1)  # memory about half used
+    nodes, readings = [], {}
+    for index, name in enumerate(names):
+        mine = [g for g in per_node[name] if g.running]
+        cpu = min(1.0, sum(g.cpu_cores for g in mine) / maxcpu + 0.05)
+        mem = sum(g.host_memory for g in mine)
+        if s.stuck and index >= s.hot:
+            # Open to every guest by the node-only checks, yet no guest fits in memory:
+            # every candidate is then checked against every node (the worst case).
+            cpu, mem = 0.5, int(maxmem * 0.748)
+        nodes.append(Node(name, True, cpu, maxcpu, mem, maxmem))
+        readings[name] = CpuReading(max(cpu, 0.9) if index < s.hot else cpu, 100)
+    rules = (ResourceAffinityRule("db-apart", frozenset(range(100, 140)), positive=False),)
+    snap = ClusterSnapshot(nodes=tuple(nodes), guests=tuple(guests), resource_affinity=rules)
+    return EngineInput(snap, readings, {g.vmid: "cooldown" for g in guests[::97]},
+                       BalancingConfig(), seed=1)
+
+
+def measure(inp: EngineInput, runs: int) -> tuple[float, float, str]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        decision = decide(inp)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+    return statistics.median(times), p99, decision.explanation[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args()
+    for scenario in SCENARIOS:
+        p50, p99, headline = measure(build(scenario), args.runs)
+        verdict = "ok" if p99 <= scenario.goal_ms else "OVER GOAL"
+        print(f"{scenario.name:42s} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  "
+              f"goal {scenario.goal_ms:5.0f} ms  {verdict}")
+        print(f"    {headline[:110]}")
+
+
+if __name__ == "__main__":
+    main()
