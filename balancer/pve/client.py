@@ -307,7 +307,7 @@ class PveClient:
         """Forget the shared slow reads (e.g. after the operator changed HA rules)."""
         for name in ("ha_rules", "ha_status", "options", "tasks"):
             try:
-                self.cache.set(self._cache_prefix + name, None, 0.001)
+                self.cache.set(self._cache_prefix + name, None, 0)
             except Exception as exc:
                 log.warning("cache invalidate failed: %s", exc)
 

@@ -95,7 +95,7 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
             node_entries.append(entry)
         elif kind in ("qemu", "lxc"):
             guest_entries.append((entry, GuestType(kind)))
-        elif kind in OTHER_RESOURCE_TYPES:
+        elif isinstance(kind, str) and kind in OTHER_RESOURCE_TYPES:
             continue
         else:
             warnings.append(f"resources: ignored entry {entry.get('id')!r} of unknown type "
