@@ -309,8 +309,8 @@ def assert_sane(snap: ClusterSnapshot) -> None:
     for rule in snap.node_affinity:
         assert rule.vmids and all(type(v) is int for v in rule.vmids)
         assert rule.nodes and all(isinstance(n, str) and n for n in rule.nodes)
-    for rule in snap.resource_affinity:
-        assert rule.vmids and isinstance(rule.positive, bool)
+    for pair_rule in snap.resource_affinity:
+        assert pair_rule.vmids and isinstance(pair_rule.positive, bool)
     assert isinstance(snap.quorate, bool) and isinstance(snap.ha_auto_rebalance, bool)
 
 
