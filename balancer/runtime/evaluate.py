@@ -7,49 +7,70 @@ partial read, a non-quorate cluster or while anything is migrating.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
 import redis
 
-from balancer.engine import CpuReading, Decision, EngineInput, decide
+from balancer.engine import Decision
 from balancer.logs import event_fields
 from balancer.model import ClusterSnapshot
 from balancer.pve.errors import PveError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
+from balancer.runtime.choose import PreconditionFailed, choose_move
 from balancer.runtime.context import Dispatcher, Runtime
 
 log = logging.getLogger("balancer.evaluate")
 
-#: PVE's precondition may refuse the chosen VM; we then try the next choice, a few times.
-MAX_PRECONDITION_TRIES = 3
 COOLDOWNS_REBUILT = "cooldowns-rebuilt"
+NODES_CACHE = "nodes"
 
 
 class Skip(Exception):
-    """This cycle cannot decide safely; the message says why."""
+    """This cycle cannot decide safely; `kind` is a stable metric label, the message says why."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
-def skipped(reason: str) -> dict[str, Any]:
+def skipped(kind: str, reason: str) -> dict[str, Any]:
     return {"action": "skipped", "vmid": None, "source": None, "target": None,
-            "reason": reason, "explanation": [reason]}
+            "reason": reason, "skip": kind, "explanation": [reason]}
 
 
 def evaluate(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
     """One cycle; returns the JSON result Flower shows (same fields as `plan --json`)."""
+    started = time.monotonic()
     try:
         with rt.store.eval_lock.hold(rt.timings.eval_lock_ttl) as token:
             if token is None:
-                raise Skip("another evaluate is running")
+                raise Skip("evaluate_running", "another evaluate is running")
             result = _evaluate_settled(rt, dispatch)
     except Skip as skip:
-        result = skipped(str(skip))
+        result = skipped(skip.kind, str(skip))
     except redis.exceptions.RedisError as exc:
-        result = skipped(f"state store unavailable: {type(exc).__name__}")
+        result = skipped("state_store", f"state store unavailable: {type(exc).__name__}")
     if result["action"] == "skipped":
-        log.info("evaluate skipped", extra=event_fields(reason=result["reason"]))
+        log.info("evaluate skipped", extra=event_fields(skip=result["skip"],
+                                                        reason=result["reason"]))
+    _observe(rt, result, time.monotonic() - started)
     return result
+
+
+def _observe(rt: Runtime, result: dict[str, Any], seconds: float) -> None:
+    """Metrics are best effort: a Redis hiccup here must not turn a decision into an error."""
+    try:
+        if result["action"] == "skipped":
+            rt.store.metrics.count("skipped_cycles", {"reason": result["skip"]})
+        else:
+            rt.store.metrics.count("decisions", {"action": result["action"],
+                                                 "trigger": result["reason"] or "none"})
+        rt.store.metrics.observe("evaluate_duration_seconds", seconds)
+    except redis.exceptions.RedisError:
+        log.debug("metrics not recorded", exc_info=True)
 
 
 def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
@@ -63,7 +84,12 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
         ttl_seconds=rt.timings.ema_ttl,
     )
     _rebuild_cooldowns_if_lost(rt)
-    decision = choose_move(rt, snapshot, cpu, rt.store.marks.blocked())
+    try:
+        decision = choose_move(rt.client, snapshot, cpu, rt.store.marks.blocked(),
+                               rt.config.balancing,
+                               on_refused=lambda vmid, reason: _unmigratable(rt, vmid, reason))
+    except PreconditionFailed as exc:
+        raise Skip("read_failed", str(exc)) from None
     decision_id = uuid.uuid4().hex[:12]
     result = {**decision.to_dict(), "decision_id": decision_id,
               "dry_run": rt.config.balancing.dry_run}
@@ -87,21 +113,33 @@ def _ensure_no_migration_in_flight(rt: Runtime, dispatch: Dispatcher) -> None:
             log.warning("migration follower silent; taking over",
                         extra=event_fields(vmid=holder.vmid, upid=holder.upid))
             dispatch.poll(holder.upid, token, 0.0)
-            raise Skip(f"migration in flight: {what}; took over following {holder.upid}")
-    raise Skip(f"migration in flight: {what} ({holder.upid or 'starting'})")
+            raise Skip("migration_in_flight",
+                       f"migration in flight: {what}; took over following {holder.upid}")
+    raise Skip("migration_in_flight", f"migration in flight: {what} ({holder.upid or 'starting'})")
 
 
 def _read_settled_cluster(rt: Runtime) -> ClusterSnapshot:
     try:
         read = read_snapshot(rt.client)
     except PveError as exc:
-        raise Skip(f"cluster read failed: {exc}") from None
+        raise Skip("read_failed", f"cluster read failed: {exc}") from None
+    publish_nodes(rt, read.snapshot)
     if not read.snapshot.quorate:
-        raise Skip("cluster is not quorate: no action without quorum")
+        raise Skip("no_quorum", "cluster is not quorate: no action without quorum")
     if read.running_migrations:
-        raise Skip("PVE shows a migration in flight: "
+        raise Skip("pve_migration_in_flight", "PVE shows a migration in flight: "
                    + ", ".join(_describe(m) for m in read.running_migrations))
     return read.snapshot
+
+
+def publish_nodes(rt: Runtime, snapshot: ClusterSnapshot) -> None:
+    """The latest per-node usage, for `status`, the metrics exporter and the demo."""
+    nodes = [{"name": n.name, "online": n.online, "cpu": n.cpu, "memory": n.memory_ratio,
+              "maxcpu": n.maxcpu, "maxmem": n.maxmem, "hastate": n.hastate,
+              "guests": sum(1 for g in snapshot.guests if g.node == n.name)}
+             for n in snapshot.nodes]
+    rt.store.cache.set(NODES_CACHE, {"at": snapshot.taken_at, "nodes": nodes},
+                       max(60.0, 10 * rt.timings.interval))
 
 
 def _describe(migration: RunningMigration) -> str:
@@ -109,36 +147,15 @@ def _describe(migration: RunningMigration) -> str:
     return f"vm {migration.vmid} {route} ({', '.join(migration.evidence)})"
 
 
-def choose_move(rt: Runtime, snapshot: ClusterSnapshot, cpu: dict[str, CpuReading],
-                blocked: dict[int, str]) -> Decision:
-    """The engine's decision, checked against PVE's own migrate precondition: a VM PVE would
-    refuse is remembered as unmigratable and the next choice is tried (learned lazily, one
-    per-VM call for the one VM about to move)."""
-    blocked = dict(blocked)
-    seed = int(snapshot.taken_at // max(rt.config.balancing.interval_seconds, 1.0))
-    for _ in range(MAX_PRECONDITION_TRIES):
-        decision = decide(EngineInput(snapshot, cpu, blocked, rt.config.balancing, seed))
-        move = decision.move
-        if move is None:
-            return decision
-        try:
-            pre = rt.client.migrate_precondition(move.source, move.vmid, move.target)
-        except PveError as exc:
-            raise Skip(f"migrate precondition for vm {move.vmid} failed: {exc}") from None
-        if pre.allowed:
-            return decision
-        reason = pre.reason or "PVE refused the migration precondition"
-        rt.store.marks.mark_unmigratable(move.vmid, reason, ttl=rt.timings.unmigratable_ttl)
-        blocked[move.vmid] = f"unmigratable: {reason}"
-        log.info("candidate refused by PVE",
-                 extra=event_fields(vmid=move.vmid, target=move.target, reason=reason))
-    return decide(EngineInput(snapshot, cpu, blocked, rt.config.balancing, seed))
+def _unmigratable(rt: Runtime, vmid: int, reason: str) -> None:
+    rt.store.marks.mark_unmigratable(vmid, reason, ttl=rt.timings.unmigratable_ttl)
+    log.info("candidate refused by PVE", extra=event_fields(vmid=vmid, reason=reason))
 
 
 def _record(rt: Runtime, result: dict[str, Any]) -> None:
     """Log every decision; keep migrate decisions and changes of 'none' in the history."""
     fields = {k: result[k] for k in ("action", "vmid", "source", "target", "reason")}
-    summary = result["explanation"][-1] if result["explanation"] else ""
+    summary = result["explanation"][0] if result["explanation"] else ""
     log.info("decision", extra=event_fields(**fields, decision_id=result["decision_id"],
                                             dry_run=result["dry_run"], summary=summary))
     last = rt.store.history.last_decision()
@@ -152,7 +169,7 @@ def _start(rt: Runtime, dispatch: Dispatcher, decision: Decision, decision_id: s
     assert move is not None
     token = rt.store.lock.acquire(rt.timings.lock_ttl)
     if token is None:
-        raise Skip("migration lock was taken by another worker")
+        raise Skip("migration_in_flight", "migration lock was taken by another worker")
     rt.store.lock.attach(
         token, vmid=move.vmid, name=move.name, source=move.source, target=move.target,
         reason=str(move.reason), decision_id=decision_id, requested_at=rt.clock(),
@@ -177,7 +194,7 @@ def _rebuild_cooldowns_if_lost(rt: Runtime) -> None:
     try:
         tasks = rt.client.recent_balancer_migrations(since=now - cooldown)
     except PveError as exc:
-        raise Skip(f"cannot rebuild cooldowns from PVE tasks: {exc}") from None
+        raise Skip("read_failed", f"cannot rebuild cooldowns from PVE tasks: {exc}") from None
     for task in tasks:
         remaining = task.starttime + cooldown - now
         if task.vmid is not None and remaining > 0:

@@ -19,6 +19,9 @@ def _finish(rt: Runtime, token: str, event: dict[str, Any]) -> dict[str, Any]:
     rt.store.history.record_migration_event(event)
     rt.store.heartbeat.stop(token)
     rt.store.lock.release(token)
+    rt.store.metrics.count("migrations", {"result": event["event"]})
+    if event.get("duration") is not None:
+        rt.store.metrics.observe("migration_duration_seconds", float(event["duration"]))
     level = logging.INFO if event["event"] == "succeeded" else logging.WARNING
     log.log(level, f"migration {event['event']}", extra=event_fields(**event))
     return {"state": event["event"], **{k: v for k, v in event.items() if k != "event"}}
