@@ -8,6 +8,9 @@ from typing import Any
 
 from balancer.config import BalancingConfig
 from balancer.engine import CpuReading, EngineInput
+from balancer.engine.context import Context, build_context
+from balancer.engine.filters import Placement
+from balancer.engine.views import Resource
 from balancer.model import (
     ClusterSnapshot,
     Guest,
@@ -75,3 +78,18 @@ def engine_input(snap: ClusterSnapshot, cpu: Mapping[str, CpuReading] | None = N
                  cfg: BalancingConfig | None = None, seed: int = 0) -> EngineInput:
     return EngineInput(snapshot=snap, cpu=steady(snap.nodes) if cpu is None else cpu,
                        blocked=blocked or {}, config=cfg or config(), seed=seed)
+
+
+def context(snap: ClusterSnapshot, cpu: Mapping[str, CpuReading] | None = None,
+            blocked: Mapping[int, str] | None = None,
+            cfg: BalancingConfig | None = None) -> Context:
+    """The per-decision context, for calling checks and filters directly."""
+    return build_context(engine_input(snap, cpu, blocked, cfg))
+
+
+def placement(ctx: Context, vmid: int, target: str,
+              resource: Resource = Resource.CPU) -> Placement:
+    """Guest `vmid` moving from its node to `target`, as the pair filters see it."""
+    guest = next(g for g in ctx.snapshot.guests if g.vmid == vmid)
+    source, dest = ctx.views[guest.node], ctx.views[target]
+    return Placement(guest, source, dest, dest.with_guest(guest), resource)
