@@ -50,7 +50,8 @@ def ct(vmid: int, **kwargs: Any) -> Guest:
 
 def config(**overrides: Any) -> BalancingConfig:
     """Defaults as shipped; tuples for list-valued keys may be given as lists."""
-    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    fixed: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                             for k, v in overrides.items()}
     return replace(BalancingConfig(), **fixed)
 
 

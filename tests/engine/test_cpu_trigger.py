@@ -1,0 +1,150 @@
+"""Rule 1, sustained CPU: busiest VM stays, least-memory sufficient move, else most relief."""
+
+import pytest
+
+from balancer.config import BalancingConfig
+from balancer.engine import CpuReading, Decision, Rule, Trigger, decide
+from balancer.model import Guest, Node, ResourceAffinityRule
+
+from .builders import config, engine_input, node, resource_affinity, snapshot, vm
+
+
+def hot_cluster(ema: float = 0.9, targets: int = 2) -> list[Node]:
+    """pve1 (32 threads) hot; pve2.. cool and roomy."""
+    return [node("pve1", cpu=ema)] + [node(f"pve{i}", cpu=0.2) for i in range(2, 2 + targets)]
+
+
+def run(nodes: list[Node], guests: list[Guest], *, cpu: dict[str, CpuReading] | None = None,
+        cfg: BalancingConfig | None = None,
+        rules: tuple[ResourceAffinityRule, ...] = ()) -> Decision:
+    snap = snapshot(nodes, guests, resource_affinity=rules)
+    return decide(engine_input(snap, cpu=cpu, cfg=cfg))
+
+
+def verdict_rules(decision: Decision, vmid: int) -> list[str]:
+    (found,) = [c for c in decision.candidates if c.vmid == vmid]
+    return [r.rule for r in found.rejections]
+
+
+def test_busiest_vm_is_never_moved_even_when_it_is_the_only_fit() -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=16), vm(102, cpu=0.0, maxcpu=4)]
+    decision = run(hot_cluster(), guests)
+    assert decision.move is None
+    assert verdict_rules(decision, 101) == [Rule.BUSIEST]
+    assert verdict_rules(decision, 102) == [Rule.NO_CPU_RELIEF]
+    assert "cpu: no valid move off pve1" in decision.explanation[0]
+
+
+def test_busiest_ties_go_to_more_memory_then_lower_vmid() -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=4, mem_gib=8), vm(102, cpu=1.0, maxcpu=4, mem_gib=16),
+              vm(103, cpu=1.0, maxcpu=4, mem_gib=16)]
+    decision = run(hot_cluster(), guests)
+    assert verdict_rules(decision, 102) == [Rule.BUSIEST]
+    assert decision.move is not None and decision.move.vmid != 102
+
+
+def test_prefers_the_sufficient_move_with_least_memory_then_lower_vmid() -> None:
+    # pve1 EMA 0.90 on 32 threads: >= 3.2 cores must leave to reach cpu_max 0.80.
+    guests = [vm(101, cpu=1.0, maxcpu=12),                 # busiest, stays
+              vm(102, cpu=1.0, maxcpu=4, mem_gib=16),      # sufficient, more memory
+              vm(103, cpu=1.0, maxcpu=4, mem_gib=8),       # sufficient, least memory
+              vm(104, cpu=1.0, maxcpu=4, mem_gib=8),       # tie on memory, higher vmid
+              vm(105, cpu=1.0, maxcpu=6, mem_gib=32),      # sufficient, most relief
+              vm(106, cpu=1.0, maxcpu=1, mem_gib=1)]       # too small alone
+    decision = run(hot_cluster(), guests)
+    assert decision.move is not None
+    assert (decision.move.vmid, decision.move.reason) == (103, Trigger.CPU)
+    assert decision.move.source_after.cpu == pytest.approx(0.9 - 4 / 32)
+    assert decision.move.cpu_share_source == pytest.approx(4 / 32)
+
+
+def test_sufficient_move_without_a_target_gives_way_to_the_next_sufficient() -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=12), vm(103, cpu=1.0, maxcpu=4, mem_gib=8),
+              vm(104, cpu=1.0, maxcpu=4, mem_gib=12), vm(201, node="pve2"),
+              vm(202, node="pve3")]
+    apart = (resource_affinity("apart", 103, 201, 202, positive=False),)
+    decision = run(hot_cluster(), guests, rules=apart)
+    assert decision.move is not None and decision.move.vmid == 104
+    (v103,) = [c for c in decision.candidates if c.vmid == 103]
+    assert v103.summary() == "vm 103: 0/2 targets valid: 2 anti_affinity"
+
+
+def test_without_a_sufficient_move_the_most_relief_with_a_target_wins() -> None:
+    # EMA 0.99: 5.8 cores must leave; nothing but the busiest is that large.
+    guests = [vm(101, cpu=1.0, maxcpu=16), vm(102, cpu=1.0, maxcpu=4, mem_gib=64),
+              vm(103, cpu=1.0, maxcpu=3, mem_gib=4), vm(104, cpu=1.0, maxcpu=2, mem_gib=2),
+              vm(201, node="pve2"), vm(202, node="pve3")]
+    decision = run(hot_cluster(ema=0.99), guests)
+    assert decision.move is not None and decision.move.vmid == 102
+    blocked = run(hot_cluster(ema=0.99), guests,
+                  rules=(resource_affinity("apart", 102, 201, 202, positive=False),))
+    assert blocked.move is not None and blocked.move.vmid == 103
+
+
+def test_hottest_source_first_and_maintenance_source_skipped() -> None:
+    guests = [vm(101, node="pve1", cpu=1.0, maxcpu=8), vm(102, node="pve1", cpu=1.0, maxcpu=4),
+              vm(201, node="pve2", cpu=1.0, maxcpu=8), vm(202, node="pve2", cpu=1.0, maxcpu=4)]
+    nodes = [node("pve1", cpu=0.85), node("pve2", cpu=0.95), node("pve3", cpu=0.1),
+             node("pve4", cpu=0.1)]
+    decision = run(nodes, guests)
+    assert decision.move is not None and decision.move.source == "pve2"
+    nodes[1] = node("pve2", cpu=0.95, hastate="maintenance")
+    decision = run(nodes, guests)
+    assert decision.move is not None and decision.move.source == "pve1"
+    assert [r.rule for r in decision.skipped_sources] == [Rule.SOURCE_MAINTENANCE]
+
+
+def test_excluded_source_is_not_touched() -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=8), vm(102, cpu=1.0, maxcpu=4)]
+    decision = run(hot_cluster(), guests, cfg=config(exclude_nodes=["pve1"]))
+    assert decision.move is None
+    assert [r.rule for r in decision.skipped_sources] == [Rule.SOURCE_EXCLUDED]
+
+
+def test_cpu_trigger_waits_for_ema_min_samples() -> None:
+    cfg = config(interval_seconds=5, ema_window_seconds=60)  # 12 samples, min 6
+    guests = [vm(101, cpu=1.0, maxcpu=8), vm(102, cpu=1.0, maxcpu=4)]
+    nodes = hot_cluster()
+    young = {"pve1": CpuReading(0.9, 5), "pve2": CpuReading(0.2, 5), "pve3": CpuReading(0.2, 5)}
+    decision = run(nodes, guests, cpu=young, cfg=cfg)
+    assert decision.move is None
+    assert [r.rule for r in decision.skipped_sources] == [Rule.EMA_WARMING_UP]
+    assert any("5/6 samples" in line for line in decision.explanation)
+    ready = {**young, "pve1": CpuReading(0.9, 6)}
+    assert run(nodes, guests, cpu=ready, cfg=cfg).move is not None
+
+
+def test_a_one_off_measurement_is_used_and_said_so() -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=8), vm(102, cpu=1.0, maxcpu=4)]
+    readings = {"pve1": CpuReading(0.9, 1, from_measurement=True),
+                "pve2": CpuReading(0.2, 1, from_measurement=True)}
+    decision = run(hot_cluster(targets=1), guests, cpu=readings)
+    assert decision.move is not None and decision.move.vmid == 102
+    assert any("one-off measurement" in line for line in decision.explanation)
+    assert decision.fired[0].note.startswith("from a one-off measurement")
+
+
+def test_a_node_without_cpu_history_never_fires_the_cpu_trigger() -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=8), vm(102, cpu=1.0, maxcpu=4)]
+    nodes = hot_cluster()
+    decision = run(nodes, guests, cpu={"pve2": CpuReading(0.2, 50)})
+    assert decision.move is None
+    assert any("no EMA history" in line for line in decision.explanation)
+
+
+def test_source_cpu_uses_the_ema_not_the_instant_value() -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=8), vm(102, cpu=1.0, maxcpu=4)]
+    nodes = [node("pve1", cpu=0.99), node("pve2", cpu=0.2)]
+    calm = {"pve1": CpuReading(0.7, 50), "pve2": CpuReading(0.2, 50)}
+    decision = run(nodes, guests, cpu=calm)
+    assert decision.move is None
+    assert "no node above cpu_max 0.80 (hottest pve1 EMA 0.70)" in decision.explanation[0]
+
+
+def test_least_utilised_target_wins_ties_by_memory_then_name() -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=8), vm(102, cpu=1.0, maxcpu=4)]
+    nodes = [node("pve1", cpu=0.9), node("pve2", cpu=0.3), node("pve3", cpu=0.2, mem_gib=100),
+             node("pve4", cpu=0.2, mem_gib=90), node("pve5", cpu=0.2, mem_gib=90)]
+    decision = run(nodes, guests)
+    assert decision.move is not None and decision.move.target == "pve4"
+    assert decision.move.target_after.cpu == pytest.approx(0.2 + 4 / 32)

@@ -1,0 +1,80 @@
+"""Rule 3, proactive: only in a calm cluster, shed memory from a node far above the mean."""
+
+import pytest
+
+from balancer.config import BalancingConfig
+from balancer.engine import CpuReading, Decision, Trigger, decide
+from balancer.model import Guest, Node
+
+from .builders import config, engine_input, node, snapshot, vm
+
+
+def lopsided() -> tuple[list[Node], list[Guest]]:
+    """Mean memory 0.40; pve1 at 0.70 > 0.40 + 0.20, nothing above 0.80."""
+    nodes = [node("pve1", mem_gib=179.2, maxmem_gib=256), node("pve2", mem_gib=76.8),
+             node("pve3", mem_gib=51.2), node("pve4", mem_gib=102.4)]
+    guests = [vm(100 + i, mem_gib=8) for i in range(6)]
+    return nodes, guests
+
+
+def run(nodes: list[Node], guests: list[Guest], cpu: dict[str, CpuReading] | None = None,
+        cfg: BalancingConfig | None = None) -> Decision:
+    return decide(engine_input(snapshot(nodes, guests), cpu=cpu, cfg=cfg))
+
+
+def test_proactive_moves_off_the_node_above_mean_plus_margin() -> None:
+    nodes, guests = lopsided()
+    decision = run(nodes, guests)
+    assert decision.move is not None
+    assert (decision.move.reason, decision.move.source, decision.move.target) == (
+        Trigger.PROACTIVE, "pve1", "pve3")
+    assert decision.fired[0].limit == pytest.approx(0.60)
+    assert any("mean memory 0.40 + proactive_margin 0.20 = 0.60" in line
+               for line in decision.explanation)
+
+
+def test_proactive_threshold_follows_the_margin() -> None:
+    nodes, guests = lopsided()
+    decision = run(nodes, guests, cfg=config(proactive_margin=0.35))
+    assert decision.move is None
+    assert "proactive: no node above mean memory 0.40 + proactive_margin 0.35 = 0.75 " \
+           "(highest pve1 0.70)" in decision.explanation[0]
+
+
+def test_no_proactive_move_while_a_node_is_above_memory_max() -> None:
+    nodes, guests = lopsided()
+    nodes[3] = node("pve4", mem_gib=220, maxmem_gib=256)  # above 0.80, but nothing to move
+    decision = run(nodes, guests)
+    assert decision.move is None
+    assert "proactive: skipped, pve4 memory 0.86 above memory_max 0.80" in decision.explanation[0]
+
+
+def test_no_proactive_move_while_a_node_cpu_ema_is_above_cpu_max() -> None:
+    nodes, guests = lopsided()
+    readings = {n.name: CpuReading(0.2, 50) for n in nodes}
+    readings["pve2"] = CpuReading(0.85, 2)  # even a young EMA above cpu_max keeps us calm
+    decision = run(nodes, guests, cpu=readings)
+    assert decision.move is None
+    assert "proactive: skipped, pve2 cpu 0.85 above cpu_max 0.80" in decision.explanation[0]
+
+
+def test_balanced_cluster_decides_nothing_and_says_why() -> None:
+    nodes = [node(f"pve{i}", cpu=0.3, mem_gib=100) for i in range(1, 5)]
+    guests = [vm(100 + i, node=f"pve{1 + i % 4}") for i in range(8)]
+    decision = run(nodes, guests)
+    assert decision.move is None and decision.action == "none"
+    assert decision.explanation[0] == (
+        "no migration: cpu: no node above cpu_max 0.80 (hottest pve1 EMA 0.30); "
+        "memory: no node above memory_max 0.80 (highest pve1 0.39); "
+        "proactive: no node above mean memory 0.39 + proactive_margin 0.20 = 0.59 "
+        "(highest pve1 0.39)")
+
+
+def test_proactive_respects_the_midpoint() -> None:
+    # pve1 0.70, pve2 0.30 (mean 0.50 + 0.15 margin): a 64 GiB VM would land pve2 at 0.55 > 0.50.
+    nodes = [node("pve1", mem_gib=179.2, maxmem_gib=256), node("pve2", mem_gib=76.8)]
+    decision = run(nodes, [vm(101, mem_gib=60, maxmem_gib=64)],
+                   cfg=config(proactive_margin=0.15))
+    assert decision.move is None
+    (verdict,) = decision.candidates
+    assert verdict.summary() == "vm 101: 0/1 targets valid: 1 midpoint"
