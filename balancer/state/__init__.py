@@ -7,6 +7,7 @@ from balancer.state.history import History
 from balancer.state.keys import DEFAULT_PREFIX, key_count, keys_without_ttl
 from balancer.state.lock import LockInfo, LockNotHeld, MigrationLock
 from balancer.state.marks import GuestMarks, MarkEntry
+from balancer.state.metrics import HistogramValue, MetricsSnapshot, MetricsStore
 from balancer.state.store import StateStore
 
 __all__ = [
@@ -17,10 +18,13 @@ __all__ = [
     "GuestMarks",
     "Heartbeat",
     "HeartbeatInfo",
+    "HistogramValue",
     "History",
     "LockInfo",
     "LockNotHeld",
     "MarkEntry",
+    "MetricsSnapshot",
+    "MetricsStore",
     "MigrationLock",
     "RedisJsonCache",
     "StateStore",

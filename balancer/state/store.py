@@ -11,6 +11,8 @@ Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
     P history:decisions       list of JSON, capped             PX 30 days, refreshed on write
     P history:migrations      list of JSON, capped             PX 30 days, refreshed on write
     P cache:<name>            JSON                             PX given to set()
+    P metrics:index           hash metric name -> kind         PX 30 days, refreshed on write
+    P metrics:<name>          hash labels -> value (see metrics.py)  same
 
 Errors are never swallowed: any Redis trouble raises `redis.exceptions.RedisError` and the
 caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, health checks).
@@ -31,6 +33,7 @@ from balancer.state.history import History
 from balancer.state.keys import DEFAULT_PREFIX, Clock, key_count, keys_without_ttl
 from balancer.state.lock import EVALUATE_LOCK, MIGRATION_LOCK, MigrationLock
 from balancer.state.marks import GuestMarks
+from balancer.state.metrics import MetricsStore
 
 SOCKET_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
@@ -52,6 +55,7 @@ class StateStore:
         self.history = History(client, prefix, clock=clock)
         self.cache = RedisJsonCache(client, prefix, clock)
         self.heartbeat = Heartbeat(client, prefix, clock=clock)
+        self.metrics = MetricsStore(client, prefix, clock)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, *,
