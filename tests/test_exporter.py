@@ -1,0 +1,251 @@
+"""The exporter against a real redis-server, scraped over HTTP like Prometheus does."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from balancer.config import Config, parse_config
+from balancer.exporter import (
+    DEFAULT_PORT,
+    make_registry,
+    resolve_port,
+    run_exporter,
+    start_exporter,
+)
+from balancer.state import StateStore
+from tests.support.redis_server import RedisServer, free_port, wait_until
+
+PASSWORD = "s3cret-Pa55word"
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def make_config(url: str, port: int = 0) -> Config:
+    raw = {
+        "proxmox": {"hosts": ["pve1.example.com"], "user": "balancer@pve",
+                    "token_name": "balancer", "token_value": "tok"},
+        "redis": {"url": url},
+        "balancing": {"cpu_max": 0.75, "memory_max": 0.85},
+        "metrics": {"port": port},
+    }
+    return parse_config(raw, env={})
+
+
+def scrape(port: int) -> str:
+    reply = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+    assert reply.status_code == 200
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    return reply.text
+
+
+def samples(body: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def record_state(store: StateStore) -> None:
+    """What a few evaluate cycles and migrations leave in Redis."""
+    store.ema.update({"pve1": 0.9, "pve2": 0.3}, sampled_at=1000.0, alpha=0.5,
+                     online={"pve1", "pve2"})
+    store.ema.update({"pve1": 0.7, "pve2": 0.3}, sampled_at=1005.0, alpha=0.5,
+                     online={"pve1", "pve2"})
+    store.cache.set("nodes", {"at": 1005.0, "nodes": [
+        {"name": "pve1", "online": True, "cpu": 0.7, "memory": 0.62, "maxcpu": 16,
+         "maxmem": 64 << 30, "hastate": "online", "guests": 12},
+        {"name": "pve2", "online": True, "cpu": 0.3, "memory": 0.41, "maxcpu": 16,
+         "maxmem": 64 << 30, "hastate": "online", "guests": 8},
+        {"name": "pve3", "online": False, "cpu": 0, "memory": 0, "maxcpu": 0, "maxmem": 0,
+         "hastate": None, "guests": 0},
+        {"bogus": "entry"},
+    ]}, 600)
+    m = store.metrics
+    m.count("decisions", {"action": "migrate", "trigger": "cpu"})
+    m.count("decisions", {"action": "migrate", "trigger": "cpu"})
+    m.count("decisions", {"action": "none", "trigger": "none"})
+    m.count("skipped_cycles", {"reason": "migration_in_flight"}, 3)
+    m.count("migrations", {"result": "succeeded"})
+    m.count("migrations", {"result": "failed"})
+    for seconds in (0.02, 0.2, 0.3, 12.0):
+        m.observe("evaluate_duration_seconds", seconds)
+    for seconds in (8.0, 95.0):
+        m.observe("migration_duration_seconds", seconds)
+    token = store.lock.acquire(60)
+    assert token is not None
+    store.lock.attach(token, vmid=101, source="pve1", target="pve2")
+    store.marks.set_cooldown(101, 600, "moved")
+    store.marks.set_cooldown(102, 600, "moved")
+    store.marks.mark_unmigratable(103, "local disk")
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[StateStore]:
+    s = StateStore.from_url(redis_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def protected_redis() -> Iterator[RedisServer]:
+    """A redis-server of its own that requires a password."""
+    with tempfile.TemporaryDirectory(prefix="pvebal-exporter-") as workdir:
+        server = RedisServer(port=free_port(), workdir=Path(workdir), password=PASSWORD)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def test_scrape_over_http(redis_url: str, store: StateStore) -> None:
+    record_state(store)
+    exporter = start_exporter(make_config(redis_url), port=0, addr="127.0.0.1")
+    try:
+        body = scrape(exporter.port)
+    finally:
+        exporter.close()
+    lines = set(body.splitlines())
+    for line in (
+        "pve_balancer_up 1.0",
+        'pve_balancer_node_cpu_ema{node="pve1"} 0.8',
+        'pve_balancer_node_cpu_ema_samples{node="pve1"} 2.0',
+        'pve_balancer_node_cpu_ratio{node="pve1"} 0.7',
+        'pve_balancer_node_memory_ratio{node="pve2"} 0.41',
+        'pve_balancer_node_online{node="pve3"} 0.0',
+        'pve_balancer_decisions_total{action="migrate",trigger="cpu"} 2.0',
+        'pve_balancer_skipped_cycles_total{reason="migration_in_flight"} 3.0',
+        'pve_balancer_migrations_total{result="aborted"} 0.0',
+        'pve_balancer_evaluate_duration_seconds_bucket{le="0.01"} 0.0',
+        'pve_balancer_evaluate_duration_seconds_bucket{le="+Inf"} 4.0',
+        "pve_balancer_evaluate_duration_seconds_count 4.0",
+        'pve_balancer_migration_duration_seconds_bucket{le="5.0"} 0.0',
+        'pve_balancer_migration_duration_seconds_bucket{le="10.0"} 1.0',
+        "pve_balancer_lock_held 1.0",
+        'pve_balancer_guests_blocked{kind="cooldown"} 2.0',
+        "# TYPE pve_balancer_decisions_total counter",
+        "# TYPE pve_balancer_migration_duration_seconds histogram",
+    ):
+        assert line in lines, line
+
+    got = samples(body)
+    assert got[("pve_balancer_node_cpu_ema", (("node", "pve2"),))] == pytest.approx(0.3)
+    assert got[("pve_balancer_node_online", (("node", "pve1"),))] == 1.0
+    assert got[("pve_balancer_decisions_total",
+                (("action", "none"), ("trigger", "none")))] == 1.0
+    assert got[("pve_balancer_migrations_total", (("result", "succeeded"),))] == 1.0
+    assert got[("pve_balancer_migrations_total", (("result", "failed"),))] == 1.0
+    assert got[("pve_balancer_evaluate_duration_seconds_bucket", (("le", "0.25"),))] == 2.0
+    assert got[("pve_balancer_evaluate_duration_seconds_bucket", (("le", "0.5"),))] == 3.0
+    assert got[("pve_balancer_evaluate_duration_seconds_sum", ())] == pytest.approx(12.52)
+    assert got[("pve_balancer_migration_duration_seconds_bucket", (("le", "120.0"),))] == 2.0
+    assert got[("pve_balancer_migration_duration_seconds_bucket", (("le", "1800.0"),))] == 2.0
+    assert got[("pve_balancer_migration_duration_seconds_sum", ())] == 103.0
+    assert got[("pve_balancer_guests_blocked", (("kind", "unmigratable"),))] == 1.0
+    assert got[("pve_balancer_guests_blocked", (("kind", "backoff"),))] == 0.0
+    assert got[("pve_balancer_threshold_ratio", (("resource", "cpu"),))] == 0.75
+    assert got[("pve_balancer_threshold_ratio", (("resource", "memory"),))] == 0.85
+    assert got[("pve_balancer_nodes_read_timestamp_seconds", ())] == 1005.0
+    # The malformed node entry is skipped, not fatal.
+    assert not any(labels == (("node", ""),) for _, labels in got)
+
+
+def test_empty_state_serves_every_family(store: StateStore) -> None:
+    body = generate_latest(make_registry(store)).decode()
+    got = samples(body)
+    assert got[("pve_balancer_up", ())] == 1.0
+    assert got[("pve_balancer_lock_held", ())] == 0.0
+    assert got[("pve_balancer_migrations_total", (("result", "succeeded"),))] == 0.0
+    families = {f.name for f in text_string_to_metric_families(body)}
+    assert {
+        "pve_balancer_up", "pve_balancer_node_cpu_ema", "pve_balancer_node_cpu_ema_samples",
+        "pve_balancer_node_cpu_ratio", "pve_balancer_node_memory_ratio",
+        "pve_balancer_node_online", "pve_balancer_decisions", "pve_balancer_skipped_cycles",
+        "pve_balancer_migrations", "pve_balancer_migration_duration_seconds",
+        "pve_balancer_evaluate_duration_seconds", "pve_balancer_lock_held",
+        "pve_balancer_guests_blocked",
+    } <= families
+    # make_registry without a config: no thresholds, nothing else changes.
+    assert "pve_balancer_threshold_ratio" not in families
+
+
+def test_unreachable_redis_reports_down_and_hides_the_password(
+        caplog: pytest.LogCaptureFixture) -> None:
+    url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0"
+    caplog.set_level(logging.DEBUG)
+    exporter = start_exporter(make_config(url), port=0, addr="127.0.0.1")
+    try:
+        body = scrape(exporter.port)
+        again = scrape(exporter.port)  # the exporter survives the outage
+    finally:
+        exporter.close()
+    assert samples(body) == {("pve_balancer_up", ()): 0.0}
+    assert "pve_balancer_up 0.0" in body.splitlines()
+    assert again == body
+    assert PASSWORD not in body
+    assert PASSWORD not in caplog.text
+    assert ":***@127.0.0.1" in caplog.text  # the log does say which Redis, redacted
+
+
+def test_password_protected_redis_outage_and_recovery(
+        protected_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    setup = StateStore.from_url(protected_redis.url)
+    try:
+        setup.metrics.count("migrations", {"result": "aborted"})
+    finally:
+        setup.close()
+    exporter = start_exporter(make_config(protected_redis.url), port=0, addr="127.0.0.1")
+    try:
+        body = scrape(exporter.port)
+        assert samples(body)[("pve_balancer_migrations_total", (("result", "aborted"),))] == 1
+        assert "pve_balancer_up 1.0" in body.splitlines()
+        protected_redis.stop()
+        down = scrape(exporter.port)
+        assert down.splitlines()[-1] == "pve_balancer_up 0.0"
+        protected_redis.start()  # no persistence: the data is gone, the exporter recovers
+        wait_until(lambda: "pve_balancer_up 1.0" in scrape(exporter.port).splitlines(),
+                   what="exporter to see Redis again")
+    finally:
+        exporter.close()
+    for text in (body, down, caplog.text):
+        assert PASSWORD not in text
+
+
+def test_run_exporter_serves_on_the_configured_port_until_stopped(redis_url: str) -> None:
+    port = free_port()
+    stop = threading.Event()
+    thread = threading.Thread(target=run_exporter, args=(make_config(redis_url, port),),
+                              kwargs={"addr": "127.0.0.1", "stop": stop}, daemon=True)
+    thread.start()
+
+    def answers() -> bool:
+        try:
+            return "pve_balancer_up 1.0" in scrape(port).splitlines()
+        except requests.ConnectionError:
+            return False
+
+    wait_until(answers, what="exporter on the configured port")
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+
+
+def test_port_resolution(redis_url: str) -> None:
+    assert resolve_port(make_config(redis_url, 0)) == DEFAULT_PORT == 9108
+    assert resolve_port(make_config(redis_url, 9200)) == 9200
+    assert resolve_port(make_config(redis_url, 9200), 9300) == 9300
+    assert resolve_port(make_config(redis_url, 9200), 0) == 0  # explicit 0: any free port
