@@ -1,0 +1,647 @@
+"""The simulated cluster: nodes, guests, loads, tasks and migrations over simulated time.
+
+Nothing runs in the background. Every reader first calls `sync()`, which fires the scheduled
+events (task ends, HA rounds) that are due by `clock.now()`, in time order, each at its own
+instant. Loads are pure functions of time, so any instant (now, or RRD history) is cheap to
+evaluate. This class is not thread-safe; `Simulator` wraps it with one lock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pvesim.clock import SimClock, Timeline
+from pvesim.errors import internal, param_error
+from pvesim.ha import HAManager
+from pvesim.scenario import GuestSpec, NodeSpec, Scenario, StorageSpec
+from pvesim.tasks import Task, format_upid
+from pvesim.units import GIB, MIB
+
+MOVE_TYPES = ("qmigrate", "vzmigrate")
+
+
+@dataclass
+class NodeState:
+    """A node's changing state; `hastate` is the HA node state requested (online/maintenance)."""
+
+    spec: NodeSpec
+    online: Timeline[bool]
+    hastate: str
+    boot: float
+    offline_since: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class Migration:
+    """A running qmigrate/vzmigrate; the guest's memory counts on the target until `end`."""
+
+    task: Task
+    vmid: int
+    source: str
+    target: str
+    start: float
+    end: float
+    error: str | None
+    live: bool
+    ha_driven: bool
+    restart: bool
+    early: bool = False
+    was_running: bool = False
+    done: bool = False
+
+
+@dataclass
+class GuestState:
+    """A guest's changing state (placement, run state, overrides, lock)."""
+
+    spec: GuestSpec
+    node: Timeline[str]
+    status: Timeline[str]
+    started: float
+    pid: int
+    lock: str | None = None
+    cpu_override: Timeline[float | None] = field(default_factory=lambda: Timeline(None))
+    mem_override: Timeline[int | None] = field(default_factory=lambda: Timeline(None))
+    migration: Migration | None = None
+
+    @property
+    def vmid(self) -> int:
+        return self.spec.vmid
+
+    @property
+    def type(self) -> str:
+        return self.spec.type
+
+
+@dataclass
+class MigrationRecord:
+    """One migration-related task as the observer sees it (`Simulator.migration_log`)."""
+
+    upid: str
+    vmid: int
+    source: str
+    target: str
+    user: str
+    type: str
+    started: float
+    ended: float | None = None
+    exitstatus: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One API request (`Simulator.request_log`)."""
+
+    sim_time: float
+    real_time: float
+    method: str
+    path: str
+    query: dict[str, str]
+    data: dict[str, str]
+    status: int
+    user: str | None
+
+
+@dataclass(frozen=True)
+class GuestMetrics:
+    """A running guest's numbers at one instant (zeros when not running)."""
+
+    cpu: float
+    mem: int
+    memhost: int
+    uptime: int
+    netin: int
+    netout: int
+    diskread: int
+    diskwrite: int
+
+
+def _mix(*values: int) -> int:
+    """A small deterministic integer hash (stable across runs, unlike hash())."""
+    x = 0x9E3779B9
+    for v in values:
+        x = ((x ^ (v & 0xFFFFFFFF)) * 0x45D9F3B) & 0xFFFFFFFF
+        x ^= x >> 16
+    return x
+
+
+class Cluster:
+    """All simulated state; see the module docstring for the time model."""
+
+    def __init__(
+        self, scenario: Scenario, speed: float = 1.0, seed: int = 0, start: float | None = None
+    ) -> None:
+        self.scenario = scenario
+        self.clock = SimClock(speed, start)
+        self.seed = seed
+        self.rng = random.Random(seed)
+        t0 = self.clock.start
+        self.quorate = scenario.cluster.quorate
+        self.options: dict[str, Any] = {
+            k: (dict(v) if isinstance(v, dict) else v) for k, v in scenario.options.items()
+        }
+        self.sys_audit = scenario.auth.sys_audit
+        self.cluster_tasks_lag = scenario.cluster.cluster_tasks_lag
+        self.storages: dict[str, StorageSpec] = {s.name: s for s in scenario.storages}
+        self.nodes: dict[str, NodeState] = {}
+        for spec in scenario.nodes:
+            self.nodes[spec.name] = NodeState(
+                spec=spec,
+                online=Timeline(spec.online),
+                hastate=spec.hastate,
+                boot=t0 - spec.uptime,
+                offline_since=None if spec.online else t0,
+            )
+        self.entry_node = scenario.cluster.entry_node or scenario.nodes[0].name
+        self.guests: dict[int, GuestState] = {}
+        self._ever_on: dict[str, set[int]] = {name: set() for name in self.nodes}
+        for g in scenario.guests:
+            self.guests[g.vmid] = GuestState(
+                spec=g,
+                node=Timeline(g.node),
+                status=Timeline(g.status),
+                started=t0 - g.uptime,
+                pid=self.rng.randint(2_000, 4_000_000),
+                lock=g.lock,
+            )
+            self._ever_on[g.node].add(g.vmid)
+        self.tasks: dict[str, Task] = {}
+        self.node_tasks: dict[str, list[Task]] = {name: [] for name in self.nodes}
+        self.migrations: dict[str, Migration] = {}
+        self._incoming: dict[str, list[Migration]] = {name: [] for name in self.nodes}
+        self._fail_next: dict[int, str] = {}
+        self._events: list[tuple[float, int, Callable[[float], None]]] = []
+        self._seq = itertools.count()
+        self._event_time: float | None = None
+        self.request_log: list[RequestRecord] = []
+        self.migration_log: list[MigrationRecord] = []
+        self._records: dict[str, MigrationRecord] = {}
+        self.max_concurrent_migrations = 0
+        self.ha = HAManager(self)
+
+    # ----- time and events -------------------------------------------------------------
+
+    def time(self) -> float:
+        """The current instant: the firing event's time while events run, else the clock."""
+        return self._event_time if self._event_time is not None else self.clock.now()
+
+    def schedule(self, t: float, action: Callable[[float], None]) -> None:
+        heapq.heappush(self._events, (t, next(self._seq), action))
+
+    def sync(self) -> float:
+        """Fire every event due by now (in time order); return now."""
+        now = self.clock.now()
+        while self._events and self._events[0][0] <= now:
+            t, _, action = heapq.heappop(self._events)
+            self._event_time = t
+            try:
+                action(t)
+            finally:
+                self._event_time = None
+        return now
+
+    # ----- loads -----------------------------------------------------------------------
+
+    def _jitter(self, vmid: int, t: float, salt: int) -> float:
+        """Deterministic noise in [-1, 1] that changes every 10 s (pvestatd's cadence)."""
+        return (_mix(self.seed, vmid, salt, int(t // 10)) % 20001) / 10000.0 - 1.0
+
+    def node_online(self, name: str, t: float | None = None) -> bool:
+        node = self.nodes[name]
+        return node.online.current if t is None else node.online.at(t)
+
+    def guest_running(self, g: GuestState, t: float) -> bool:
+        return g.status.at(t) == "running" and self.nodes[g.node.at(t)].online.at(t)
+
+    def guest_cpu(self, g: GuestState, t: float) -> float:
+        """Share of the guest's own vCPUs in use (may exceed 1, like PVE's vmstatus)."""
+        if not self.guest_running(g, t):
+            return 0.0
+        value = g.cpu_override.at(t)
+        if value is None:
+            profiled = g.spec.profile.cpu(t - self.clock.start)
+            value = g.spec.cpu if profiled is None else profiled
+        if g.spec.noise:
+            value *= 1.0 + g.spec.noise * self._jitter(g.vmid, t, 1)
+        return max(0.0, value)
+
+    def guest_mem(self, g: GuestState, t: float) -> tuple[int, int]:
+        """(mem, memhost) in bytes; memhost keeps the scenario's host-side overhead."""
+        if not self.guest_running(g, t):
+            return 0, 0
+        value = g.mem_override.at(t)
+        if value is None:
+            profiled = g.spec.profile.mem(t - self.clock.start)
+            value = g.spec.mem if profiled is None else profiled
+        if g.spec.noise:
+            value = int(value * (1.0 + g.spec.noise * 0.5 * self._jitter(g.vmid, t, 2)))
+        mem = max(0, min(int(value), g.spec.maxmem))
+        if g.type != "qemu":
+            return mem, mem
+        return mem, max(0, mem + g.spec.memhost - g.spec.mem)
+
+    def guest_maxcpu(self, g: GuestState) -> int:
+        threads = self.nodes[g.node.current].spec.threads
+        return min(g.spec.cpus, threads)
+
+    def guest_metrics(self, g: GuestState, t: float) -> GuestMetrics:
+        if not self.guest_running(g, t):
+            return GuestMetrics(0.0, 0, 0, 0, 0, 0, 0, 0)
+        mem, memhost = self.guest_mem(g, t)
+        uptime = max(0, int(t - g.started))
+        rate = g.spec.net_rate
+        return GuestMetrics(
+            cpu=self.guest_cpu(g, t),
+            mem=mem,
+            memhost=memhost,
+            uptime=uptime,
+            netin=int(uptime * rate),
+            netout=int(uptime * rate * 0.6),
+            diskread=int(uptime * rate * 2.5),
+            diskwrite=int(uptime * rate * 1.5),
+        )
+
+    def node_load(self, name: str, t: float) -> tuple[float, int]:
+        """(cpu demand as a fraction of threads, unclamped; used memory bytes) at `t`."""
+        node = self.nodes[name]
+        spec = node.spec
+        if not node.online.at(t):
+            return 0.0, 0
+        demand = spec.base_cpu
+        mem = spec.base_mem
+        for vmid in self._ever_on[name]:
+            g = self.guests[vmid]
+            if g.node.at(t) != name or g.status.at(t) != "running":
+                continue
+            demand += self.guest_cpu(g, t) * min(g.spec.cpus, spec.threads) / spec.threads
+            mem += self.guest_mem(g, t)[1]
+        for mig in self._incoming[name]:
+            if mig.live and mig.start <= t < mig.end:
+                mem += self.guest_mem(self.guests[mig.vmid], t)[1]
+        return demand, min(mem, spec.memory)
+
+    def all_node_loads(self, t: float) -> dict[str, tuple[float, int]]:
+        return {name: self.node_load(name, t) for name in self.nodes}
+
+    def guests_on(self, name: str) -> list[GuestState]:
+        return [g for g in self.guests.values() if g.node.current == name]
+
+    # ----- tasks -----------------------------------------------------------------------
+
+    def new_task(self, node: str, task_type: str, task_id: str, authid: str, t: float) -> Task:
+        boot = self.nodes[node].boot
+        pid = self.rng.randint(2_000, 4_000_000)
+        pstart = max(1, int((t - boot) * 100))
+        upid = format_upid(node, pid, pstart, int(t), task_type, task_id, authid)
+        task = Task(upid, node, pid, pstart, int(t), task_type, task_id, authid, started=t)
+        self.tasks[upid] = task
+        self.node_tasks[node].append(task)
+        return task
+
+    def _record(self, task: Task, vmid: int, source: str, target: str) -> MigrationRecord:
+        record = MigrationRecord(
+            upid=task.upid,
+            vmid=vmid,
+            source=source,
+            target=target,
+            user=task.authid,
+            type=task.type,
+            started=task.started,
+        )
+        self.migration_log.append(record)
+        self._records[task.upid] = record
+        return record
+
+    def _finish_task(self, task: Task, t: float, exitstatus: str) -> None:
+        task.finish(t, exitstatus)
+        record = self._records.get(task.upid)
+        if record is not None:
+            record.ended = t
+            record.exitstatus = exitstatus
+
+    def running_moves(self) -> int:
+        return sum(1 for m in self.migrations.values() if not m.done)
+
+    # ----- migration requests (the API's POST .../migrate) ------------------------------
+
+    def check_quorum(self) -> None:
+        if not self.quorate:
+            raise internal("cluster not ready - no quorum?")
+
+    def check_target_node(self, node: str, target: str) -> None:
+        if target == node:
+            raise param_error({"target": "target is local node."})
+        self.check_quorum()
+        if target not in self.nodes:
+            raise internal(f"no such cluster node '{target}'")
+
+    def load_guest(self, node: str, vmid: int, gtype: str) -> GuestState:
+        """The guest if its config is on `node` with that type; else PVE's 'does not exist'."""
+        g = self.guests.get(vmid)
+        if g is None or g.type != gtype or g.node.current != node:
+            folder = "qemu-server" if gtype == "qemu" else "lxc"
+            raise internal(f"Configuration file 'nodes/{node}/{folder}/{vmid}.conf' does not exist")
+        return g
+
+    def local_volumes(self, g: GuestState) -> list[tuple[str, str, int, bool]]:
+        """(drive key, volid, size, is_cdrom) of volumes on non-shared storage."""
+        result = []
+        for disk in g.spec.disks:
+            if disk.storage is None:
+                continue
+            storage = self.storages[disk.storage]
+            if not storage.shared:
+                result.append((disk.key, disk.volid, disk.size, disk.cdrom))
+        return result
+
+    def unavailable_storages(self, g: GuestState, target: str) -> list[str]:
+        return sorted({
+            d.storage for d in g.spec.disks
+            if d.storage is not None and not d.cdrom
+            and not self.storages[d.storage].available_on(target)
+        })
+
+    def local_resources(self, g: GuestState) -> tuple[list[str], dict[str, dict[str, Any]]]:
+        """(devices that pin the VM, mapped devices with their info)."""
+        local: list[str] = []
+        mapped: dict[str, dict[str, Any]] = {}
+        for i, value in enumerate(g.spec.hostpci):
+            key = f"hostpci{i}"
+            if value.startswith("mapping="):
+                name = value.split(",", 1)[0].split("=", 1)[1]
+                mapped[key] = {"name": name, "live-migration": 0}
+            else:
+                local.append(key)
+        for i, value in enumerate(g.spec.usb):
+            key = f"usb{i}"
+            if value.startswith("mapping="):
+                mapped[key] = {"name": value.split(",", 1)[0].split("=", 1)[1]}
+            elif value != "spice":
+                local.append(key)
+        return local, mapped
+
+    def request_migrate(
+        self, node: str, vmid: int, gtype: str, params: dict[str, Any], authid: str
+    ) -> str:
+        """POST /nodes/{node}/{qemu|lxc}/{vmid}/migrate: synchronous checks, then a task UPID."""
+        t = self.time()
+        target = str(params["target"])
+        if gtype == "qemu":
+            self.check_target_node(node, target)
+            if params.get("targetstorage") and not params.get("online"):
+                raise param_error(
+                    {"targetstorage": "Live storage migration can only be done online."}
+                )
+            for option in ("force", "migration_type", "migration_network"):
+                if params.get(option) and authid != "root@pam":
+                    raise param_error({option: "Only root may use this option."})
+            g = self.load_guest(node, vmid, gtype)
+            if g.lock:
+                raise internal(f"VM is locked ({g.lock})")
+            running = g.status.current == "running"
+            if running and not params.get("online"):
+                raise internal("can't migrate running VM without --online")
+            if not params.get("targetstorage"):
+                for store in self.unavailable_storages(g, target):
+                    raise internal(f"storage '{store}' is not available on node '{target}'")
+        else:
+            self.check_target_node(node, target)
+            g = self.load_guest(node, vmid, gtype)
+            running = g.status.current == "running"
+            if running and not params.get("online") and not params.get("restart"):
+                raise internal("can't migrate running container without --online or --restart")
+        if self.ha.manages(g):
+            return self.ha.request_hamigrate(g, node, target, authid, t).upid
+        task = self.start_move(
+            g,
+            target,
+            authid,
+            t,
+            online=bool(params.get("online")),
+            with_local_disks=bool(params.get("with-local-disks")),
+            bwlimit=params.get("bwlimit"),
+            restart=bool(params.get("restart")),
+            force=bool(params.get("force")),
+        )
+        return task.upid
+
+    # ----- migration execution ---------------------------------------------------------
+
+    def _blocker(
+        self,
+        g: GuestState,
+        target: str,
+        online: bool,
+        with_local_disks: bool,
+        restart: bool,
+        force: bool,
+    ) -> str | None:
+        """Why the task's prepare phase would abort (PVE reports 'migration aborted')."""
+        running = g.status.current == "running"
+        if g.type == "lxc":
+            if g.lock:
+                return f"CT is locked ({g.lock})"
+            if running and online and not restart:
+                return "lxc live migration is currently not implemented"
+        else:
+            local, mapped = self.local_resources(g)
+            if local and (running or not force):
+                return f"can't migrate VM which uses local devices: {', '.join(local)}"
+            if mapped and running:
+                return f"can't migrate running VM which uses mapped devices: {', '.join(mapped)}"
+            for key, volid, _size, cdrom in self.local_volumes(g):
+                if cdrom:
+                    return f"can't migrate local cdrom drive (referenced in '{key}': {volid})"
+            if running and not with_local_disks:
+                disks = [v for v in self.local_volumes(g) if not v[3]]
+                if disks:
+                    return "can't live migrate attached local disks without with-local-disks option"
+        if not self.node_online(target):
+            return "Can't connect to destination address using public key"
+        return None
+
+    def _duration(
+        self, g: GuestState, t: float, with_local_disks: bool, bwlimit: int | None, restart: bool
+    ) -> tuple[float, bool, int]:
+        """(simulated seconds, is live, bytes moved) for a migration starting now."""
+        spec = self.scenario.migration
+        running = g.status.current == "running"
+        live = running and g.type == "qemu"
+        mem_bytes = self.guest_mem(g, t)[1] if live else 0
+        local_bytes = sum(size for _k, _v, size, cdrom in self.local_volumes(g) if not cdrom)
+        copy_disks = local_bytes and (not running or with_local_disks or g.type == "lxc")
+        seconds = 1.0 + mem_bytes / GIB * spec.seconds_per_gib
+        moved = mem_bytes
+        if copy_disks:
+            seconds += local_bytes / GIB * spec.disk_seconds_per_gib
+            moved += local_bytes
+        if g.type == "lxc" and running and restart:
+            seconds += spec.lxc_restart_seconds
+        if bwlimit:
+            seconds = max(seconds, moved / (bwlimit * 1024.0))
+        return max(spec.min_seconds, seconds), live, moved
+
+    def start_move(
+        self,
+        g: GuestState,
+        target: str,
+        authid: str,
+        t: float,
+        *,
+        online: bool,
+        with_local_disks: bool = False,
+        bwlimit: int | None = None,
+        restart: bool = False,
+        force: bool = False,
+        ha_driven: bool = False,
+    ) -> Task:
+        """Fork the qmigrate/vzmigrate worker: aborts early, fails late, or moves the guest."""
+        source = g.node.current
+        task_type = "qmigrate" if g.type == "qemu" else "vzmigrate"
+        task = self.new_task(source, task_type, str(g.vmid), authid, t)
+        self._record(task, g.vmid, source, target)
+        blocker = self._blocker(g, target, online, with_local_disks, restart, force)
+        was_running = g.status.current == "running"
+        if blocker is not None:
+            end = t + self.scenario.migration.abort_seconds
+            mig = Migration(
+                task, g.vmid, source, target, t, end, blocker, False, ha_driven, restart, True
+            )
+        else:
+            seconds, live, moved = self._duration(g, t, with_local_disks, bwlimit, restart)
+            failure = self._fail_next.pop(g.vmid, None)
+            end = t + (seconds * 0.5 if failure else seconds)
+            mig = Migration(
+                task, g.vmid, source, target, t, end, failure, live, ha_driven, restart,
+                False, was_running,
+            )
+            g.lock = "migrate"
+            g.migration = mig
+            if live:
+                self._incoming[target].append(mig)
+            if g.type == "lxc" and restart and g.status.current == "running":
+                g.status.set(t, "stopped")
+            self._write_move_log(g, mig, seconds, moved)
+        self.migrations[task.upid] = mig
+        self.max_concurrent_migrations = max(self.max_concurrent_migrations, self.running_moves())
+        self.schedule(mig.end, lambda when: self._complete(mig, when))
+        return task
+
+    def _write_move_log(self, g: GuestState, mig: Migration, seconds: float, moved: int) -> None:
+        task, t = mig.task, mig.start
+        kind = "VM" if g.type == "qemu" else "CT"
+        ip = self.nodes[mig.target].spec.ip
+        if g.type == "lxc" and mig.restart and mig.was_running:
+            task.add_log(t, f"shutdown CT {g.vmid}")
+        task.add_log(t, f"starting migration of {kind} {g.vmid} to node '{mig.target}' ({ip})")
+        for _key, volid, _size, cdrom in self.local_volumes(g):
+            if not cdrom:
+                task.add_log(t, f"found local disk '{volid}' (attached)")
+        if mig.live:
+            total = self.guest_mem(g, t)[1]
+            task.add_log(t + 0.3, f"starting VM {g.vmid} on remote node '{mig.target}'")
+            task.add_log(t + 0.6, "start remote tunnel")
+            task.add_log(t + 0.6, "ssh tunnel ver 1")
+            sock = f"unix:/run/qemu-server/{g.vmid}.migrate"
+            task.add_log(t + 0.7, f"starting online/live migration on {sock}")
+            task.add_log(t + 0.7, "set migration capabilities")
+            task.add_log(t + 0.7, "migration downtime limit: 100 ms")
+            task.add_log(t + 0.7, f"start migrate command to {sock}")
+            steps = max(1, min(10, int(seconds) - 1))
+            for i in range(1, steps + 1):
+                at = t + 1.0 + (seconds - 1.2) * i / (steps + 1)
+                done = total * i / (steps + 1)
+                speed = total / max(seconds, 1) / MIB
+                task.add_log(
+                    at,
+                    f"migration active, transferred {done / GIB:.1f} GiB of "
+                    f"{g.spec.maxmem / GIB:.1f} GiB VM-state, {speed:.1f} MiB/s",
+                )
+            rate = moved / max(seconds, 1) / MIB
+            task.add_log(
+                mig.end - 0.1, f"average migration speed: {rate:.1f} MiB/s - downtime 57 ms"
+            )
+            task.add_log(mig.end - 0.1, "migration status: completed")
+        elif g.type == "lxc":
+            for disk in g.spec.disks:
+                if disk.storage and self.storages[disk.storage].shared:
+                    line = f"volume '{disk.volid}' is on shared storage '{disk.storage}'"
+                    task.add_log(t + 0.5, line)
+            task.add_log(mig.end - 0.2, "start final cleanup")
+            if mig.restart:
+                task.add_log(mig.end - 0.1, "start container on target node")
+
+    def _complete(self, mig: Migration, t: float) -> None:
+        if mig.done:
+            return
+        mig.done = True
+        g = self.guests[mig.vmid]
+        task = mig.task
+        duration = _duration_text(t - mig.start)
+        if mig.early:
+            # Aborted in prepare: nothing was locked or copied.
+            task.add_log(t, f"ERROR: migration aborted (duration {duration}): {mig.error}")
+            self._finish_task(task, t, "migration aborted")
+        elif mig.error is not None:
+            task.add_log(t, f"ERROR: online migrate failure - {mig.error}")
+            task.add_log(t, "aborting phase 2 - cleanup resources")
+            task.add_log(t, f"ERROR: migration finished with problems (duration {duration})")
+            self._end_move(g, mig, t, moved=False)
+            self._finish_task(task, t, mig.error)
+        else:
+            task.add_log(t, f"migration finished successfully (duration {duration})")
+            self._end_move(g, mig, t, moved=True)
+            self._finish_task(task, t, "OK")
+        self.ha.on_move_finished(g, mig, t, success=mig.error is None)
+
+    def _end_move(self, g: GuestState, mig: Migration, t: float, moved: bool) -> None:
+        g.lock = None
+        g.migration = None
+        mig.end = min(mig.end, t)
+        if moved:
+            g.node.set(t, mig.target)
+            self._ever_on[mig.target].add(g.vmid)
+        if g.type == "lxc" and mig.restart and mig.was_running:
+            g.status.set(t, "running")
+            g.started = t
+
+    def abort_moves_touching(self, node: str, t: float) -> None:
+        """A node went away: migrations from or to it fail now."""
+        for mig in list(self.migrations.values()):
+            if mig.done or node not in (mig.source, mig.target):
+                continue
+            mig.error = mig.error or "migration aborted"
+            self._complete(mig, t)
+
+    def fail_next_migration(self, vmid: int, message: str) -> None:
+        self._fail_next[vmid] = message
+
+    def recover_guest(self, g: GuestState, target: str, t: float) -> None:
+        """HA recovery after fencing: the guest restarts on `target` (no migration task)."""
+        g.node.set(t, target)
+        self._ever_on[target].add(g.vmid)
+        g.lock = None
+        if g.status.current == "running":
+            g.started = t
+
+    # ----- misc helpers for views ------------------------------------------------------
+
+    def tasks_of(self, nodes: Iterable[str]) -> list[Task]:
+        result: list[Task] = []
+        for name in nodes:
+            result.extend(self.node_tasks[name])
+        return result
+
+
+def _duration_text(seconds: float) -> str:
+    s = max(0, round(seconds))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"

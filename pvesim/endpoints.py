@@ -1,0 +1,949 @@
+"""The PVE 9 endpoints the balancer (and ProxLB) read or call, rendered field-for-field.
+
+Every handler runs under the simulator lock after `Cluster.sync()`, with `ctx.now` as the
+instant it answers for. Field names, units and optional keys follow PVE 9 (see the reference
+notes in the project), including its quirks: qemu lists say `cpus` not `maxcpu`, booleans are
+0/1, `memory` in a VM config is a string, tags are `;`-joined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from pvesim import rrd
+from pvesim.cluster import Cluster, GuestState
+from pvesim.errors import ApiError, internal, param_error
+from pvesim.params import BOOL, INT, STR, Param, enum, required
+from pvesim.routing import Ctx, Paged, route
+from pvesim.scenario import HARuleSpec
+from pvesim.tasks import Task, parse_upid
+from pvesim.tls import fingerprint
+from pvesim.units import GIB, MIB, format_pve_size
+
+KERNEL = "6.14.8-2-pve"
+KVERSION = f"Linux {KERNEL} #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z) x86_64"
+ACTIVE_WINDOW = 10.0  # finished tasks stay in the "active" list this long (sim seconds)
+CLUSTER_TASKS_FINISHED_PER_NODE = 25
+
+
+def _r(value: float) -> float:
+    return round(value, 6)
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _ctime(t: float) -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(t))
+
+
+def _pveversion(c: Cluster) -> str:
+    return f"pve-manager/{c.scenario.cluster.version}/{c.scenario.cluster.repoid}"
+
+
+def _gtype_dir(g: GuestState) -> str:
+    return "qemu" if g.type == "qemu" else "lxc"
+
+
+def _maxdisk(g: GuestState) -> int:
+    return next((d.size for d in g.spec.disks if not d.cdrom), 0)
+
+
+def _guest_disk(g: GuestState) -> int:
+    return 0 if g.type == "qemu" else int(_maxdisk(g) * 0.4)
+
+
+# ----- cluster-wide ----------------------------------------------------------------------
+
+
+@route("GET", "/version")
+def version(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    spec = c.scenario.cluster
+    return {"version": spec.version, "release": spec.release, "repoid": spec.repoid}
+
+
+@route("GET", "/cluster/status")
+def cluster_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    spec = c.scenario.cluster
+    result: list[dict[str, Any]] = [{
+        "type": "cluster", "id": "cluster", "name": spec.name, "nodes": len(c.nodes),
+        "version": spec.config_version, "quorate": int(c.quorate),
+    }]
+    for node in c.nodes.values():
+        result.append({
+            "type": "node", "id": f"node/{node.name}", "name": node.name,
+            "nodeid": node.spec.nodeid, "ip": node.spec.ip, "level": "",
+            "local": int(node.name == c.entry_node), "online": int(node.online.current),
+        })
+    return result
+
+
+def guest_resource(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
+    """A `/cluster/resources` entry for a guest (reduced when its node is offline)."""
+    node = g.node.current
+    entry: dict[str, Any] = {"id": f"{_gtype_dir(g)}/{g.vmid}", "vmid": g.vmid, "node": node,
+                             "type": _gtype_dir(g)}
+    if c.node_online(node):
+        m = c.guest_metrics(g, t)
+        entry.update({
+            "status": g.status.current, "name": g.spec.name, "uptime": m.uptime,
+            "template": int(g.spec.template), "maxcpu": c.guest_maxcpu(g), "cpu": _r(m.cpu),
+            "maxmem": g.spec.maxmem, "mem": m.mem, "maxdisk": _maxdisk(g),
+            "disk": _guest_disk(g), "netin": m.netin, "netout": m.netout,
+            "diskread": m.diskread, "diskwrite": m.diskwrite,
+        })
+        if g.type == "qemu":
+            entry["memhost"] = m.memhost
+    else:
+        entry["status"] = "unknown"
+    if g.spec.pool:
+        entry["pool"] = g.spec.pool
+    if g.lock:
+        entry["lock"] = g.lock
+    if g.spec.tags:
+        entry["tags"] = ";".join(g.spec.tags)
+    hastate = c.ha.guest_hastate(g)
+    if hastate:
+        entry["hastate"] = hastate
+    return entry
+
+
+def node_entry(
+    c: Cluster, name: str, t: float, load: tuple[float, int] | None = None
+) -> dict[str, Any]:
+    """Node fields shared by /cluster/resources and /nodes."""
+    node = c.nodes[name]
+    entry: dict[str, Any] = {"id": f"node/{name}", "node": name, "type": "node"}
+    if node.online.current:
+        demand, mem = load if load is not None else c.node_load(name, t)
+        entry.update({
+            "status": "online", "cpu": _r(min(1.0, demand)), "maxcpu": node.spec.threads,
+            "mem": mem, "maxmem": node.spec.memory, "disk": node.spec.rootfs_used,
+            "maxdisk": node.spec.rootfs, "uptime": int(t - node.boot), "level": "",
+            "cgroup-mode": 2,
+        })
+    else:
+        entry.update({"status": "offline", "level": ""})
+    if c.ha.configured:
+        entry["hastate"] = c.ha.node_state(name)
+    return entry
+
+
+def _storage_used(c: Cluster, storage: str, node: str) -> int:
+    shared = c.storages[storage].shared
+    total = 0
+    for g in c.guests.values():
+        if not shared and g.node.current != node:
+            continue
+        total += sum(d.size for d in g.spec.disks if d.storage == storage and not d.cdrom)
+    return total
+
+
+def _storage_resources(c: Cluster) -> list[dict[str, Any]]:
+    result = []
+    for name in c.nodes:
+        for s in c.storages.values():
+            if not s.available_on(name):
+                continue
+            entry: dict[str, Any] = {
+                "id": f"storage/{name}/{s.name}", "storage": s.name, "node": name,
+                "type": "storage", "plugintype": s.type, "shared": int(s.shared),
+                "content": s.content,
+            }
+            if c.node_online(name):
+                entry.update({"status": "available", "disk": _storage_used(c, s.name, name),
+                              "maxdisk": s.size})
+            else:
+                entry["status"] = "unknown"
+            result.append(entry)
+    return result
+
+
+@route("GET", "/cluster/resources", {"type": enum("vm", "storage", "node", "sdn")})
+def cluster_resources(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    rtype = p.get("type")
+    t = ctx.now
+    result: list[dict[str, Any]] = []
+    if rtype is None:
+        for pool in sorted(c.scenario.pools):
+            result.append({"id": f"/pool/{pool}", "pool": pool, "type": "pool"})
+    if rtype in (None, "vm"):
+        for g in sorted(c.guests.values(), key=lambda g: str(g.vmid)):
+            result.append(guest_resource(c, g, t))
+    if rtype in (None, "node"):
+        loads = c.all_node_loads(t)
+        for name in c.nodes:
+            result.append(node_entry(c, name, t, loads[name]))
+    if rtype in (None, "storage"):
+        result.extend(_storage_resources(c))
+    return result
+
+
+def _visible(task: Task, ctx: Ctx) -> bool:
+    return ctx.privileged or task.authid == ctx.authid
+
+
+@route("GET", "/cluster/tasks")
+def cluster_tasks(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    view = ctx.now - c.cluster_tasks_lag
+    result: list[dict[str, Any]] = []
+    for name in c.nodes:
+        tasks = [
+            task for task in c.node_tasks[name] if task.started <= view and _visible(task, ctx)
+        ]
+        running = [task for task in tasks if task.endtime is None or task.endtime > view]
+        finished = [task for task in tasks if task.endtime is not None and task.endtime <= view]
+        finished.sort(key=lambda task: task.endtime or 0)
+        finished = finished[-CLUSTER_TASKS_FINISHED_PER_NODE:]
+        for task in running + finished:
+            item: dict[str, Any] = {
+                "upid": task.upid, "node": task.node, "starttime": task.starttime,
+                "type": task.type, "id": task.id, **task.user_fields(),
+            }
+            if task in running:
+                item["saved"] = "0"
+                item["pid"] = task.pid
+            else:
+                item["saved"] = "1"
+                item["endtime"] = int(task.endtime or 0)
+                item["status"] = task.exitstatus
+            result.append(item)
+    result.sort(key=lambda item: item["starttime"], reverse=True)
+    return result
+
+
+@route("GET", "/cluster/options")
+def cluster_options(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(c.options))
+
+
+# ----- HA --------------------------------------------------------------------------------
+
+
+def _rule_entry(rule: HARuleSpec) -> dict[str, Any]:
+    entry: dict[str, Any] = {"rule": rule.rule, "type": rule.type,
+                             "resources": ",".join(rule.resources), "order": rule.order}
+    if rule.type == "node-affinity":
+        entry["nodes"] = ",".join(f"{n}:{prio}" if prio else n for n, prio in rule.nodes)
+        if rule.strict:
+            entry["strict"] = 1
+    else:
+        entry["affinity"] = rule.affinity
+    if rule.disable:
+        entry["disable"] = 1
+    if rule.comment:
+        entry["comment"] = rule.comment
+    entry["digest"] = _digest([r.rule for r in [rule]])
+    return entry
+
+
+@route("GET", "/cluster/ha/rules",
+       {"type": enum("node-affinity", "resource-affinity"), "resource": STR}, sys_audit=True)
+def ha_rules(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    result = []
+    for rule in c.ha.rules:
+        if p.get("type") and rule.type != p["type"]:
+            continue
+        if p.get("resource") and p["resource"] not in rule.resources:
+            continue
+        result.append(_rule_entry(rule))
+    digest = _digest([r.rule for r in c.ha.rules])
+    for entry in result:
+        entry["digest"] = digest
+    return result
+
+
+@route("GET", "/cluster/ha/rules/{rule}", sys_audit=True)
+def ha_rule(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    for rule in c.ha.rules:
+        if rule.rule == p["rule"]:
+            return _rule_entry(rule)
+    raise internal(f"no such ha rule '{p['rule']}'")
+
+
+@route("GET", "/cluster/ha/groups", sys_audit=True)
+def ha_groups(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    raise internal("cannot index groups: ha groups have been migrated to rules")
+
+
+def _ha_resource(c: Cluster, sid: str) -> dict[str, Any]:
+    svc = c.ha.services[sid]
+    entry: dict[str, Any] = {"sid": sid, "type": svc.type, "state": svc.state,
+                             "digest": _digest(sorted(c.ha.services))}
+    if not svc.failback:
+        entry["failback"] = 0
+    if svc.max_restart is not None:
+        entry["max_restart"] = svc.max_restart
+    if svc.max_relocate is not None:
+        entry["max_relocate"] = svc.max_relocate
+    if svc.comment:
+        entry["comment"] = svc.comment
+    return entry
+
+
+@route("GET", "/cluster/ha/resources", {"type": enum("ct", "vm")}, sys_audit=True)
+def ha_resources(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return [_ha_resource(c, sid) for sid, svc in c.ha.services.items()
+            if not p.get("type") or svc.type == p["type"]]
+
+
+def _sid_param(c: Cluster, raw: str) -> str:
+    sid = f"vm:{raw}" if raw.isdigit() else raw
+    if sid not in c.ha.services:
+        raise internal(f"no such resource '{sid}'")
+    return sid
+
+
+@route("GET", "/cluster/ha/resources/{sid}", sys_audit=True)
+def ha_resource(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return _ha_resource(c, _sid_param(c, p["sid"]))
+
+
+@route("POST", "/cluster/ha/resources/{sid}/migrate", {"node": required(Param("node"))},
+       sys_audit=True)
+def ha_resource_migrate(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    c.check_quorum()
+    return c.ha.api_migrate(_sid_param(c, p["sid"]), p["node"])
+
+
+def _lrm_mode(c: Cluster, name: str) -> str:
+    node = c.nodes[name]
+    if not node.online.current:
+        return "old timestamp - dead?"
+    if node.hastate == "maintenance":
+        return "maintenance mode"
+    has_services = any(c.guests[s.vmid].node.current == name for s in c.ha.services.values())
+    return "active" if has_services else "idle"
+
+
+@route("GET", "/cluster/ha/status/current", sys_audit=True)
+def ha_status_current(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    t = int(ctx.now)
+    master = c.ha.master_node()
+    quorum: dict[str, Any] = {"id": "quorum", "type": "quorum", "node": master,
+                              "quorate": int(c.quorate)}
+    quorum["status"] = "OK" if c.quorate else f"No quorum on node '{master}'!"
+    result: list[dict[str, Any]] = [quorum]
+    if not c.ha.configured:
+        return result
+    result.append({"id": "master", "type": "master", "node": master, "timestamp": t,
+                   "status": f"{master} (active, {_ctime(t)})"})
+    for name in c.nodes:
+        stamp = t if c.node_online(name) else int(c.nodes[name].offline_since or t)
+        result.append({"id": f"lrm:{name}", "type": "lrm", "node": name, "timestamp": stamp,
+                       "status": f"{name} ({_lrm_mode(c, name)}, {_ctime(stamp)})"})
+    for sid in sorted(c.ha.services):
+        svc = c.ha.services[sid]
+        node = c.guests[svc.vmid].node.current
+        entry: dict[str, Any] = {
+            "id": f"service:{sid}", "type": "service", "sid": sid, "node": node,
+            "crm_state": svc.crm_state, "state": svc.crm_state, "request_state": svc.state,
+            "status": f"{sid} ({node}, {svc.crm_state})",
+        }
+        if not svc.failback:
+            entry["failback"] = 0
+        result.append(entry)
+    return result
+
+
+@route("GET", "/cluster/ha/status/manager_status", sys_audit=True)
+def ha_manager_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    t = int(ctx.now)
+    master = c.ha.master_node()
+    quorum = {"node": master, "quorate": int(c.quorate)}
+    if not c.ha.configured:
+        return {"manager_status": {}, "quorum": quorum, "lrm_status": {}}
+    services: dict[str, Any] = {}
+    for sid in sorted(c.ha.services):
+        svc = c.ha.services[sid]
+        g = c.guests[svc.vmid]
+        entry: dict[str, Any] = {"node": g.node.current, "state": svc.crm_state, "uid": svc.uid}
+        if svc.crm_state == "started" and g.status.current == "running":
+            entry["running"] = 1
+        if svc.target:
+            entry["target"] = svc.target
+        if svc.maintenance_node:
+            entry["maintenance_node"] = svc.maintenance_node
+        services[sid] = entry
+    node_status = {name: c.ha.node_state(name) for name in c.nodes}
+    node_request = {name: {"maintenance": 1} for name, n in c.nodes.items()
+                    if n.hastate == "maintenance"}
+    lrm_status: dict[str, Any] = {}
+    for name, node in c.nodes.items():
+        maintenance = node.hastate == "maintenance"
+        lrm_status[name] = {
+            "mode": "maintenance" if maintenance else "active",
+            "state": "maintenance" if maintenance else (
+                "active" if _lrm_mode(c, name) == "active" else "wait_for_agent_lock"),
+            "results": {},
+            "timestamp": t if node.online.current else int(node.offline_since or t),
+        }
+    return {
+        "manager_status": {"master_node": master, "timestamp": t, "node_status": node_status,
+                           "node_request": node_request, "service_status": services},
+        "quorum": quorum,
+        "lrm_status": lrm_status,
+    }
+
+
+# ----- nodes -----------------------------------------------------------------------------
+
+
+@route("GET", "/nodes")
+def nodes_list(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    fp = fingerprint()
+    result = []
+    for name in c.nodes:
+        entry = node_entry(c, name, ctx.now)
+        entry.pop("cgroup-mode", None)
+        entry.pop("hastate", None)
+        entry["ssl_fingerprint"] = fp
+        result.append(entry)
+    return result
+
+
+@route("GET", "/nodes/{node}/status", proxy=True)
+def node_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    node = c.nodes[p["node"]]
+    spec = node.spec
+    demand, mem = c.node_load(node.name, ctx.now)
+    load = demand * spec.threads
+    swap_used = 0
+    return {
+        "cpu": _r(min(1.0, demand)),
+        "wait": _r(0.002 + min(1.0, demand) * 0.01),
+        "loadavg": [f"{load:.2f}", f"{load * 0.97:.2f}", f"{load * 0.93:.2f}"],
+        "cpuinfo": {
+            "model": spec.cpu_model, "sockets": spec.sockets,
+            "cores": max(1, spec.cores // spec.sockets), "cpus": spec.threads,
+            "mhz": f"{spec.mhz:.3f}", "user_hz": 100, "hvm": "1",
+            "flags": "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 "
+                     "clflush mmx fxsr sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm "
+                     "constant_tsc rep_good nopl nonstop_tsc cpuid pni pclmulqdq svm",
+        },
+        "memory": {"total": spec.memory, "used": mem, "free": spec.memory - mem,
+                   "available": spec.memory - mem},
+        "swap": {"total": spec.swap, "used": swap_used, "free": spec.swap - swap_used},
+        "ksm": {"shared": 0},
+        "rootfs": {"total": spec.rootfs, "used": spec.rootfs_used,
+                   "avail": spec.rootfs - spec.rootfs_used, "free": spec.rootfs - spec.rootfs_used},
+        "uptime": int(ctx.now - node.boot),
+        "idle": 0,
+        "kversion": KVERSION,
+        "current-kernel": {"sysname": "Linux", "release": KERNEL, "machine": "x86_64",
+                           "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z)"},
+        "boot-info": {"mode": "efi", "secureboot": 0},
+        "pveversion": _pveversion(c),
+    }
+
+
+@route("GET", "/nodes/{node}/version", proxy=True)
+def node_version(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return version(c, ctx, p)
+
+
+_RRD_SCHEMA = {
+    "timeframe": enum(*rrd.TIMEFRAMES, optional=False),
+    "cf": enum("AVERAGE", "MAX"),
+}
+
+
+@route("GET", "/nodes/{node}/rrddata", _RRD_SCHEMA)
+def node_rrddata(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return rrd.node_rrd(c, p["node"], ctx.now, p["timeframe"], p.get("cf", "AVERAGE"))
+
+
+def _pressure_fields(c: Cluster, g: GuestState, t: float) -> dict[str, float]:
+    demand = c.node_load(g.node.current, t)[0]
+    some = round(min(100.0, max(0.0, (demand - 0.9) * 150)), 2)
+    return {"pressurecpusome": some, "pressurecpufull": round(some / 2, 2),
+            "pressureiosome": 0.0, "pressureiofull": 0.0,
+            "pressurememorysome": 0.0, "pressurememoryfull": 0.0}
+
+
+def _guest_list_entry(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
+    m = c.guest_metrics(g, t)
+    running = g.status.current == "running"
+    entry: dict[str, Any] = {
+        "vmid": g.vmid, "name": g.spec.name, "status": g.status.current,
+        "cpus": c.guest_maxcpu(g), "cpu": _r(m.cpu), "maxmem": g.spec.maxmem, "mem": m.mem,
+        "maxdisk": _maxdisk(g), "disk": _guest_disk(g), "netin": m.netin, "netout": m.netout,
+        "diskread": m.diskread, "diskwrite": m.diskwrite, "uptime": m.uptime,
+    }
+    if g.type == "qemu":
+        entry["memhost"] = m.memhost
+    else:
+        entry.update({"type": "lxc", "maxswap": g.spec.swap, "swap": 0})
+    if running:
+        entry["pid"] = g.pid
+        entry.update(_pressure_fields(c, g, t))
+    if g.spec.template:
+        entry["template"] = 1
+    if g.lock:
+        entry["lock"] = g.lock
+    if g.spec.tags:
+        entry["tags"] = ";".join(g.spec.tags)
+    return entry
+
+
+@route("GET", "/nodes/{node}/qemu", {"full": BOOL}, proxy=True)
+def qemu_list(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return [_guest_list_entry(c, g, ctx.now) for g in c.guests_on(p["node"]) if g.type == "qemu"]
+
+
+@route("GET", "/nodes/{node}/lxc", proxy=True)
+def lxc_list(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return [_guest_list_entry(c, g, ctx.now) for g in c.guests_on(p["node"]) if g.type == "lxc"]
+
+
+def _ha_info(c: Cluster, g: GuestState) -> dict[str, Any]:
+    svc = c.ha.service_of(g)
+    if svc is None:
+        return {"managed": 0}
+    return {"managed": 1, "state": svc.state}
+
+
+@route("GET", "/nodes/{node}/qemu/{vmid}/status/current", proxy=True)
+def qemu_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    g = c.load_guest(p["node"], p["vmid"], "qemu")
+    entry = _guest_list_entry(c, g, ctx.now)
+    running = g.status.current == "running"
+    entry.update({"qmpstatus": g.status.current, "ha": _ha_info(c, g), "agent": 1})
+    if running:
+        entry.update({"running-machine": "pc-i440fx-10.0+pve0", "running-qemu": "10.0.2",
+                      "balloon": g.spec.maxmem,
+                      "freemem": max(0, g.spec.maxmem - entry["mem"])})
+    return entry
+
+
+@route("GET", "/nodes/{node}/lxc/{vmid}/status/current", proxy=True)
+def lxc_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    g = c.load_guest(p["node"], p["vmid"], "lxc")
+    entry = _guest_list_entry(c, g, ctx.now)
+    entry["ha"] = _ha_info(c, g)
+    return entry
+
+
+def _mac(vmid: int, index: int = 0) -> str:
+    return f"BC:24:11:{(vmid >> 8) & 0xFF:02X}:{vmid & 0xFF:02X}:{index:02X}"
+
+
+def qemu_config(c: Cluster, g: GuestState) -> dict[str, Any]:
+    spec = g.spec
+    cfg: dict[str, Any] = {
+        "name": spec.name, "memory": str(spec.maxmem // MIB), "cores": spec.cores,
+        "sockets": spec.sockets, "cpu": "x86-64-v2-AES", "numa": 0, "ostype": "l26",
+        "scsihw": "virtio-scsi-single", "agent": "1",
+        "net0": f"virtio={_mac(spec.vmid)},bridge=vmbr0",
+        "smbios1": f"uuid=00000000-0000-4000-8000-{spec.vmid:012d}",
+        "vmgenid": f"00000000-0000-4000-9000-{spec.vmid:012d}",
+        "meta": "creation-qemu=10.0.2,ctime=1735689600",
+    }
+    if spec.cpus != spec.sockets * spec.cores:
+        cfg["vcpus"] = spec.cpus
+    boot = []
+    for disk in spec.disks:
+        if disk.cdrom:
+            cfg[disk.key] = f"{disk.volid},media=cdrom" + (f",size={format_pve_size(disk.size)}"
+                                                           if disk.size else "")
+        else:
+            cfg[disk.key] = f"{disk.volid},iothread=1,size={format_pve_size(disk.size)}"
+        boot.append(disk.key)
+    cfg["boot"] = "order=" + ";".join([*boot, "net0"])
+    for i, dev in enumerate(spec.hostpci):
+        cfg[f"hostpci{i}"] = dev
+    for i, dev in enumerate(spec.usb):
+        cfg[f"usb{i}"] = dev
+    if spec.tags:
+        cfg["tags"] = ";".join(spec.tags)
+    if g.lock:
+        cfg["lock"] = g.lock
+    if spec.template:
+        cfg["template"] = 1
+    cfg["digest"] = _digest(cfg)
+    return cfg
+
+
+def lxc_config(c: Cluster, g: GuestState) -> dict[str, Any]:
+    spec = g.spec
+    cfg: dict[str, Any] = {
+        "arch": "amd64", "cores": spec.cpus, "hostname": spec.name,
+        "memory": spec.maxmem // MIB, "swap": spec.swap // MIB, "ostype": "debian",
+        "unprivileged": 1, "features": "nesting=1",
+        "net0": f"name=eth0,bridge=vmbr0,hwaddr={_mac(spec.vmid)},ip=dhcp,type=veth",
+    }
+    for disk in spec.disks:
+        if not disk.cdrom:
+            mount = "" if disk.key == "rootfs" else f",mp=/mnt/{disk.key}"
+            cfg[disk.key] = f"{disk.volid}{mount},size={format_pve_size(disk.size)}"
+    if spec.tags:
+        cfg["tags"] = ";".join(spec.tags)
+    if g.lock:
+        cfg["lock"] = g.lock
+    if spec.template:
+        cfg["template"] = 1
+    cfg["digest"] = _digest(cfg)
+    return cfg
+
+
+@route("GET", "/nodes/{node}/qemu/{vmid}/config", {"current": BOOL, "snapshot": STR}, proxy=True)
+def qemu_config_get(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    g = c.load_guest(p["node"], p["vmid"], "qemu")
+    if p.get("snapshot"):
+        raise internal(f"snapshot '{p['snapshot']}' does not exist")
+    return qemu_config(c, g)
+
+
+@route("GET", "/nodes/{node}/lxc/{vmid}/config", {"current": BOOL, "snapshot": STR}, proxy=True)
+def lxc_config_get(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    g = c.load_guest(p["node"], p["vmid"], "lxc")
+    if p.get("snapshot"):
+        raise internal(f"snapshot '{p['snapshot']}' does not exist")
+    return lxc_config(c, g)
+
+
+def _guest_rrd(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    vmid = p["vmid"]
+    if vmid not in c.guests:
+        raise internal(
+            f"RRD error: opening '/var/lib/rrdcached/db/pve-vm-9.0/{vmid}': "
+            "No such file or directory"
+        )
+    return rrd.guest_rrd(c, vmid, ctx.now, p["timeframe"], p.get("cf", "AVERAGE"))
+
+
+# RRD data is cluster-replicated and keyed by vmid only: PVE answers for any node/type.
+route("GET", "/nodes/{node}/qemu/{vmid}/rrddata", _RRD_SCHEMA)(_guest_rrd)
+route("GET", "/nodes/{node}/lxc/{vmid}/rrddata", _RRD_SCHEMA)(_guest_rrd)
+
+
+# ----- migration -------------------------------------------------------------------------
+
+
+def _precondition(c: Cluster, p: dict[str, Any], gtype: str) -> dict[str, Any]:
+    c.check_quorum()
+    g = c.load_guest(p["node"], p["vmid"], gtype)
+    target = p.get("target")
+    if target is not None and target not in c.nodes:
+        raise internal(f"no such cluster node '{target}'")
+    if g.lock:
+        kind = "VM" if gtype == "qemu" else "CT"
+        raise internal(f"{kind} is locked ({g.lock})")
+    source = g.node.current
+    candidates = [n for n in c.nodes if n != source and (target is None or n == target)]
+    allowed: list[str] = []
+    not_allowed: dict[str, Any] = {}
+    svc = c.ha.service_of(g)
+    for name in candidates:
+        reasons: dict[str, Any] = {}
+        stores = c.unavailable_storages(g, name)
+        if stores:
+            reasons["unavailable_storages"] = stores
+        if svc is not None:
+            blockers = c.ha.negative_blockers(svc.sid, name)
+            if blockers:
+                reasons["blocking-ha-resources"] = [
+                    {"sid": b, "cause": "resource-affinity"} for b in blockers
+                ]
+        if reasons:
+            not_allowed[name] = reasons
+        else:
+            allowed.append(name)
+    result: dict[str, Any] = {
+        "running": int(g.status.current == "running"),
+        "allowed_nodes": allowed,
+        "not_allowed_nodes": not_allowed,
+    }
+    if gtype == "qemu":
+        local_disks = []
+        for key, volid, size, cdrom in c.local_volumes(g):
+            local_disks.append({
+                "volid": volid, "size": size, "cdrom": int(cdrom), "is_unused": 0,
+                "is_attached": 1, "is_vmstate": 0, "is_tpmstate": 0, "is_cloudinit": 0,
+                "replicate": 0, "shared": 0, "drivename": key,
+            })
+        local, mapped = c.local_resources(g)
+        result.update({
+            "local_disks": local_disks, "local_resources": local,
+            "mapped-resources": sorted(mapped), "mapped-resource-info": mapped,
+            "has-dbus-vmstate": 1,
+        })
+        if svc is not None:
+            result["dependent-ha-resources"] = sorted(c.ha.partners(svc.sid, "positive"))
+    return result
+
+
+@route("GET", "/nodes/{node}/qemu/{vmid}/migrate", {"target": Param("node")}, proxy=True)
+def qemu_migrate_check(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return _precondition(c, p, "qemu")
+
+
+@route("GET", "/nodes/{node}/lxc/{vmid}/migrate", {"target": Param("node")}, proxy=True)
+def lxc_migrate_check(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return _precondition(c, p, "lxc")
+
+
+_QEMU_MIGRATE = {
+    "target": required(Param("node")),
+    "online": BOOL,
+    "with-local-disks": BOOL,
+    "targetstorage": STR,
+    "bwlimit": Param("integer", minimum=0),
+    "force": BOOL,
+    "migration_type": enum("secure", "insecure"),
+    "migration_network": STR,
+    "with-conntrack-state": BOOL,
+}
+
+
+@route("POST", "/nodes/{node}/qemu/{vmid}/migrate", _QEMU_MIGRATE, proxy=True)
+def qemu_migrate(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    return c.request_migrate(p["node"], p["vmid"], "qemu", p, ctx.authid)
+
+
+_LXC_MIGRATE = {
+    "target": required(Param("node")),
+    "online": BOOL,
+    "restart": BOOL,
+    "timeout": INT,
+    "bwlimit": Param("number", minimum=0),
+    "target-storage": STR,
+}
+
+
+@route("POST", "/nodes/{node}/lxc/{vmid}/migrate", _LXC_MIGRATE, proxy=True)
+def lxc_migrate(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    if "bwlimit" in p:
+        p = {**p, "bwlimit": int(p["bwlimit"])}
+    return c.request_migrate(p["node"], p["vmid"], "lxc", p, ctx.authid)
+
+
+# ----- tasks -----------------------------------------------------------------------------
+
+_TASKS_SCHEMA = {
+    "start": Param("integer", minimum=0),
+    "limit": Param("integer", minimum=0),
+    "userfilter": STR,
+    "typefilter": STR,
+    "vmid": Param("integer", minimum=100, maximum=999_999_999),
+    "errors": BOOL,
+    "source": enum("archive", "active", "all"),
+    "since": INT,
+    "until": INT,
+    "statusfilter": STR,
+}
+
+
+@route("GET", "/nodes/{node}/tasks", _TASKS_SCHEMA, proxy=True)
+def node_tasks(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    t = ctx.now
+    source = p.get("source", "archive")
+    statuses = {s for s in str(p.get("statusfilter", "")).split(",") if s}
+    selected: list[Task] = []
+    for task in c.node_tasks[p["node"]]:
+        finished = task.endtime is not None
+        active = not finished or (task.endtime or 0) > t - ACTIVE_WINDOW
+        if source == "archive" and not finished:
+            continue
+        if source == "active" and not active:
+            continue
+        if not _visible(task, ctx):
+            continue
+        if p.get("typefilter") and task.type != p["typefilter"]:
+            continue
+        if "vmid" in p and task.id != str(p["vmid"]):
+            continue
+        if p.get("userfilter") and p["userfilter"].lower() not in task.authid.lower():
+            continue
+        if p.get("errors") and task.status_class() in ("ok", "unknown"):
+            continue
+        if "since" in p and task.starttime < p["since"]:
+            continue
+        if "until" in p and task.starttime > p["until"]:
+            continue
+        if statuses and task.status_class() not in statuses:
+            continue
+        selected.append(task)
+    selected.sort(key=lambda task: (task.endtime is None, task.started), reverse=True)
+    start = p.get("start", 0)
+    limit = p.get("limit", 50)
+    page = selected[start:] if limit == 0 else selected[start : start + limit]
+    items = []
+    for task in page:
+        item: dict[str, Any] = {
+            "upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart,
+            "starttime": task.starttime, "type": task.type, "id": task.id,
+            **task.user_fields(), "status": task.status_word(),
+        }
+        if task.endtime is not None:
+            item["endtime"] = int(task.endtime)
+        items.append(item)
+    return Paged(items, len(selected))
+
+
+def _task(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Task:
+    upid = p["upid"]
+    task = c.tasks.get(upid)
+    parsed = parse_upid(upid)
+    if parsed is None:
+        raise param_error({"upid": "unable to parse worker upid"})
+    if task is None or task.node != p["node"] or not _visible(task, ctx):
+        raise param_error({"upid": "no such task"})
+    return task
+
+
+@route("GET", "/nodes/{node}/tasks/{upid}/status", proxy=True)
+def task_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    task = _task(c, ctx, p)
+    result: dict[str, Any] = {
+        "upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart,
+        "starttime": task.starttime, "type": task.type, "id": task.id, **task.user_fields(),
+        "status": "running" if task.endtime is None else "stopped",
+    }
+    if task.exitstatus is not None:
+        result["exitstatus"] = task.exitstatus
+    return result
+
+
+@route("GET", "/nodes/{node}/tasks/{upid}/log",
+       {"start": Param("integer", minimum=0), "limit": Param("integer", minimum=0),
+        "download": BOOL}, proxy=True)
+def task_log(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    task = _task(c, ctx, p)
+    lines = task.log_lines(ctx.now)
+    start = p.get("start", 0)
+    limit = p.get("limit", 50)
+    chosen = lines[start:] if limit == 0 else lines[start : start + limit]
+    return Paged([{"n": start + i + 1, "t": line} for i, line in enumerate(chosen)], len(lines))
+
+
+# ----- storage, pools, access ------------------------------------------------------------
+
+
+@route("GET", "/storage", {"type": STR})
+def storage_config(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    result = []
+    for s in c.storages.values():
+        if p.get("type") and s.type != p["type"]:
+            continue
+        entry: dict[str, Any] = {"storage": s.name, "type": s.type, "content": s.content,
+                                 "digest": _digest(s.name)}
+        if s.shared:
+            entry["shared"] = 1
+        if s.nodes is not None:
+            entry["nodes"] = ",".join(s.nodes)
+        result.append(entry)
+    return result
+
+
+@route("GET", "/nodes/{node}/storage",
+       {"content": STR, "storage": STR, "enabled": BOOL, "format": BOOL, "target": STR},
+       proxy=True)
+def node_storage(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    node = p["node"]
+    result = []
+    for s in c.storages.values():
+        if not s.available_on(node) or (p.get("storage") and s.name != p["storage"]):
+            continue
+        if p.get("content") and p["content"] not in s.content.split(","):
+            continue
+        used = _storage_used(c, s.name, node)
+        result.append({
+            "storage": s.name, "type": s.type, "content": s.content, "shared": int(s.shared),
+            "active": 1, "enabled": 1, "total": s.size, "used": used, "avail": s.size - used,
+            "used_fraction": _r(used / s.size if s.size else 0.0),
+        })
+    return result
+
+
+@route("GET", "/nodes/{node}/storage/{storage}/content", {"content": STR, "vmid": INT}, proxy=True)
+def storage_content(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    node, name = p["node"], p["storage"]
+    s = c.storages.get(name)
+    if s is None:
+        raise internal(f"storage '{name}' does not exist")
+    if not s.available_on(node):
+        raise internal(f"storage '{name}' is not available on node '{node}'")
+    result = []
+    for g in c.guests.values():
+        if not s.shared and g.node.current != node:
+            continue
+        if "vmid" in p and g.vmid != p["vmid"]:
+            continue
+        content = "images" if g.type == "qemu" else "rootdir"
+        if p.get("content") and p["content"] != content:
+            continue
+        for disk in g.spec.disks:
+            if disk.storage == name and not disk.cdrom:
+                result.append({"volid": disk.volid, "vmid": g.vmid, "size": disk.size,
+                               "used": disk.size // 2, "format": "raw", "content": content,
+                               "ctime": 1735689600})
+    return result
+
+
+@route("GET", "/pools", {"poolid": STR, "type": enum("qemu", "lxc", "storage")})
+def pools(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    result = []
+    for poolid, comment in sorted(c.scenario.pools.items()):
+        if p.get("poolid") and poolid != p["poolid"]:
+            continue
+        entry: dict[str, Any] = {"poolid": poolid}
+        if comment:
+            entry["comment"] = comment
+        if p.get("poolid"):
+            entry["members"] = _pool_members(c, ctx, poolid, p.get("type"))
+        result.append(entry)
+    return result
+
+
+def _pool_members(c: Cluster, ctx: Ctx, poolid: str, mtype: str | None) -> list[dict[str, Any]]:
+    return [guest_resource(c, g, ctx.now) for g in sorted(c.guests.values(), key=lambda g: g.vmid)
+            if g.spec.pool == poolid and (mtype is None or g.type == mtype)]
+
+
+@route("GET", "/pools/{poolid}", {"type": enum("qemu", "lxc", "storage")})
+def pool(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    poolid = p["poolid"]
+    if poolid not in c.scenario.pools:
+        raise internal(f"pool '{poolid}' does not exist")
+    result: dict[str, Any] = {"members": _pool_members(c, ctx, poolid, p.get("type"))}
+    if c.scenario.pools[poolid]:
+        result["comment"] = c.scenario.pools[poolid]
+    return result
+
+
+@route("GET", "/access/permissions", {"path": STR, "userid": STR})
+def permissions(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    vm = {"VM.Audit": 1, "VM.Migrate": 1, "VM.Monitor": 1}
+    root: dict[str, int] = {"Datastore.Audit": 1, **vm}
+    if ctx.privileged:
+        root.update({"Sys.Audit": 1, "Sys.Console": 1})
+    perms = {"/": root, "/vms": dict(vm), "/storage": {"Datastore.Audit": 1},
+             "/nodes": {"Sys.Audit": 1} if ctx.privileged else {}}
+    if p.get("path"):
+        return {p["path"]: perms.get(p["path"], root)}
+    return perms
+
+
+@route("POST", "/access/ticket",
+       {"username": required(STR), "password": required(STR), "realm": STR, "otp": STR,
+        "path": STR, "privs": STR, "tfa-challenge": STR, "new-format": BOOL}, public=True)
+def access_ticket(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    raise AssertionError("answered by the Api itself")  # pragma: no cover
+
+
+def ensure_node(c: Cluster, name: str) -> None:
+    """PVE resolves the node name before proxying; unknown names fail the lookup."""
+    if name not in c.nodes:
+        raise ApiError(
+            500,
+            f"hostname lookup '{name}' failed - failed to get address info for: {name}: "
+            "Name or service not known",
+        )
+
+
+__all__ = ["GIB", "ensure_node", "guest_resource", "lxc_config", "node_entry", "qemu_config"]
