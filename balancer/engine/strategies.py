@@ -95,7 +95,7 @@ def cpu_order(cpu_max: float) -> Order:
         sufficient = sorted((g for g in eligible if enough(g)),
                             key=lambda g: (g.host_memory, g.vmid))
         partial = sorted((g for g in eligible if not enough(g)),
-                         key=lambda g: (-g.cpu_cores / source.maxcpu, g.host_memory, g.vmid))
+                         key=lambda g: (-cpu_share(g, source), g.host_memory, g.vmid))
         return sufficient + partial
 
     return order
@@ -129,15 +129,21 @@ class CpuTrigger:
         if not hot:
             report.outcome(self.calm(ctx))
             return None
+        tried = []
         for node, reading in hot:
             if not self.ready(node, reading, ctx, report):
                 continue
+            tried.append(node.name)
             guests = ctx.guests_by_node.get(node.name, ())
             move = drain(node, self.trigger, pipe, report, cpu_order(ctx.config.cpu_max),
                          cpu_source_checks(node, guests))
             if move is not None:
                 return move
-        report.outcome(f"cpu: no valid move off {', '.join(n.name for n, _ in hot)}")
+        if tried:
+            report.outcome(f"cpu: no valid move off {', '.join(tried)}")
+        else:
+            waiting = ", ".join(n.name for n, _ in hot)
+            report.outcome(f"cpu: {waiting} above cpu_max, but the EMA is still warming up")
         return None
 
     @staticmethod

@@ -110,6 +110,7 @@ def test_cpu_trigger_waits_for_ema_min_samples() -> None:
     assert decision.move is None
     assert [r.rule for r in decision.skipped_sources] == [Rule.EMA_WARMING_UP]
     assert any("5/6 samples" in line for line in decision.explanation)
+    assert "cpu: pve1 above cpu_max, but the EMA is still warming up" in decision.explanation[0]
     ready = {**young, "pve1": CpuReading(0.9, 6)}
     assert run(nodes, guests, cpu=ready, cfg=cfg).move is not None
 
