@@ -11,7 +11,10 @@ from collections import Counter
 from .types import CandidateVerdict, Decision, Move, Rejection, TriggerFired
 
 #: Lines about individual candidates (evaluated or not) across the whole decision.
-MAX_CANDIDATE_LINES = 40
+MAX_CANDIDATE_LINES = 30
+#: Of those, lines for guests that fit nowhere and whose per-target verdicts would be
+#: computed only to write the line (each costs a pass over every node).
+MAX_DEFERRED_LINES = 10
 #: A source with more non-candidates than this gets only the aggregate line for them.
 MAX_INELIGIBLE_LINES_PER_SOURCE = 10
 
@@ -26,6 +29,7 @@ class Report:
         self._skipped: list[Rejection] = []
         self._candidates: list[CandidateVerdict] = []
         self._shown = 0
+        self._shown_deferred = 0
         self._hidden = 0
 
     def note(self, line: str) -> None:
@@ -63,11 +67,14 @@ class Report:
         self._candidate_line(verdict)
 
     def _candidate_line(self, verdict: CandidateVerdict) -> None:
-        if self._shown < MAX_CANDIDATE_LINES:
-            self._shown += 1
-            self._lines.append(verdict.summary())
-        else:
+        deferred = verdict.deferred
+        if self._shown >= MAX_CANDIDATE_LINES or (
+                deferred and self._shown_deferred >= MAX_DEFERRED_LINES):
             self._hidden += 1
+            return
+        self._shown += 1
+        self._shown_deferred += deferred
+        self._lines.append(verdict.summary())
 
     def decision(self, move: Move | None) -> Decision:
         lines = [headline(move, self._outcomes), *self._lines]

@@ -137,6 +137,11 @@ class CandidateVerdict:
         return found() if callable(found) else found
 
     @property
+    def deferred(self) -> bool:
+        """True while the per-target verdicts are still to be computed."""
+        return callable(self.target_verdicts) and "targets" not in self.__dict__
+
+    @property
     def eligible(self) -> bool:
         return not self.rejections
 
