@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -249,3 +251,18 @@ def test_port_resolution(redis_url: str) -> None:
     assert resolve_port(make_config(redis_url, 9200)) == 9200
     assert resolve_port(make_config(redis_url, 9200), 9300) == 9300
     assert resolve_port(make_config(redis_url, 9200), 0) == 0  # explicit 0: any free port
+
+
+def test_dashboard_queries_only_metrics_the_exporter_serves(store: StateStore) -> None:
+    """docker/grafana-dashboard.json must not chart a metric name that does not exist."""
+    record_state(store)
+    served = {s.name for f in text_string_to_metric_families(
+        generate_latest(make_registry(store, make_config("redis://unused:6379/0"))).decode())
+        for s in f.samples}
+    dashboard = Path(__file__).resolve().parents[1] / "docker" / "grafana-dashboard.json"
+    data = json.loads(dashboard.read_text())
+    exprs = [t["expr"] for p in data["panels"] for t in p.get("targets", [])]
+    exprs += [a["expr"] for a in data["annotations"]["list"] if "expr" in a]
+    exprs += [v["definition"] for v in data["templating"]["list"] if "definition" in v]
+    used = {m for e in exprs for m in re.findall(r"\bpve_balancer_[a-z0-9_]+", e)}
+    assert used and used <= served, sorted(used - served)
