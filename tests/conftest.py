@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.pvesim_server",
+    "tests.support.celery_worker",
 ]

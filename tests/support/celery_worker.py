@@ -1,0 +1,144 @@
+"""Real Celery processes (worker, beat, `celery call`) against the test Redis and simulator.
+
+`BalancerDeployment` writes a config file for a running simulator, starts workers and beat as
+subprocesses with that config, and stops them (whole process groups) at teardown. Tests wait
+on conditions (the simulator's logs, Redis state), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.redis_server import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: Fast timings for tests: 0.5 s cycles, a 3 s EMA window (6 samples, 3 before acting).
+FAST_BALANCING: dict[str, Any] = {
+    "interval_seconds": 0.5,
+    "ema_window_seconds": 3,
+    "migration_cooldown_seconds": 60,
+}
+
+
+@dataclass
+class CeleryProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.alive():
+            os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@dataclass
+class BalancerDeployment:
+    """One balancer configuration and the Celery processes started with it."""
+
+    workdir: Path
+    config_path: Path
+    env: dict[str, str]
+    processes: list[CeleryProcess] = field(default_factory=list)
+
+    def _spawn(self, name: str, args: list[str]) -> CeleryProcess:
+        log_path = self.workdir / f"{name}-{len(self.processes)}.log"
+        with log_path.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "tasks", *args],
+                cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc = CeleryProcess(name, process, log_path)
+        self.processes.append(proc)
+        return proc
+
+    def start_worker(self, concurrency: int = 2, hostname: str | None = None,
+                     wait: bool = True) -> CeleryProcess:
+        name = hostname or f"w{len(self.processes)}"
+        proc = self._spawn("worker", ["worker", "--loglevel", "INFO", "--concurrency",
+                                      str(concurrency), "--hostname", f"{name}@%h",
+                                      "--without-mingle", "--without-gossip"])
+        if wait:
+            wait_until(lambda: "worker ready" in proc.log() or not proc.alive(), timeout=60,
+                       what="celery worker ready")
+            assert proc.alive(), proc.log()
+        return proc
+
+    def start_beat(self) -> CeleryProcess:
+        schedule = self.workdir / f"beat-{len(self.processes)}.schedule"
+        return self._spawn("beat", ["beat", "--loglevel", "INFO", "--schedule", str(schedule)])
+
+    def call(self, *args: str, timeout: float = 60.0) -> str:
+        """Run a `celery -A tasks ...` command to completion and return its stdout."""
+        result = subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", *args],
+                                cwd=REPO, env=self.env, capture_output=True, timeout=timeout,
+                                check=True)
+        return result.stdout.decode()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ({p.log_path.name})\n{p.log()}" for p in self.processes)
+
+
+def write_config(path: Path, host_port: str, user: str, token_name: str, redis_url: str,
+                 **balancing: Any) -> None:
+    doc = {
+        "proxmox": {"hosts": [host_port], "user": user, "token_name": token_name,
+                    "verify_ssl": False, "timeout_seconds": 5},
+        "redis": {"url": redis_url},
+        "balancing": {**FAST_BALANCING, **balancing},
+    }
+    path.write_text(yaml.safe_dump(doc))
+
+
+@pytest.fixture
+def deployment_factory(tmp_path: Path, redis_url: str) -> Iterator[Any]:
+    """`make(running_sim, **balancing) -> BalancerDeployment` (token passed via env)."""
+    made: list[BalancerDeployment] = []
+
+    def make(sim: Any, **balancing: Any) -> BalancerDeployment:
+        workdir = tmp_path / f"deploy{len(made)}"
+        workdir.mkdir()
+        config_path = workdir / "balancer.yaml"
+        write_config(config_path, sim.host_port, sim.user, sim.token_name, redis_url,
+                     **balancing)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY", "REDIS"))}
+        env.update(BALANCER_CONFIG=str(config_path), PVE_TOKEN_VALUE=sim.token_value,
+                   PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        deployment = BalancerDeployment(workdir, config_path, env)
+        made.append(deployment)
+        return deployment
+
+    yield make
+    for deployment in made:
+        deployment.stop_all()
