@@ -792,7 +792,7 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         guest = _parse_guest(raw, i, problems, nodes, storages, default_storage)
         if guest is None:
             continue
-        if guest.vmid in guests:
+        if guest.vmid in guests and guest.vmid:
             problems.append(f"guests[{i}]: duplicate vmid {guest.vmid}")
         guests[guest.vmid] = guest
         if guest.node in nodes:

@@ -346,7 +346,7 @@ class Simulator:
                 name=g.spec.name,
                 type=g.type,
                 node=g.node.current,
-                status=g.status.current,
+                status=g.status.current if self.cluster.node_online(g.node.current) else "unknown",
                 lock=g.lock,
                 hastate=self.cluster.ha.guest_hastate(g),
                 cpu=m.cpu,

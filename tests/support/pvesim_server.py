@@ -121,7 +121,9 @@ PvesimFactory = Callable[..., RunningSim]
 def pvesim_factory() -> Iterator[PvesimFactory]:
     started: list[RunningSim] = []
 
-    def start(scenario: dict[str, Any] | str | Path, speed: float = 1.0, **kwargs: Any) -> RunningSim:
+    def start(
+        scenario: dict[str, Any] | str | Path, speed: float = 1.0, **kwargs: Any
+    ) -> RunningSim:
         if isinstance(scenario, dict):
             scenario = copy.deepcopy(scenario)
         sim = Simulator(scenario, speed=speed, **kwargs)

@@ -1,0 +1,137 @@
+"""Scenario loading, validation, load profiles and the synthetic generator (no server)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pvesim import Simulator, generate, load_scenario
+from pvesim.profile import PeriodicProfile, SpikeProfile, StepProfile, parse_profile
+from pvesim.scenario import ScenarioError
+from pvesim.units import GIB, MIB, parse_size
+from tests.support.pvesim_server import SMALL_SCENARIO
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "config" / "scenarios"
+
+
+def _scenario(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(SMALL_SCENARIO)
+    data.update(changes)
+    return data
+
+
+def test_sizes_accept_bytes_units_and_suffixed_keys() -> None:
+    assert parse_size(1024) == 1024
+    assert parse_size("8G") == 8 * GIB
+    assert parse_size("512 MiB") == 512 * MIB
+    scenario = load_scenario(
+        {"nodes": [{"name": "a", "memory": "64G"}, {"name": "b", "memory_mib": 2048}]}
+    )
+    assert [n.memory for n in scenario.nodes] == [64 * GIB, 2 * GIB]
+
+
+def test_small_scenario_defaults() -> None:
+    scenario = load_scenario(SMALL_SCENARIO)
+    guest = {g.vmid: g for g in scenario.guests}
+    assert guest[100].tags == ("prod", "web")
+    assert guest[100].disks[0].volid == "ceph-vm:vm-100-disk-0"
+    assert guest[104].disks[0].volid.startswith("ceph-vm:")
+    assert guest[9000].status == "stopped"
+    assert guest[101].sid == "vm:101" and guest[101].ha is not None
+    assert scenario.auth.token_id == "balancer@pve!balancer"
+
+
+def test_all_problems_are_reported_with_locations() -> None:
+    bad = _scenario(
+        nodes=[{"name": "pve1", "memroy_gib": 4}, {"name": "bad_name"}],
+        guests=[
+            {"vmid": 100, "node": "nowhere"},
+            {"vmid": 100, "node": "pve1", "cpu": "high"},
+            {"vmid": 101, "node": "pve1", "disks": [{"storage": "nope"}]},
+        ],
+        ha_rules=[{"rule": "r", "type": "resource-affinity", "resources": [100, 101]}],
+    )
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(bad)
+    text = str(info.value)
+    for expected in (
+        "nodes[0] (pve1): unknown key(s): memroy_gib",
+        "invalid node name 'bad_name'",
+        "node 'nowhere' is not defined",
+        "duplicate vmid 100",
+        "'cpu' must be a number",
+        "storage 'nope' is not defined",
+        "'affinity' is required",
+        "resource vm:100 is not an HA-managed guest",
+    ):
+        assert expected in text
+
+
+def test_bad_profile_and_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sorted"):
+        parse_profile([{"at": 10, "cpu": 1}, {"at": 0, "cpu": 0.5}])
+    with pytest.raises(ValueError, match="unknown shape"):
+        parse_profile({"shape": "sawtooth"})
+    path = tmp_path / "broken.yaml"
+    path.write_text("nodes: [\n")
+    with pytest.raises(ScenarioError, match="not valid YAML"):
+        load_scenario(path)
+    json_path = tmp_path / "s.json"
+    json_path.write_text(json.dumps(SMALL_SCENARIO))
+    assert len(load_scenario(json_path).nodes) == 3
+
+
+def test_profiles_over_time() -> None:
+    steps = parse_profile([{"at": 0, "cpu": 0.2}, {"at": 100, "cpu": 0.9, "mem_gib": 2}])
+    assert isinstance(steps, StepProfile)
+    assert steps.cpu(-5) is None and steps.cpu(50) == 0.2 and steps.cpu(150) == 0.9
+    assert steps.mem(50) is None and steps.mem(150) == 2 * GIB
+    wave = parse_profile({"shape": "periodic", "period": 100, "cpu_min": 0.0, "cpu_max": 1.0})
+    assert isinstance(wave, PeriodicProfile)
+    assert wave.cpu(0) == pytest.approx(0.5) and wave.cpu(25) == pytest.approx(1.0)
+    spike = parse_profile({"shape": "spike", "at": 10, "duration": 5, "every": 60, "cpu": 2})
+    assert isinstance(spike, SpikeProfile)
+    assert spike.cpu(12) == 2 and spike.cpu(20) is None and spike.cpu(72) == 2
+
+
+def test_profile_drives_guest_and_node_load() -> None:
+    data = _scenario()
+    data["guests"][0]["profile"] = [{"at": 0, "cpu": 0.25}, {"at": 600, "cpu": 1.5}]
+    sim = Simulator(data, start_time=1_700_000_000.0, speed=1.0)
+    before = sim.node("pve1").cpu
+    assert sim.guest(100).cpu == pytest.approx(0.25, abs=0.01)
+    sim.advance(600)
+    assert sim.guest(100).cpu == pytest.approx(1.5)
+    # 4 vCPUs went from 0.25 to 1.5 of their own capacity on a 16-thread node.
+    assert sim.node("pve1").cpu - before == pytest.approx(4 * 1.25 / 16, abs=0.01)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "balanced.yaml", "degraded.yaml"])
+def test_example_scenarios_load(name: str) -> None:
+    sim = Simulator(SCENARIOS / name)
+    assert sim.nodes()
+
+
+def test_demo_scenario_has_the_advertised_hot_spots() -> None:
+    sim = Simulator(SCENARIOS / "demo.yaml")
+    assert sim.node("pve1").cpu_demand > 1.0
+    pve2 = sim.node("pve2")
+    assert 0.85 < pve2.mem / pve2.maxmem < 0.95
+    assert sim.guest(9000).template
+    assert {g.type for g in sim.guests()} == {"qemu", "lxc"}
+
+
+def test_generate_is_deterministic_and_hot() -> None:
+    data = generate(nodes=8, guests=400, seed=3, hot_nodes=2)
+    assert data == generate(nodes=8, guests=400, seed=3, hot_nodes=2)
+    json.dumps(data)
+    sim = Simulator(data)
+    loads = {n.name: n.cpu for n in sim.nodes()}
+    assert loads["pve01"] > 0.9 and loads["pve02"] > 0.9
+    assert max(v for k, v in loads.items() if k not in ("pve01", "pve02")) < 0.6
+    assert all(n.mem < n.maxmem * 0.8 for n in sim.nodes())
+    assert len(sim.guests()) == 400
