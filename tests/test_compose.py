@@ -22,8 +22,15 @@ import pytest
 import yaml
 
 from balancer.cli import build_parser
-from balancer.config import CONFIG_ENV, DEFAULT_CONFIG_PATH, REDIS_URL_ENV, TOKEN_ENV
-from balancer.exporter import DEFAULT_PORT
+from balancer.config import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    REDIS_URL_ENV,
+    TOKEN_ENV,
+    parse_config,
+)
+from balancer.exporter import DEFAULT_PORT, start_exporter
+from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose.yml"
@@ -313,3 +320,49 @@ def test_docker_compose_refuses_to_start_without_secrets() -> None:
     ran = run_compose(["config", "-q"], {})
     assert ran.returncode != 0
     assert "docker/env.example" in ran.stderr
+
+
+# --- the image's health check script ----------------------------------------------------------
+
+def healthcheck(tmp_path: Path, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = celery_env(tmp_path)
+    env[REDIS_URL_ENV] = redis_url
+    return subprocess.run([sys.executable, str(ROOT / "docker" / "healthcheck.py"), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_healthcheck_pings_the_configured_redis(tmp_path: Path, redis_url: str) -> None:
+    ok = healthcheck(tmp_path, redis_url)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("healthy: redis")
+
+
+def test_healthcheck_fails_without_redis_and_hides_the_password(tmp_path: Path) -> None:
+    down = healthcheck(tmp_path, f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0")
+    assert down.returncode == 1
+    assert "unhealthy: redis redis://:***@127.0.0.1" in down.stderr
+    assert "hunter2-secret" not in down.stdout + down.stderr
+
+
+def test_healthcheck_fails_on_a_bad_config(tmp_path: Path, redis_url: str) -> None:
+    env = celery_env(tmp_path)
+    Path(env[CONFIG_ENV]).write_text("proxmox: {}\n")
+    bad = subprocess.run([sys.executable, str(ROOT / "docker" / "healthcheck.py")], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1
+    assert "unhealthy: config error" in bad.stderr
+
+
+def test_healthcheck_url_mode(tmp_path: Path, redis_url: str) -> None:
+    config = parse_config({"proxmox": {"hosts": ["pve1"], "user": "u@pve", "token_name": "t",
+                                       "token_value": "v"}, "redis": {"url": redis_url}},
+                          env={})
+    exporter = start_exporter(config, port=0, addr="127.0.0.1")
+    try:
+        url = f"http://127.0.0.1:{exporter.port}/metrics"
+        ok = healthcheck(tmp_path, redis_url, "--url", url)
+    finally:
+        exporter.close()
+    assert ok.returncode == 0, ok.stderr
+    gone = healthcheck(tmp_path, redis_url, "--url", url)
+    assert gone.returncode == 1 and gone.stderr.startswith("unhealthy:")
