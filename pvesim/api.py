@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import random
 import secrets
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +186,9 @@ class Api:
                 response = self._dispatch(method, api_path, found, query, data, authid)
         except ApiError as exc:
             response = _error(exc)
+        except Exception as exc:  # a simulator bug: answer like PVE's generic `die`, loudly
+            traceback.print_exc(file=sys.stderr)
+            response = _error(ApiError(500, f"pvesim internal error: {exc!r}"))
         with self.lock:
             self.cluster.request_log.append(
                 RequestRecord(

@@ -133,17 +133,27 @@ def node_entry(
     return entry
 
 
-def _storage_used(c: Cluster, storage: str, node: str) -> int:
-    shared = c.storages[storage].shared
-    total = 0
+def _storage_usage(c: Cluster) -> dict[tuple[str, str | None], int]:
+    """Bytes allocated per (storage, node); shared storages under node None. One pass."""
+    usage: dict[tuple[str, str | None], int] = {}
     for g in c.guests.values():
-        if not shared and g.node.current != node:
-            continue
-        total += sum(d.size for d in g.spec.disks if d.storage == storage and not d.cdrom)
-    return total
+        for d in g.spec.disks:
+            if d.storage is None or d.cdrom:
+                continue
+            key = (d.storage, None if c.storages[d.storage].shared else g.node.current)
+            usage[key] = usage.get(key, 0) + d.size
+    return usage
+
+
+def _storage_used(
+    c: Cluster, storage: str, node: str, usage: dict[tuple[str, str | None], int] | None = None
+) -> int:
+    usage = _storage_usage(c) if usage is None else usage
+    return usage.get((storage, None if c.storages[storage].shared else node), 0)
 
 
 def _storage_resources(c: Cluster) -> list[dict[str, Any]]:
+    usage = _storage_usage(c)
     result = []
     for name in c.nodes:
         for s in c.storages.values():
@@ -155,7 +165,7 @@ def _storage_resources(c: Cluster) -> list[dict[str, Any]]:
                 "content": s.content,
             }
             if c.node_online(name):
-                entry.update({"status": "available", "disk": _storage_used(c, s.name, name),
+                entry.update({"status": "available", "disk": _storage_used(c, s.name, name, usage),
                               "maxdisk": s.size})
             else:
                 entry["status"] = "unknown"

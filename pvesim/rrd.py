@@ -21,7 +21,8 @@ TIMEFRAMES: dict[str, tuple[int, int]] = {
     "year": (21600, 1440),
     "decade": (604800, 520),
 }
-SAMPLES_PER_BUCKET = 3
+# Load samples averaged (or maxed) into one row; long timeframes use one to stay cheap.
+SAMPLES_PER_BUCKET: dict[str, int] = {"hour": 3}
 
 
 def _buckets(now: float, timeframe: str) -> list[tuple[int, list[float]]]:
@@ -30,7 +31,7 @@ def _buckets(now: float, timeframe: str) -> list[tuple[int, list[float]]]:
     result = []
     for k in range(rows):
         end = last - (rows - 1 - k) * step
-        n = SAMPLES_PER_BUCKET
+        n = SAMPLES_PER_BUCKET.get(timeframe, 1)
         samples = [end - step + step * (i + 1) / n for i in range(n)]
         result.append((end, samples))
     return result

@@ -906,7 +906,10 @@ def generate(
     rng = random.Random(seed)
     width = max(2, len(str(nodes)))
     names = [f"pve{i + 1:0{width}d}" for i in range(nodes)]
-    hot = set(names[:hot_nodes]) if isinstance(hot_nodes, int) else set(hot_nodes)
+    if isinstance(hot_nodes, int):
+        hot = set(names[:hot_nodes])
+    else:
+        hot = {hot_nodes} if isinstance(hot_nodes, str) else set(hot_nodes)
     unknown = hot - set(names)
     if unknown:
         raise ValueError(f"hot_nodes not in the cluster: {sorted(unknown)}")
