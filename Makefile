@@ -37,7 +37,7 @@ pytest: venv redis
 test: lint typecheck pytest
 
 demo: venv redis
-	$(PY) -m balancer.demo
+	$(PY) -m demo
 
 bench: venv redis
 	$(PY) -m benchmarks

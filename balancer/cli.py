@@ -282,8 +282,11 @@ def migration_history(events: list[dict[str, Any]], limit: int) -> list[dict[str
 def cmd_exporter(args: argparse.Namespace) -> int:
     """Serve Prometheus metrics (read from Redis) for every worker of the cluster."""
     from balancer.exporter import run_exporter
+    from balancer.logs import configure_logging
 
-    run_exporter(_load(args), port=args.port)
+    config = _load(args)
+    configure_logging(config.logging.format, config.logging.level)
+    run_exporter(config, port=args.port)
     return EXIT_OK
 
 

@@ -127,7 +127,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    port: int = 0
+    port: int = 9108
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
         "level": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     },
     "metrics": {
-        "port": (_number(0, 65535, integer=True), 0),
+        "port": (_number(0, 65535, integer=True), 9108),
     },
 }
 

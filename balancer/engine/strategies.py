@@ -85,18 +85,24 @@ def busiest_vm(guests: Sequence[Guest]) -> Guest | None:
     return min(vms, key=lambda g: (-g.cpu_cores, -g.host_memory, g.vmid), default=None)
 
 
-def cpu_order(cpu_max: float) -> Order:
-    """Moves that alone bring the source to cpu_max, least memory first; then most relief."""
+def cpu_order(cpu_max: float, safety_margin: float = 0.0) -> Order:
+    """Single moves that leave the source with headroom (<= cpu_max - safety_margin), least
+    memory first; then single moves that just reach cpu_max, least memory first; then the
+    most relief. Preferring headroom avoids nibbling: a move that lands the source exactly at
+    the threshold is undone by the next fluctuation and costs another migration."""
 
     def order(eligible: list[Guest], source: NodeView) -> list[Guest]:
-        def enough(g: Guest) -> bool:
-            return source.cpu - cpu_share(g, source) <= cpu_max
+        def tier(g: Guest) -> int:
+            after = source.cpu - cpu_share(g, source)
+            return 0 if after <= cpu_max - safety_margin else 1 if after <= cpu_max else 2
 
-        sufficient = sorted((g for g in eligible if enough(g)),
-                            key=lambda g: (g.host_memory, g.vmid))
-        partial = sorted((g for g in eligible if not enough(g)),
-                         key=lambda g: (-cpu_share(g, source), g.host_memory, g.vmid))
-        return sufficient + partial
+        def key(g: Guest) -> tuple[float, ...]:
+            rank = tier(g)
+            if rank < 2:
+                return (rank, g.host_memory, g.vmid)
+            return (rank, -cpu_share(g, source), g.host_memory, g.vmid)
+
+        return sorted(eligible, key=key)
 
     return order
 
@@ -135,7 +141,8 @@ class CpuTrigger:
                 continue
             tried.append(node.name)
             guests = ctx.guests_by_node.get(node.name, ())
-            move = drain(node, self.trigger, pipe, report, cpu_order(ctx.config.cpu_max),
+            order = cpu_order(ctx.config.cpu_max, ctx.config.safety_margin)
+            move = drain(node, self.trigger, pipe, report, order,
                          cpu_source_checks(node, guests))
             if move is not None:
                 return move

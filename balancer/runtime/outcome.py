@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
+
 from balancer.logs import event_fields
 from balancer.runtime.context import Runtime
 from balancer.state import LockInfo
@@ -19,9 +21,12 @@ def _finish(rt: Runtime, token: str, event: dict[str, Any]) -> dict[str, Any]:
     rt.store.history.record_migration_event(event)
     rt.store.heartbeat.stop(token)
     rt.store.lock.release(token)
-    rt.store.metrics.count("migrations", {"result": event["event"]})
-    if event.get("duration") is not None:
-        rt.store.metrics.observe("migration_duration_seconds", float(event["duration"]))
+    try:
+        rt.store.metrics.count("migrations", {"result": event["event"]})
+        if event.get("duration") is not None:
+            rt.store.metrics.observe("migration_duration_seconds", float(event["duration"]))
+    except redis.exceptions.RedisError:
+        log.debug("migration metrics not recorded", exc_info=True)
     level = logging.INFO if event["event"] == "succeeded" else logging.WARNING
     log.log(level, f"migration {event['event']}", extra=event_fields(**event))
     return {"state": event["event"], **{k: v for k, v in event.items() if k != "event"}}

@@ -51,11 +51,24 @@ def test_prefers_the_sufficient_move_with_least_memory_then_lower_vmid() -> None
               vm(104, cpu=1.0, maxcpu=4, mem_gib=8),       # tie on memory, higher vmid
               vm(105, cpu=1.0, maxcpu=6, mem_gib=32),      # sufficient, most relief
               vm(106, cpu=1.0, maxcpu=1, mem_gib=1)]       # too small alone
-    decision = run(hot_cluster(), guests)
+    decision = run(hot_cluster(), guests, cfg=config(safety_margin=0.0))
     assert decision.move is not None
     assert (decision.move.vmid, decision.move.reason) == (103, Trigger.CPU)
     assert decision.move.source_after.cpu == pytest.approx(0.9 - 4 / 32)
     assert decision.move.cpu_share_source == pytest.approx(4 / 32)
+
+
+def test_prefers_a_sufficient_move_that_leaves_headroom_under_cpu_max() -> None:
+    # 4 cores leave pve1 at 0.775: under cpu_max 0.80 but not under 0.80 - 0.05, so the next
+    # fluctuation would cost another migration; 6 cores leave it at 0.71 with room to spare.
+    guests = [vm(101, cpu=1.0, maxcpu=12),                 # busiest, stays
+              vm(103, cpu=1.0, maxcpu=4, mem_gib=8),       # just enough, least memory
+              vm(105, cpu=1.0, maxcpu=6, mem_gib=32),      # enough with headroom
+              vm(107, cpu=1.0, maxcpu=7, mem_gib=48)]      # headroom too, more memory
+    decision = run(hot_cluster(), guests, cfg=config(safety_margin=0.05))
+    assert decision.move is not None
+    assert decision.move.vmid == 105
+    assert decision.move.source_after.cpu == pytest.approx(0.9 - 6 / 32)
 
 
 def test_sufficient_move_without_a_target_gives_way_to_the_next_sufficient() -> None:
