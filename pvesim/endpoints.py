@@ -322,10 +322,10 @@ def ha_resource_migrate(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
 
 def _lrm_mode(c: Cluster, name: str) -> str:
     node = c.nodes[name]
-    if not node.online.current:
-        return "old timestamp - dead?"
     if node.hastate == "maintenance":
         return "maintenance mode"
+    if not node.online.current:
+        return "old timestamp - dead?"
     has_services = any(c.guests[s.vmid].node.current == name for s in c.ha.services.values())
     return "active" if has_services else "idle"
 
@@ -334,14 +334,18 @@ def _lrm_mode(c: Cluster, name: str) -> str:
 def ha_status_current(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     t = int(ctx.now)
     master = c.ha.master_node()
-    quorum: dict[str, Any] = {"id": "quorum", "type": "quorum", "node": master,
+    local = c.entry_node
+    quorum: dict[str, Any] = {"id": "quorum", "type": "quorum", "node": local,
                               "quorate": int(c.quorate)}
-    quorum["status"] = "OK" if c.quorate else f"No quorum on node '{master}'!"
+    quorum["status"] = "OK" if c.quorate else f"No quorum on node '{local}'!"
     result: list[dict[str, Any]] = [quorum]
     if not c.ha.configured:
         return result
+    crs = c.options.get("crs")
+    ha_crs = crs.get("ha") if isinstance(crs, dict) else None
+    extra = f" - {ha_crs} load CRS" if ha_crs and ha_crs != "basic" else ""
     result.append({"id": "master", "type": "master", "node": master, "timestamp": t,
-                   "status": f"{master} (active, {_ctime(t)})"})
+                   "status": f"{master} (active, {_ctime(t)}){extra}"})
     for name in c.nodes:
         stamp = t if c.node_online(name) else int(c.nodes[name].offline_since or t)
         result.append({"id": f"lrm:{name}", "type": "lrm", "node": name, "timestamp": stamp,
@@ -356,6 +360,10 @@ def ha_status_current(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
         }
         if not svc.failback:
             entry["failback"] = 0
+        for key in ("max_restart", "max_relocate", "comment"):
+            value = getattr(svc, key)
+            if value is not None:
+                entry[key] = value
         result.append(entry)
     return result
 
@@ -364,7 +372,7 @@ def ha_status_current(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
 def ha_manager_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     t = int(ctx.now)
     master = c.ha.master_node()
-    quorum = {"node": master, "quorate": int(c.quorate)}
+    quorum = {"node": c.entry_node, "quorate": int(c.quorate)}
     if not c.ha.configured:
         return {"manager_status": {}, "quorum": quorum, "lrm_status": {}}
     services: dict[str, Any] = {}

@@ -76,6 +76,7 @@ class HAManager:
                 crm_state=crm_state,
                 uid=_uid(f"{cluster.seed}:{g.sid}"),
             )
+        self._scheduled = False
         self.configured = bool(self.services) or bool(self.rules) or any(
             n.hastate != "online" for n in cluster.nodes.values()
         )
@@ -85,7 +86,22 @@ class HAManager:
     def start_rounds(self, t: float) -> None:
         """Begin the periodic CRM rounds (HA becomes 'configured')."""
         self.configured = True
+        self._scheduled = True
         self.cluster.schedule(t + self.settings.crm_interval, self._round)
+
+    def wake(self) -> None:
+        """Something HA-relevant changed: make sure a CRM round comes at the next tick.
+
+        Rounds stop while everything is settled, so a long `advance()` stays cheap; they run
+        on the fixed grid start + k * crm_interval, like a periodic daemon would.
+        """
+        if not self.configured or self._scheduled:
+            return
+        t = self.cluster.time()
+        interval = self.settings.crm_interval
+        ticks = int((t - self.cluster.clock.start) // interval) + 1
+        self._scheduled = True
+        self.cluster.schedule(self.cluster.clock.start + ticks * interval, self._round)
 
     # ----- queries ---------------------------------------------------------------------
 
@@ -206,6 +222,7 @@ class HAManager:
         svc = self.services[sid]
         svc.pending = target
         self.log.append((t, f"got crm command: migrate {sid} {target}"))
+        self.wake()
 
     def api_migrate(self, sid: str, target: str) -> dict[str, Any]:
         """POST /cluster/ha/resources/{sid}/migrate: queue it, report known blockers."""
@@ -231,11 +248,19 @@ class HAManager:
     # ----- the CRM ---------------------------------------------------------------------
 
     def _round(self, t: float) -> None:
-        self.cluster.schedule(t + self.settings.crm_interval, self._round)
+        self._scheduled = False
         if not self.cluster.quorate:
-            return
+            return  # set_quorate(True) wakes us
+        logged = len(self.log)
         for sid in sorted(self.services):
             self._manage(self.services[sid], t)
+        unsettled = any(
+            s.pending is not None or s.crm_state in ("migrate", "relocate", "fence", "recovery")
+            for s in self.services.values()
+        )
+        if unsettled or len(self.log) != logged:
+            self._scheduled = True
+            self.cluster.schedule(t + self.settings.crm_interval, self._round)
 
     def _busy_workers(self, node: str) -> int:
         return sum(
@@ -326,6 +351,7 @@ class HAManager:
             if g.lock:
                 svc.crm_state = "started" if g.status.current == "running" else "stopped"
                 svc.target = None
+                self.wake()
                 return
             cluster.start_move(
                 g,
@@ -349,6 +375,7 @@ class HAManager:
         svc.target = None
         if not success:
             self.log.append((t, f"service '{svc.sid}' - migration failed"))
+        self.wake()
 
     def _fence_and_recover(self, svc: HAService, g: GuestState, node: str, t: float) -> None:
         offline_since = self.cluster.nodes[node].offline_since or t

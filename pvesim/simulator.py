@@ -126,7 +126,8 @@ class Simulator:
 
     def now(self) -> float:
         """Simulated epoch seconds."""
-        return self.cluster.clock.now()
+        with self.lock:
+            return self.cluster.clock.now()
 
     def advance(self, seconds: float) -> float:
         """Jump the simulated clock forward and let everything due happen; returns now()."""
@@ -161,6 +162,7 @@ class Simulator:
             else:
                 node.offline_since = t
                 self.cluster.abort_moves_touching(name, t)
+            self.cluster.ha.wake()
 
     def set_node_hastate(self, name: str, state: str) -> None:
         """HA node state, e.g. "maintenance" (what `ha-manager crm-command node-maintenance`
@@ -172,11 +174,13 @@ class Simulator:
             self.cluster.nodes[self._node_name(name)].hastate = state
             if not self.cluster.ha.configured:
                 self.cluster.ha.start_rounds(self.cluster.time())
+            self.cluster.ha.wake()
 
     def set_quorate(self, quorate: bool) -> None:
         with self.lock:
             self.cluster.sync()
             self.cluster.quorate = quorate
+            self.cluster.ha.wake()
 
     def set_guest_cpu(self, vmid: int, cpu: float) -> None:
         """Constant cpu (share of the guest's own vCPUs) from now on, replacing its profile."""
@@ -209,6 +213,7 @@ class Simulator:
                 svc = self.cluster.ha.service_of(g)
                 if svc is not None and svc.crm_state in ("started", "stopped"):
                     svc.crm_state = "started" if status == "running" else "stopped"
+                self.cluster.ha.wake()
 
     def set_guest_lock(self, vmid: int, lock: str | None) -> None:
         """Put a config lock (backup, snapshot, ...) on a guest, or clear it with None."""
