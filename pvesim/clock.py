@@ -71,8 +71,3 @@ class Timeline(Generic[T]):
     @property
     def current(self) -> T:
         return self._values[-1]
-
-    def values_since(self, t: float) -> list[T]:
-        """Every value that was in effect at some point from `t` on."""
-        start = max(0, bisect.bisect_right(self._times, t) - 1)
-        return self._values[start:]

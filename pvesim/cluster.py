@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -632,14 +632,6 @@ class Cluster:
         g.lock = None
         if g.status.current == "running":
             g.started = t
-
-    # ----- misc helpers for views ------------------------------------------------------
-
-    def tasks_of(self, nodes: Iterable[str]) -> list[Task]:
-        result: list[Task] = []
-        for name in nodes:
-            result.extend(self.node_tasks[name])
-        return result
 
 
 def _duration_text(seconds: float) -> str:

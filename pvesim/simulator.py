@@ -17,7 +17,8 @@ from pvesim.api import Api
 from pvesim.cluster import Cluster, GuestState, MigrationRecord, RequestRecord
 from pvesim.errors import ApiError
 from pvesim.faults import Faults
-from pvesim.routing import Ctx
+from pvesim.params import validate
+from pvesim.routing import Ctx, find
 from pvesim.scenario import GUEST_LOCKS, HA_NODE_STATES, Scenario, load_scenario, parse_crs
 from pvesim.server import SimServer
 
@@ -422,9 +423,6 @@ class Simulator:
 
     def call(self, method: str, path: str, **params: Any) -> Any:
         """Call an endpoint in-process (no HTTP, no auth, not logged); raises ApiError."""
-        from pvesim.params import validate
-        from pvesim.routing import find
-
         with self.lock:
             now = self.cluster.sync()
             found = find(method.upper(), path)
