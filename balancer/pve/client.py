@@ -61,7 +61,7 @@ TASKS_TTL_SECONDS = 10.0
 #: 500 answers that are PVE's verdict on the request, not a sick host: never retried.
 _DEFINITIVE_500 = re.compile(
     r"does not exist|is locked|no such|not implemented|only root|can't migrate|"
-    r"already|not running|parameter verification", re.IGNORECASE)
+    r"already|not running|parameter verification|hostname lookup", re.IGNORECASE)
 _PERMISSION = re.compile(r"Permission check failed \(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)")
 
 #: Task types a migrate POST of ours leaves behind (plain VM / HA-managed VM).
@@ -77,11 +77,12 @@ class _Failure:
     delivered: bool = True  # False only when the request surely never reached PVE
 
 
-class _Answered(Exception):
-    """Internal: a host answered with a final (non-retryable) error."""
+@dataclass(frozen=True, slots=True)
+class _Final:
+    """A host answered with an error no other host or retry will change."""
 
-    def __init__(self, error: PveError) -> None:
-        self.error = error
+    host: str
+    error: PveError
 
 
 class PveClient:
@@ -167,8 +168,9 @@ class PveClient:
         return message
 
     def _send(self, host: str, method: str, path: str, params: Mapping[str, Any]) -> Any:
-        """One HTTP request to one host. Returns the decoded `data`; raises `_Answered` for a
-        final error, or returns a `_Failure` for something another host or a retry may fix."""
+        """One HTTP request to one host: the decoded `data`, a `_Final` error, or a `_Failure`
+        that another host or a retry may fix. Errors are built outside the `except` blocks so
+        no requests object (which holds the Authorization header) rides along as context."""
         resource = self._api(host)(path)
         self.api_calls += 1
         failure: _Failure | None = None
@@ -185,9 +187,8 @@ class PveClient:
                 failure = _Failure(host, "answer was not JSON", status=200)
             else:
                 return result
-        # Raised outside the except blocks so no requests object (headers!) rides along.
         if final is not None:
-            raise _Answered(final)
+            return _Final(host, final)
         return failure
 
     def _classify_answer(self, host: str, method: str, path: str,
@@ -254,11 +255,10 @@ class PveClient:
                          "; ".join(f"{f.host}: {f.reason}" for f in failures[-2:]))
                 self._sleep(delay)
             for host in self._host_order():
-                try:
-                    result = self._send(host, "GET", path, clean)
-                except _Answered as answered:
+                result = self._send(host, "GET", path, clean)
+                if isinstance(result, _Final):
                     self._active = host
-                    raise answered.error from None
+                    raise result.error
                 if isinstance(result, _Failure):
                     failures.append(result)
                     log.warning("PVE host %s failed GET /%s: %s", host, path, result.reason)
@@ -429,11 +429,10 @@ class PveClient:
         started = self.clock()
         failures: list[_Failure] = []
         for host in self._host_order():
-            try:
-                result = self._send(host, "POST", path, data)
-            except _Answered as answered:
+            result = self._send(host, "POST", path, data)
+            if isinstance(result, _Final):
                 self._active = host
-                raise answered.error from None
+                raise result.error
             if not isinstance(result, _Failure):
                 self._active = host
                 if not (isinstance(result, str) and result.startswith("UPID:")):
