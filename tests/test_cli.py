@@ -1,0 +1,177 @@
+"""The operator's CLI against the simulator and a real Redis: plan, check, status, history.
+
+Commands run in-process through `balancer.cli.main`, exactly as the console script does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from balancer.cli import EXIT_OK, EXIT_UNAVAILABLE, main
+from balancer.config import load_config
+from balancer.pve import PveClient
+from balancer.runtime import Runtime, evaluate, poll_migration, start_migration
+from balancer.state import StateStore
+from tests.runtime.scenarios import CPU_HOT
+from tests.support.celery_worker import write_config
+from tests.support.redis_server import free_port, wait_until
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def hot_cluster(pvesim_factory: Callable[..., Any], tmp_path: Path, redis_url: str,
+                monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path]:
+    running = pvesim_factory(CPU_HOT, speed=10.0)
+    config_path = tmp_path / "balancer.yaml"
+    write_config(config_path, running.host_port, running.user, running.token_name, redis_url)
+    monkeypatch.setenv("PVE_TOKEN_VALUE", running.token_value)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    return running, config_path
+
+
+def test_plan_json_shows_the_decision_and_why(cli: Cli, hot_cluster: tuple[Any, Path]) -> None:
+    running, config_path = hot_cluster
+    code, out, _ = cli("--config", str(config_path), "plan", "--json")
+    assert code == EXIT_OK
+    plan = json.loads(out)
+    assert (plan["action"], plan["vmid"], plan["source"], plan["target"], plan["reason"]) == (
+        "migrate", 202, "pve1", "pve3", "cpu")
+    assert plan["explanation"][0].startswith("migrate vm 202")
+    assert any("busiest" in line for line in plan["explanation"])
+    assert any("using the current measurement" in note for note in plan["notes"])
+    assert running.sim.migration_log == [], "plan never migrates"
+
+
+def test_plan_on_a_saved_snapshot_decides_the_same(cli: Cli, hot_cluster: tuple[Any, Path],
+                                                   tmp_path: Path) -> None:
+    _, config_path = hot_cluster
+    saved = tmp_path / "snap.json"
+    code, live, _ = cli("--config", str(config_path), "plan", "--json", "--save-snapshot",
+                        str(saved))
+    assert code == EXIT_OK and saved.exists()
+    code, offline, _ = cli("--config", str(config_path), "plan", "--json", "--snapshot",
+                           str(saved))
+    assert code == EXIT_OK
+    keys = ("action", "vmid", "source", "target", "reason")
+    assert [json.loads(offline)[k] for k in keys] == [json.loads(live)[k] for k in keys]
+
+
+def test_plan_text_prints_the_explanation(cli: Cli, hot_cluster: tuple[Any, Path]) -> None:
+    _, config_path = hot_cluster
+    code, out, _ = cli("--config", str(config_path), "plan")
+    assert code == EXIT_OK
+    assert out.splitlines()[0].startswith("migrate vm 202 (vm202) pve1 -> pve3 [cpu]")
+
+
+def test_check_summarises_the_cluster(cli: Cli, hot_cluster: tuple[Any, Path]) -> None:
+    running, config_path = hot_cluster
+    code, out, err = cli("--config", str(config_path), "check")
+    assert code == EXIT_OK, out + err
+    assert "privilege VM.Migrate on /vms: ok" in out
+    assert "cluster rt: quorate, 3/3 nodes online" in out
+    assert out.rstrip().endswith("check OK")
+    assert running.token_value not in out + err
+
+
+def test_check_with_a_wrong_token_names_user_and_host_not_the_secret(
+    cli: Cli, hot_cluster: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, config_path = hot_cluster
+    monkeypatch.setenv("PVE_TOKEN_VALUE", "wrong-secret-value")
+    code, out, err = cli("--config", str(config_path), "check")
+    assert code == EXIT_UNAVAILABLE
+    text = out + err
+    assert f"authentication failed for balancer@pve!balancer on host {running.host_port}" in text
+    assert "wrong-secret-value" not in text
+
+
+def test_status_without_redis_exits_unavailable(cli: Cli, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config_path = tmp_path / "b.yaml"
+    write_config(config_path, "127.0.0.1:8006", "balancer@pve", "balancer",
+                 f"redis://:sekret@127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("PVE_TOKEN_VALUE", "x")
+    code, out, err = cli("--config", str(config_path), "status")
+    assert code == EXIT_UNAVAILABLE
+    assert "is not reachable" in err and "sekret" not in out + err
+
+
+class RecordingDispatcher:
+    """Keeps the steps a runtime step asks for, so the test can run them in order."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, tuple[Any, ...]]] = []
+
+    def migrate(self, vmid: int, source: str, target: str, lock_token: str) -> None:
+        self.pending.append(("migrate", (vmid, source, target, lock_token)))
+
+    def poll(self, upid: str, lock_token: str, countdown: float) -> None:
+        self.pending.append(("poll", (upid, lock_token)))
+
+
+def run_one_migration(config_path: Path, running: Any) -> StateStore:
+    """Evaluate until a migration is decided, then drive migrate and poll to the end."""
+    config = load_config(config_path)
+    store = StateStore.from_url(config.redis.url.reveal())
+    rt = Runtime(config, PveClient(config.proxmox, cache=store.cache), store)
+    dispatch = RecordingDispatcher()
+
+    def evaluated_to_migrate() -> bool:
+        running.sim.advance(config.balancing.interval_seconds * 10)
+        return evaluate(rt, dispatch)["action"] == "migrate"
+
+    wait_until(evaluated_to_migrate, timeout=30, interval=0.01, what="a migrate decision")
+    while dispatch.pending:
+        step, args = dispatch.pending.pop(0)
+        if step == "migrate":
+            start_migration(rt, dispatch, *args)
+        else:
+            running.sim.advance(5)
+            poll_migration(rt, dispatch, *args)
+    return store
+
+
+def test_status_and_history_after_a_migration(cli: Cli, hot_cluster: tuple[Any, Path]) -> None:
+    running, config_path = hot_cluster
+    store = run_one_migration(config_path, running)
+    assert store.lock.holder() is None
+
+    code, out, _ = cli("--config", str(config_path), "status")
+    assert code == EXIT_OK
+    assert "migration lock: free" in out
+    assert "pve1" in out and "cooldown" in out
+    assert "migrate vm 202" in out
+
+    code, out, _ = cli("--config", str(config_path), "history", "--json")
+    assert code == EXIT_OK
+    (row,) = json.loads(out)
+    assert (row["vmid"], row["source"], row["target"], row["outcome"]) == (
+        202, "pve1", "pve3", "succeeded")
+    assert row["upid"].startswith("UPID:pve1:") and row["duration"] is not None
+    code, out, _ = cli("--config", str(config_path), "history")
+    assert "pve1 -> pve3" in out and "succeeded" in out
+
+
+@pytest.mark.parametrize("command", ["check-config", "check", "plan", "status", "history",
+                                     "exporter"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert len(capsys.readouterr().out.splitlines()) >= 3
