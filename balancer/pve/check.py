@@ -66,7 +66,8 @@ def run_check(client: PveClient) -> CheckReport:
     except PveError as exc:
         return CheckReport(ok=False, lines=(), problems=(f"cannot read the PVE version: {exc}",))
     lines.append(f"connected to {client.active_host} as {client.token_id}: PVE {version}")
-    if not version.startswith(("9.", "10.", "11.")):
+    major = version.split(".", 1)[0]
+    if not (major.isdigit() and int(major) >= 9):
         problems.append(f"PVE {version} is not supported; pve-balancer needs PVE 9 or newer")
 
     try:

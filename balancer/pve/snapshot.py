@@ -12,6 +12,7 @@ from the cache (~10 s).
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -253,6 +254,22 @@ def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
     ), ""
 
 
+#: A warning repeats every cycle while PVE keeps sending the same odd data: log it this often.
+WARNING_REPEAT_SECONDS = 600.0
+_last_logged: dict[str, float] = {}
+
+
+def _log_warnings(warnings: tuple[str, ...]) -> None:
+    now = time.monotonic()
+    if len(_last_logged) > 2000:
+        _last_logged.clear()
+    for warning in warnings:
+        last = _last_logged.get(warning)
+        if last is None or now - last >= WARNING_REPEAT_SECONDS:
+            _last_logged[warning] = now
+            log.warning("snapshot: %s", warning)
+
+
 def read_snapshot(client: PveClient) -> SnapshotRead:
     """One cycle's consistent read through `client` (2 fresh calls + cached slow data).
 
@@ -268,8 +285,6 @@ def read_snapshot(client: PveClient) -> SnapshotRead:
     tasks = parse_tasks(client.cluster_tasks_payload())
     ha = parse_ha_status(client.ha_status_payload())
     moving = find_running_migrations(tasks, ha, resources)
-    if snapshot.warnings:
-        for warning in snapshot.warnings:
-            log.warning("snapshot: %s", warning)
+    _log_warnings(snapshot.warnings)
     return SnapshotRead(snapshot=snapshot, running_migrations=tuple(moving),
                         api_calls=client.api_calls - calls_before)

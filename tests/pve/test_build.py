@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from typing import Any
 
@@ -332,3 +333,14 @@ def test_fuzzed_payloads_give_sane_snapshot_or_unusable(resources: Any, status: 
 def test_fuzz_baseline_is_sane() -> None:
     """The unmutated payload passes the same checks (so the fuzz test can fail)."""
     assert_sane(build(rules=p.rules(), options=p.options("ha=static")))
+
+
+def test_repeated_warnings_are_logged_once_per_period(caplog: pytest.LogCaptureFixture) -> None:
+    from balancer.pve import snapshot as module
+
+    module._last_logged.clear()
+    with caplog.at_level(logging.WARNING, logger="balancer.pve.snapshot"):
+        module._log_warnings(("guest 5: cpu is nan; left out",))
+        module._log_warnings(("guest 5: cpu is nan; left out", "guest 6: lock is 1; left out"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "snapshot: guest 5: cpu is nan; left out", "snapshot: guest 6: lock is 1; left out"]
