@@ -95,6 +95,12 @@ class BalancerDeployment:
         schedule = self.workdir / f"beat-{len(self.processes)}.schedule"
         return self._spawn("beat", ["beat", "--loglevel", "INFO", "--schedule", str(schedule)])
 
+    def start_flower(self, port: int, basic_auth: str | None = None) -> CeleryProcess:
+        args = ["flower", f"--port={port}", "--address=127.0.0.1"]
+        if basic_auth:
+            args.append(f"--basic-auth={basic_auth}")
+        return self._spawn("flower", args)
+
     def call(self, *args: str, timeout: float = 60.0) -> str:
         """Run a `celery -A tasks ...` command to completion and return its stdout."""
         result = subprocess.run([sys.executable, "-m", "celery", "-A", "tasks", *args],

@@ -1,0 +1,70 @@
+"""Flower works for real: it sees `balancer.evaluate` tasks with their decisions, behind basic
+auth, and shows neither the PVE token nor the Redis password anywhere."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.runtime.scenarios import CPU_HOT
+from tests.support.celery_worker import BalancerDeployment
+from tests.support.redis_server import RedisServer, free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+REDIS_PASSWORD = "redis-pw-7f3a9c"
+FLOWER_AUTH = ("ops", "flower-pw-1b2c")
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    with tempfile.TemporaryDirectory(prefix="pvebal-redis-pw-") as workdir:
+        server = RedisServer(port=free_port(), workdir=Path(workdir), password=REDIS_PASSWORD)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def test_flower_shows_evaluate_results_without_secrets(
+    pvesim_factory: Callable[..., Any], deployment_factory: Callable[..., Any],
+    private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    running = pvesim_factory(CPU_HOT, speed=10.0)
+    deployment: BalancerDeployment = deployment_factory(running)
+    deployment.env["REDIS_URL"] = private_redis.url
+    deployment.start_worker()
+    port = free_port()
+    flower = deployment.start_flower(port, basic_auth=":".join(FLOWER_AUTH))
+    base = f"http://127.0.0.1:{port}"
+
+    def flower_up() -> bool:
+        try:
+            return requests.get(f"{base}/healthcheck", timeout=2).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_until(flower_up, timeout=60, what="flower listening")
+    assert requests.get(f"{base}/api/tasks", timeout=5).status_code == 401, "basic auth"
+
+    def evaluated_tasks() -> dict[str, Any]:
+        deployment.call("call", "balancer.evaluate")
+        tasks = requests.get(f"{base}/api/tasks", params={"taskname": "balancer.evaluate"},
+                             auth=FLOWER_AUTH, timeout=5).json()
+        return {k: t for k, t in tasks.items() if t.get("state") == "SUCCESS"}
+
+    tasks = wait_until(evaluated_tasks, timeout=60, interval=0.5, what="evaluate in Flower")
+    results = [str(t["result"]) for t in tasks.values()]
+    assert any("'action':" in r and "'explanation':" in r for r in results), results
+
+    pages = [requests.get(f"{base}{path}", auth=FLOWER_AUTH, timeout=10).text
+             for path in ("/api/tasks", "/api/workers", "/broker", "/workers", "/tasks")]
+    for text in [*pages, flower.log(), deployment.logs()]:
+        assert running.token_value not in text
+        assert REDIS_PASSWORD not in text
