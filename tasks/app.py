@@ -57,7 +57,6 @@ def make_app(config: Config) -> Celery:
         task_track_started=True,
         worker_hijack_root_logger=False,
         beat_scheduler="redbeat.RedBeatScheduler",
-        redbeat_redis_url=url,
         redbeat_key_prefix=BEAT_PREFIX,
         # Only one beat schedules; its leader lock expires within a few intervals so a killed
         # beat is replaced quickly (RedBeat's default would be 25 minutes).
