@@ -123,7 +123,6 @@ class PveClient:
         self._rng = rng or random.Random()
         self._apis: dict[str, ProxmoxAPI] = {}
         self._active = config.hosts[0]
-        self._secret = config.token_value.reveal()
         digest = hashlib.sha256(",".join(sorted(config.hosts)).encode()).hexdigest()[:12]
         self._cache_prefix = f"pve:{digest}:"
         self.api_calls = 0
@@ -154,7 +153,8 @@ class PveClient:
         api = self._apis.get(host)
         if api is None:
             api = ProxmoxAPI(host, backend="https", service="PVE", user=self.config.user,
-                             token_name=self.config.token_name, token_value=self._secret,
+                             token_name=self.config.token_name,
+                             token_value=self.config.token_value.reveal(),
                              verify_ssl=self._verify, timeout=self.config.timeout_seconds)
             self._apis[host] = api
         return api
@@ -163,9 +163,9 @@ class PveClient:
         return [self._active, *(h for h in self.config.hosts if h != self._active)]
 
     def _scrub(self, message: str) -> str:
-        if self._secret and self._secret in message:
-            message = message.replace(self._secret, "***")
-        return message
+        """`message` without the token secret (belt and braces: none should contain it)."""
+        secret = self.config.token_value.reveal()
+        return message.replace(secret, "***") if secret else message
 
     def _send(self, host: str, method: str, path: str, params: Mapping[str, Any]) -> Any:
         """One HTTP request to one host: the decoded `data`, a `_Final` error, or a `_Failure`
@@ -464,14 +464,16 @@ class PveClient:
         raise PveMigrationUnconfirmed(vmid, target, f"{last.host}: {last.reason}", locked=locked)
 
     def _find_started_migration(self, node: str, vmid: int,
-                                started: float) -> tuple[str | None, bool]:
-        """(UPID of our migrate task for `vmid` started since `started`, VM locked?)"""
+                                started: float) -> tuple[str | None, bool | None]:
+        """(UPID of our migrate task for `vmid` started since `started`, VM locked?); the
+        lock is None when neither the task list nor the VM status could be read."""
         since = int(started) - 60  # PVE's clock may lag ours a little
+        listed = True
         try:
             tasks = parse_tasks(self.get(f"nodes/{node}/tasks", source="active", vmid=vmid))
         except PveError as exc:
             log.warning("could not list tasks of %s on %s: %s", vmid, node, exc)
-            tasks = []
+            tasks, listed = [], False
         for task in sorted(tasks, key=lambda t: -t.starttime):
             if (task.type in _OUR_MIGRATE_TYPES and task.vmid == vmid
                     and task.user == self.token_id and task.starttime >= since):
@@ -480,7 +482,7 @@ class PveClient:
             status = self.vm_status(node, vmid)
         except PveError as exc:
             log.warning("could not read status of %s on %s: %s", vmid, node, exc)
-            return None, False
+            return None, False if listed else None
         return None, status.lock == "migrate"
 
 

@@ -79,19 +79,24 @@ class PveApiError(PveError):
 class PveMigrationUnconfirmed(PveError):
     """A migrate POST failed in a way that leaves it open whether PVE started the migration,
     and no task of ours for the guest could be found afterwards. It was not sent again; the next
-    cycle sees the truth (task list, lock, guest's node)."""
+    cycle sees the truth (task list, lock, guest's node).
 
-    def __init__(self, vmid: int, target: str, reason: str, *, locked: bool) -> None:
+    `locked`: the guest carries `lock: migrate` (so something is moving it); None when even
+    that could not be read."""
+
+    def __init__(self, vmid: int, target: str, reason: str, *, locked: bool | None) -> None:
         self.vmid = vmid
         self.target = target
         self.reason = reason
         self.locked = locked
-        lock_note = (" the guest is locked for migration, so one may be running"
-                     if locked else " no migration task or lock was found")
+        if locked is None:
+            found = "the check for a started migration failed too"
+        elif locked:
+            found = "the guest is locked for migration, so one may be running"
+        else:
+            found = "no migration task or lock was found"
         super().__init__(
-            f"migration of {vmid} to {target} is unconfirmed ({reason});{lock_note}; "
-            "not retried"
-        )
+            f"migration of {vmid} to {target} is unconfirmed ({reason}); {found}; not retried")
 
 
 class SnapshotUnusable(PveError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from balancer.pve.errors import SnapshotUnusable
 from balancer.pve.parse import (
@@ -12,6 +14,7 @@ from balancer.pve.parse import (
     flag,
     integer,
     number,
+    parse_cluster_options,
     parse_cluster_status,
     parse_ha_status,
     parse_precondition,
@@ -174,3 +177,38 @@ def test_vm_status_ha_and_lock() -> None:
     assert status.ha_state == "started"
     plain = parse_vm_status({"status": "stopped", "ha": {"managed": 0}}, "pve1", 101)
     assert not plain.running and plain.lock is None and not plain.ha_managed
+
+
+# --- fuzzing: the other parsers never crash ---------------------------------------------------
+
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+              st.sampled_from(["vm:100", "running", "stopped", "migrate", "qmigrate", "OK",
+                               upid("pve1", "qmigrate", 100), "UPID:x"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.sampled_from(
+                                ["upid", "type", "id", "node", "status", "endtime", "starttime",
+                                 "user", "tokenid", "state", "target", "manager_status",
+                                 "service_status", "node_status", "vm:1", "local_disks",
+                                 "local_resources", "not_allowed_nodes", "allowed_nodes",
+                                 "pve2", "mapped-resource-info", "running", "ha", "managed",
+                                 "lock", "vmid", "hastate", "crs", "volid", "is_cloudinit",
+                                 "unavailable_storages", "blocking-ha-resources"]),
+                                inner, max_size=6)),
+    max_leaves=10)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tasks=JSON, ha=JSON, resources=JSON, pre=JSON, vm=JSON, options=JSON)
+def test_parsers_survive_any_json(tasks: Any, ha: Any, resources: Any, pre: Any, vm: Any,
+                                  options: Any) -> None:
+    parsed = parse_tasks(tasks)
+    moving = find_running_migrations(parsed, parse_ha_status(ha), resources)
+    assert all(isinstance(m.vmid, int) for m in moving)
+    pre_result = parse_precondition(pre, "pve1", 100, "pve2")
+    assert pre_result.allowed is (pre_result.reason is None)
+    parse_cluster_options(options)
+    try:
+        parse_vm_status(vm, "pve1", 100)
+    except SnapshotUnusable:
+        assert not isinstance(vm, dict)
