@@ -53,12 +53,14 @@ class PveUnreachable(PveError):
 
     def __init__(self, failures: Sequence[tuple[str, str]]) -> None:
         self.failures = tuple(failures)
-        hosts: list[str] = []
-        for host, _ in self.failures:
-            if host not in hosts:
-                hosts.append(host)
-        reasons = "; ".join(f"{host}: {reason}" for host, reason in self.failures)
-        super().__init__(f"no PVE host answered; tried: {', '.join(hosts)} ({reasons})")
+        seen: dict[str, dict[str, int]] = {}  # host -> reason -> count, in order
+        for host, reason in self.failures:
+            counts = seen.setdefault(host, {})
+            counts[reason] = counts.get(reason, 0) + 1
+        reasons = "; ".join(
+            f"{host}: {reason}" + (f" (x{count})" if count > 1 else "")
+            for host, counts in seen.items() for reason, count in counts.items())
+        super().__init__(f"no PVE host answered; tried: {', '.join(seen)} ({reasons})")
 
 
 class PveApiError(PveError):

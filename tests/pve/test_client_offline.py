@@ -38,7 +38,9 @@ def test_all_hosts_down_is_unreachable_after_bounded_retries() -> None:
         client.get("cluster/resources")
     message = str(info.value)
     assert message.startswith(f"no PVE host answered; tried: {hosts[0]}, {hosts[1]} (")
-    assert "connection refused" in message
+    assert message == (f"no PVE host answered; tried: {hosts[0]}, {hosts[1]} "
+                       f"({hosts[0]}: connection refused (x3); "
+                       f"{hosts[1]}: connection refused (x3))")
     assert TOKEN not in message
     assert len(info.value.failures) == 6  # 3 rounds x 2 hosts, then give up
     assert client.api_calls == 6
