@@ -14,14 +14,16 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import redis
 import yaml
 
-from balancer.config import Config, ConfigError, load_config
+from balancer.config import BalancingConfig, Config, ConfigError, load_config
 from balancer.engine import CpuReading, Decision
+from balancer.engine.constraints import derive_constraints
 from balancer.model import ClusterSnapshot
 from balancer.pve import PveAuthError, PveClient, PveError, PveUnreachable, run_check
 from balancer.pve.snapshot import build_snapshot, read_snapshot
@@ -61,6 +63,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = run_check(PveClient(config.proxmox))
     for line in report.lines:
         print(line)
+    if report.snapshot is not None:
+        for line in neighbour_lines(report.snapshot, config.balancing):
+            print(line)
     for note in report.notes:
         print(f"note: {note}")
     for problem in report.problems:
@@ -69,6 +74,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("check OK")
         return EXIT_OK
     return EXIT_UNAVAILABLE if report.host is None else EXIT_PROBLEM
+
+
+def neighbour_lines(snapshot: ClusterSnapshot, balancing: BalancingConfig) -> list[str]:
+    """How the balancer will treat HA-managed guests and ProxLB-tagged guests here."""
+    ha_guests = sum(1 for g in snapshot.guests if g.ha_managed)
+    if snapshot.ha_auto_rebalance and balancing.leave_ha_to_pve:
+        ha = f"leaving {ha_guests} HA-managed guests to PVE's auto-rebalance (leave_ha_to_pve)"
+    elif snapshot.ha_auto_rebalance:
+        ha = (f"balancing {ha_guests} HA-managed guests although PVE's auto-rebalance is on "
+              "(leave_ha_to_pve: false): expect both to move them")
+    else:
+        ha = f"balancing HA-managed guests too ({ha_guests}); PVE's auto-rebalance is off"
+    found = derive_constraints(snapshot, replace(balancing, proxlb_tags=True))
+    groups = {g.label for gs in found.anti_affinity.values() for g in gs}
+    counts = (f"{len(found.plb_ignore)} plb_ignore, {len(found.pins)} plb_pin, "
+              f"{len(found.plb_affinity)} plb_affinity, "
+              f"{sum(1 for g in groups if 'plb_anti_affinity' in g)} plb_anti_affinity groups")
+    state = "honoured" if balancing.proxlb_tags else "IGNORED (balancing.proxlb_tags: false)"
+    return [f"HA guests: {ha}", f"ProxLB tags: {counts}; {state}"]
 
 
 def _open_store(config: Config) -> StateStore | None:

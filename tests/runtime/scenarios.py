@@ -16,7 +16,7 @@ _BASE: dict[str, Any] = {
 }
 
 
-def _scenario(guests: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def cluster(guests: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     scenario = copy.deepcopy(_BASE)
     scenario["guests"] = guests
     scenario.update(copy.deepcopy(extra))
@@ -32,7 +32,7 @@ def vm(vmid: int, node: str, cpus: int, cpu: float, memory_gib: int, **extra: An
 #: pve1 at ~88% CPU for good. Busiest is 200 (7.2 cores). Moving 201 (3.2 cores, 8 GiB) or
 #: 202 (2.4 cores, 4 GiB) alone brings pve1 under 80%: the engine must pick 202 (less memory
 #: to copy), to pve3 (the least loaded), and then stop.
-CPU_HOT = _scenario([
+CPU_HOT = cluster([
     vm(200, "pve1", 8, 0.9, 16),
     vm(201, "pve1", 4, 0.8, 8),
     vm(202, "pve1", 4, 0.6, 4),
@@ -42,7 +42,7 @@ CPU_HOT = _scenario([
 ])
 
 #: Every node comfortably below every threshold and near the mean: nothing to do, ever.
-BALANCED = _scenario([
+BALANCED = cluster([
     vm(300, "pve1", 4, 0.5, 16),
     vm(301, "pve2", 4, 0.5, 16),
     vm(302, "pve3", 4, 0.5, 16),
@@ -53,7 +53,7 @@ BALANCED = _scenario([
 
 #: Two problems at once: pve1 CPU-hot, pve2 at ~90% memory. Enough for several migrations,
 #: so concurrency bugs would show as overlapping tasks in the simulator's log.
-HOT_AND_FULL = _scenario([
+HOT_AND_FULL = cluster([
     vm(400, "pve1", 8, 0.9, 8),
     vm(401, "pve1", 4, 0.8, 4),
     vm(402, "pve1", 4, 0.6, 4),
