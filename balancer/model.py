@@ -1,7 +1,7 @@
 """The cluster as the engine sees it: plain, frozen dataclasses with explicit units.
 
 Ratios are 0..1, memory is bytes, CPU capacity is logical threads ("cores"). The PVE client
-builds these from API payloads (balancer.snapshot); the engine only ever reads them.
+builds these from API payloads (balancer.pve.snapshot); the engine only ever reads them.
 """
 
 from __future__ import annotations
