@@ -13,7 +13,8 @@ from proxmoxer.core import ResourceException
 from proxmoxer.tools import Tasks
 
 from pvesim.units import GIB
-from tests.support.pvesim_server import SMALL_SCENARIO, RunningSim, wait_for
+from tests.support.pvesim_server import SMALL_SCENARIO, RunningSim
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
@@ -261,7 +262,7 @@ def test_ha_managed_vm_goes_through_the_crm(pvesim: RunningSim) -> None:
             typefilter="qmigrate", vmid=101, since=ha_task["starttime"], source="all"
         )
 
-    found = wait_for(lrm_task, timeout=5, what="the LRM's qmigrate")
+    found = wait_until(lrm_task, timeout=5, what="the LRM's qmigrate")
     assert found[0]["user"] == "root@pam" and "tokenid" not in found[0]
     assert _finish(pvesim, prox, found[0]["upid"])["exitstatus"] == "OK"
     assert sim.guest(101).node == "pve3"
@@ -346,7 +347,7 @@ def test_speed_factor_and_concurrency(pvesim_factory: Callable[..., RunningSim])
     running = pvesim_factory(SMALL_SCENARIO, speed=50.0)
     sim = running.sim
     start = sim.now()
-    wait_for(lambda: sim.now() - start >= 10, timeout=2, what="10 simulated seconds")
+    wait_until(lambda: sim.now() - start >= 10, timeout=2, what="10 simulated seconds")
     prox = running.proxmox()
     sim.set_speed(1.0)  # start all three within one simulated second so they overlap
     upids = [

@@ -26,7 +26,8 @@ from balancer.pve import (
     read_snapshot,
     run_check,
 )
-from tests.support.pvesim_server import SMALL_SCENARIO, RunningSim, wait_for
+from tests.support.pvesim_server import SMALL_SCENARIO, RunningSim
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -352,7 +353,7 @@ def test_lost_answer_to_migrate_finds_the_started_task(pvesim: RunningSim) -> No
         # The client's confirm pause: instead of waiting out the time, wait for the event it
         # waits for (PVE finishing the delayed POST).
         pauses.append(seconds)
-        wait_for(lambda: calls(pvesim, "POST"), timeout=10, what="the delayed POST")
+        wait_until(lambda: calls(pvesim, "POST"), timeout=10, what="the delayed POST")
 
     client = make_client(pvesim, timeout=0.5, confirm_delay=3.0, sleep=pause)
     upid = client.migrate("pve1", 100, "pve2")

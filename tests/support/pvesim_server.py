@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,20 +55,6 @@ SMALL_SCENARIO: dict[str, Any] = {
          "resources": ["vm:101", "vm:102"]},
     ],
 }
-
-
-def wait_for(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "it"
-) -> T:
-    """Poll until `predicate()` is truthy and return it; TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass

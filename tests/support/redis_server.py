@@ -7,35 +7,18 @@ no test sees another's keys.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.support.waiting import free_port, wait_until
 
-def free_port() -> int:
-    """Ask the kernel for a free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll `predicate` until it returns a truthy value or `timeout` passes; return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+__all__ = ["RedisServer", "free_port", "redis_server", "redis_url", "wait_until"]
 
 
 @dataclass
@@ -99,6 +82,27 @@ def redis_server() -> Iterator[RedisServer]:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture
+def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """`make(password=None, appendonly=False) -> RedisServer`: an extra redis-server for one
+    test (e.g. with `requirepass`, or AOF persistence to survive `restart()`), stopped at
+    teardown."""
+    started: list[RedisServer] = []
+
+    def make(password: str | None = None, appendonly: bool = False) -> RedisServer:
+        workdir = tmp_path / f"redis{len(started)}"
+        workdir.mkdir()
+        server = RedisServer(port=free_port(), workdir=workdir, password=password,
+                             appendonly=appendonly)
+        started.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture
