@@ -1,0 +1,176 @@
+"""`pve-balancer` command line: what an operator touches.
+
+Exit codes (stable, for scripts):
+  0  success (for `check`: no problems found)
+  1  the command ran and found a problem (e.g. `check` failed a privilege test)
+  2  usage error (argparse)
+  3  configuration error
+  4  PVE or Redis unreachable or refused us
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+import yaml
+
+from balancer.cli.common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    Command,
+    load,
+)
+from balancer.cli.plan import cmd_plan
+from balancer.cli.status import cmd_history, cmd_status
+from balancer.config import BalancingConfig, ConfigError
+from balancer.engine.constraints import derive_constraints
+from balancer.model import ClusterSnapshot
+from balancer.pve import PveAuthError, PveClient, PveError, PveUnreachable, run_check
+
+__all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_PROBLEM", "EXIT_UNAVAILABLE", "EXIT_USAGE",
+           "build_parser", "main"]
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the configuration and print it with secrets redacted."""
+    config = load(args)
+    effective = config.redacted()
+    if args.json:
+        print(json.dumps(effective, indent=2))
+    else:
+        print(yaml.safe_dump(effective, sort_keys=False).rstrip())
+        print("configuration OK")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Connect to PVE with the config, verify the privileges the balancer needs and print a
+    cluster summary, or a precise error."""
+    config = load(args)
+    report = run_check(PveClient(config.proxmox))
+    for line in report.lines:
+        print(line)
+    if report.snapshot is not None:
+        for line in neighbour_lines(report.snapshot, config.balancing):
+            print(line)
+    for note in report.notes:
+        print(f"note: {note}")
+    for problem in report.problems:
+        print(f"PROBLEM: {problem}")
+    if report.ok:
+        print("check OK")
+        return EXIT_OK
+    return EXIT_UNAVAILABLE if report.host is None else EXIT_PROBLEM
+
+
+def neighbour_lines(snapshot: ClusterSnapshot, balancing: BalancingConfig) -> list[str]:
+    """How the balancer will treat HA-managed guests and ProxLB-tagged guests here."""
+    ha_guests = sum(1 for g in snapshot.guests if g.ha_managed)
+    if snapshot.ha_auto_rebalance and balancing.leave_ha_to_pve:
+        ha = f"leaving {ha_guests} HA-managed guests to PVE's auto-rebalance (leave_ha_to_pve)"
+    elif snapshot.ha_auto_rebalance:
+        ha = (f"balancing {ha_guests} HA-managed guests although PVE's auto-rebalance is on "
+              "(leave_ha_to_pve: false): expect both to move them")
+    else:
+        ha = f"balancing HA-managed guests too ({ha_guests}); PVE's auto-rebalance is off"
+    found = derive_constraints(snapshot, replace(balancing, proxlb_tags=True))
+    groups = {g.label for gs in found.anti_affinity.values() for g in gs}
+    counts = (f"{len(found.plb_ignore)} plb_ignore, {len(found.pins)} plb_pin, "
+              f"{len(found.plb_affinity)} plb_affinity, "
+              f"{sum(1 for g in groups if 'plb_anti_affinity' in g)} plb_anti_affinity groups")
+    state = "honoured" if balancing.proxlb_tags else "IGNORED (balancing.proxlb_tags: false)"
+    return [f"HA guests: {ha}", f"ProxLB tags: {counts}; {state}"]
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    """Serve Prometheus metrics (read from Redis) for every worker of the cluster."""
+    from balancer.exporter import run_exporter
+    from balancer.logs import configure_logging
+
+    config = load(args)
+    configure_logging(config.logging.format, config.logging.level)
+    run_exporter(config, port=args.port)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pve-balancer",
+        description="Live-migration load balancer for Proxmox VE 9+ (fewest migrations, "
+        "no node left saturated).",
+        epilog="Exit codes: 0 ok, 1 problem found, 2 usage, 3 config error, "
+        "4 PVE/Redis unavailable.",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="config file (default: $BALANCER_CONFIG or /etc/pve-balancer/balancer.yaml)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check-config", help="validate the config and print it, secrets redacted",
+                       description=cmd_check_config.__doc__)
+    p.add_argument("--json", action="store_true", help="print the effective config as JSON")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("check", help="connect to PVE, verify privileges, summarise the cluster",
+                       description=cmd_check.__doc__)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("plan", help="show what the balancer would do now, and why",
+                       description=cmd_plan.__doc__)
+    p.add_argument("--json", action="store_true",
+                   help='print {"action", "vmid", "source", "target", "reason", "explanation"}')
+    p.add_argument("--snapshot", metavar="FILE",
+                   help="decide on a saved snapshot instead of the live cluster")
+    p.add_argument("--save-snapshot", metavar="FILE",
+                   help="also save the live cluster's raw API payloads to FILE")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("status", help="lock, running migration, node averages, cooldowns",
+                       description=cmd_status.__doc__)
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--decisions", type=int, default=5, metavar="N",
+                   help="how many recent decisions to show (default 5)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("history", help="last migrations with outcome and duration",
+                       description=cmd_history.__doc__)
+    p.add_argument("--limit", "-n", type=int, default=20, metavar="N",
+                   help="how many migrations to show (default 20)")
+    p.add_argument("--json", action="store_true", help="print the history as JSON")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("exporter", help="serve Prometheus metrics from the shared state",
+                       description=cmd_exporter.__doc__)
+    p.add_argument("--port", type=int, default=None,
+                   help="listen port (default: metrics.port from the config)")
+    p.set_defaults(func=cmd_exporter)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (PveAuthError, PveUnreachable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except PveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+
+
+if __name__ == "__main__":
+    sys.exit(main())

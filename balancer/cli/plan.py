@@ -1,0 +1,120 @@
+"""`pve-balancer plan`: what the balancer would do now, and why. Migrates nothing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from balancer.cli.common import EXIT_OK, load, open_store
+from balancer.config import Config, ConfigError
+from balancer.engine import CpuReading, Decision, EngineInput, decide
+from balancer.model import ClusterSnapshot
+from balancer.pve import PveClient, PveError
+from balancer.pve.snapshot import build_snapshot, read_snapshot
+from balancer.runtime.choose import PreconditionFailed, choose_move, decision_seed
+from balancer.state import StateStore
+
+
+def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, min_samples: int,
+                 notes: list[str]) -> tuple[dict[str, CpuReading], dict[int, str]]:
+    """CPU EMAs and blocked VMs from Redis when available; otherwise the current measurement,
+    said so, because a hand-run plan must not wait a window for history."""
+    stored = store.ema.readings() if store is not None else {}
+    blocked = store.marks.blocked() if store is not None else {}
+    if store is None:
+        notes.append("Redis not reachable: no CPU history, cooldowns or backoffs considered")
+    cpu: dict[str, CpuReading] = {}
+    for node in snapshot.nodes:
+        reading = stored.get(node.name)
+        if reading is not None and reading.samples >= min_samples:
+            cpu[node.name] = reading
+        elif node.online:
+            cpu[node.name] = CpuReading(node.cpu, 1, from_measurement=True)
+    measured = sorted(n for n, r in cpu.items() if r.from_measurement)
+    if measured:
+        notes.append("no CPU history for " + ", ".join(measured)
+                     + ": using the current measurement instead of the EMA")
+    return cpu, blocked
+
+
+def _snapshot_from_file(path: str) -> tuple[ClusterSnapshot, dict[str, Any]]:
+    """A saved snapshot: the raw API payloads (`--save-snapshot`) plus optional `cpu_ema`
+    {node: {value, samples}} and `blocked` {vmid: reason}."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read snapshot {path}: {exc}") from None
+    if not isinstance(doc, Mapping) or "resources" not in doc:
+        raise ConfigError(f"snapshot {path}: expected a mapping with 'resources' and 'status'")
+    snapshot = build_snapshot(doc["resources"], doc.get("status", []), doc.get("rules"),
+                              doc.get("options"), float(doc.get("taken_at", 0.0)))
+    return snapshot, dict(doc)
+
+
+def _save_snapshot(client: PveClient, path: str) -> None:
+    payloads = {
+        "resources": client.get("cluster/resources"), "status": client.get("cluster/status"),
+        "rules": client.ha_rules_payload(), "options": client.cluster_options_payload(),
+        "taken_at": client.clock(),
+    }
+    Path(path).write_text(json.dumps(payloads, indent=1), encoding="utf-8")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Show what the balancer would do now, with the full explanation. Migrates nothing."""
+    config = load(args)
+    notes: list[str] = []
+    client: PveClient | None = None
+    if args.snapshot:
+        snapshot, doc = _snapshot_from_file(args.snapshot)
+        cpu = {node: CpuReading(float(v["value"]), int(v.get("samples", 0)))
+               for node, v in (doc.get("cpu_ema") or {}).items()}
+        cpu, _ = _plan_inputs(snapshot, None, 0, []) if not cpu else (cpu, {})
+        blocked = {int(k): str(v) for k, v in (doc.get("blocked") or {}).items()}
+        notes.append(f"offline snapshot {args.snapshot}: PVE's migrate precondition not asked")
+    else:
+        client = PveClient(config.proxmox)
+        read = read_snapshot(client)
+        snapshot = read.snapshot
+        if args.save_snapshot:
+            _save_snapshot(client, args.save_snapshot)
+            notes.append(f"raw snapshot saved to {args.save_snapshot}")
+        for moving in read.running_migrations:
+            notes.append(f"vm {moving.vmid} is migrating now: the balancer itself would wait")
+        cpu, blocked = _plan_inputs(snapshot, open_store(config),
+                                    config.balancing.ema_min_samples, notes)
+    refused: list[str] = []
+    decision = _decide(client, snapshot, cpu, blocked, config, refused)
+    notes += refused
+    _print_decision(decision, notes, args.json)
+    return EXIT_OK
+
+
+def _decide(client: PveClient | None, snapshot: ClusterSnapshot, cpu: dict[str, CpuReading],
+            blocked: dict[int, str], config: Config, refused: list[str]) -> Decision:
+    if client is None:
+        seed = decision_seed(snapshot, config.balancing)
+        return decide(EngineInput(snapshot, cpu, blocked, config.balancing, seed))
+    try:
+        return choose_move(client, snapshot, cpu, blocked, config.balancing,
+                           on_refused=lambda vmid, reason: refused.append(
+                               f"PVE would refuse vm {vmid}: {reason}"))
+    except PreconditionFailed as exc:
+        raise PveError(str(exc)) from None
+
+
+def _print_decision(decision: Decision, notes: list[str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**decision.to_dict(), "notes": notes}, indent=2))
+        return
+    for line in decision.explanation:
+        print(line)
+    for note in notes:
+        print(f"note: {note}")
+
+

@@ -1,0 +1,111 @@
+"""`pve-balancer status` and `history`: the shared state in Redis, for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from balancer.cli.common import EXIT_OK, EXIT_UNAVAILABLE, load, open_store
+from balancer.render import clock, pct, seconds, table
+from balancer.state import StateStore
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show the migration lock and the running migration, per-node CPU EMA and memory,
+    cooldowns and backoffs, and the last decisions (all from Redis)."""
+    config = load(args)
+    store = open_store(config)
+    if store is None:
+        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    status = _collect_status(store, args.decisions)
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        print(_render_status(status))
+    return EXIT_OK
+
+
+def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
+    holder = store.lock.holder()
+    beat = store.heartbeat.info()
+    nodes = (store.cache.get("nodes") or {}).get("nodes", [])
+    ema = store.ema.entries()
+    return {
+        "lock": None if holder is None else {
+            "vmid": holder.vmid, "source": holder.source, "target": holder.target,
+            "upid": holder.upid, "acquired_at": holder.acquired_at,
+            "started_at": holder.started_at, "ttl_remaining": holder.ttl_remaining,
+            "follower_alive": beat is not None},
+        "nodes": [{**n, "cpu_ema": ema[n["name"]].value if n["name"] in ema else None,
+                   "ema_samples": ema[n["name"]].samples if n["name"] in ema else 0}
+                  for n in nodes],
+        "marks": [{"kind": m.kind, "vmid": m.vmid, "until": m.until, "reason": m.reason}
+                  for m in store.marks.listing()],
+        "decisions": store.history.decisions(decisions),
+    }
+
+
+def _render_status(status: dict[str, Any]) -> str:
+    lock = status["lock"]
+    out = ["migration lock: free" if lock is None else
+           f"migration lock: held for vm {lock['vmid']} {lock['source']} -> {lock['target']}"
+           f" (task {lock['upid'] or 'starting'}, lock expires in "
+           f"{seconds(lock['ttl_remaining'])}, follower "
+           f"{'alive' if lock['follower_alive'] else 'silent'})", ""]
+    out.append(table(["node", "online", "cpu", "cpu ema", "samples", "memory", "guests"], [
+        [n["name"], "yes" if n["online"] else "no", pct(n["cpu"]), pct(n["cpu_ema"]),
+         n["ema_samples"], pct(n["memory"]), n["guests"]] for n in status["nodes"]])
+        if status["nodes"] else "no node data yet (has an evaluate run?)")
+    out.append("")
+    out.append(table(["vm", "blocked", "until", "reason"], [
+        [m["vmid"], m["kind"], clock(m["until"]), m["reason"]] for m in status["marks"]])
+        if status["marks"] else "no cooldowns or backoffs")
+    out.append("")
+    out.append("last decisions:" if status["decisions"] else "no decisions recorded yet")
+    for d in status["decisions"]:
+        headline = d["explanation"][0] if d.get("explanation") else d.get("action")
+        out.append(f"  {clock(d.get('at'))}  {headline}")
+    return "\n".join(out)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Show the last migrations with their outcome and duration."""
+    config = load(args)
+    store = open_store(config)
+    if store is None:
+        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    migrations = migration_history(store.history.migrations(), args.limit)
+    if args.json:
+        print(json.dumps(migrations, indent=2))
+    elif not migrations:
+        print("no migrations recorded yet")
+    else:
+        print(table(["requested", "vm", "route", "reason", "outcome", "duration", "task"], [
+            [clock(m["requested_at"]), m["vmid"], f"{m['source']} -> {m['target']}",
+             m["reason"], m["outcome"], seconds(m["duration"]), m["upid"]]
+            for m in migrations]))
+    return EXIT_OK
+
+
+def migration_history(events: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Fold the event log (newest first) into one row per migration, newest first."""
+    rows: dict[str, dict[str, Any]] = {}
+    for event in reversed(events):
+        key = str(event.get("decision_id") or event.get("upid") or id(event))
+        row = rows.setdefault(key, {"vmid": event.get("vmid"), "source": event.get("source"),
+                                    "target": event.get("target"), "reason": None,
+                                    "requested_at": event.get("at"), "upid": None,
+                                    "outcome": "in progress", "duration": None})
+        row["reason"] = event.get("reason") or row["reason"]
+        row["upid"] = event.get("upid") or row["upid"]
+        if event.get("event") in ("succeeded", "failed", "aborted"):
+            row["outcome"] = event["event"] if event["event"] == "succeeded" else (
+                f"{event['event']}: {event.get('outcome')}")
+            row["duration"] = event.get("duration")
+    return list(reversed(rows.values()))[:limit]
+
+
