@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,15 +99,9 @@ def store(redis_url: str) -> Iterator[StateStore]:
 
 
 @pytest.fixture
-def protected_redis() -> Iterator[RedisServer]:
+def protected_redis(redis_server_factory: Callable[..., RedisServer]) -> RedisServer:
     """A redis-server of its own that requires a password."""
-    with tempfile.TemporaryDirectory(prefix="pvebal-exporter-") as workdir:
-        server = RedisServer(port=free_port(), workdir=Path(workdir), password=PASSWORD)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    return redis_server_factory(password=PASSWORD)
 
 
 def test_scrape_over_http(redis_url: str, store: StateStore) -> None:

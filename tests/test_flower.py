@@ -3,9 +3,7 @@ auth, and shows neither the PVE token nor the Redis password anywhere."""
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,14 +20,8 @@ FLOWER_AUTH = ("ops", "flower-pw-1b2c")
 
 
 @pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    with tempfile.TemporaryDirectory(prefix="pvebal-redis-pw-") as workdir:
-        server = RedisServer(port=free_port(), workdir=Path(workdir), password=REDIS_PASSWORD)
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+def private_redis(redis_server_factory: Callable[..., RedisServer]) -> RedisServer:
+    return redis_server_factory(password=REDIS_PASSWORD)
 
 
 def test_flower_shows_evaluate_results_without_secrets(
