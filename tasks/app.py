@@ -56,7 +56,9 @@ def make_app(config: Config) -> Celery:
         task_send_sent_event=True,
         task_track_started=True,
         worker_hijack_root_logger=False,
-        beat_scheduler="redbeat.RedBeatScheduler",
+        # Both survive a Redis restart instead of exiting (see tasks/reconnect.py).
+        worker_consumer="tasks.reconnect:BalancerConsumer",
+        beat_scheduler="tasks.reconnect:BalancerScheduler",
         redbeat_key_prefix=BEAT_PREFIX,
         # Only one beat schedules; its leader lock expires within a few intervals so a killed
         # beat is replaced quickly (RedBeat's default would be 25 minutes).

@@ -21,24 +21,12 @@ from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
 from balancer.runtime.choose import PreconditionFailed, choose_move
 from balancer.runtime.context import Dispatcher, Runtime
+from balancer.runtime.reconcile import rebuild_cooldowns_if_lost, reconcile_unfinished
+from balancer.runtime.skip import Skip, skipped
 
 log = logging.getLogger("balancer.evaluate")
 
-COOLDOWNS_REBUILT = "cooldowns-rebuilt"
 NODES_CACHE = "nodes"
-
-
-class Skip(Exception):
-    """This cycle cannot decide safely; `kind` is a stable metric label, the message says why."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def skipped(kind: str, reason: str) -> dict[str, Any]:
-    return {"action": "skipped", "vmid": None, "source": None, "target": None,
-            "reason": reason, "skip": kind, "explanation": [reason]}
 
 
 def evaluate(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
@@ -83,7 +71,9 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
         online=[node.name for node in snapshot.nodes if node.online],
         ttl_seconds=rt.timings.ema_ttl,
     )
-    _rebuild_cooldowns_if_lost(rt)
+    # What our records miss (an end nobody saw, a wiped store) is read back from PVE first.
+    reconcile_unfinished(rt, snapshot)
+    rebuild_cooldowns_if_lost(rt, snapshot)
     try:
         decision = choose_move(rt.client, snapshot, cpu, rt.store.marks.blocked(),
                                rt.config.balancing,
@@ -175,30 +165,12 @@ def _start(rt: Runtime, dispatch: Dispatcher, decision: Decision, decision_id: s
         reason=str(move.reason), decision_id=decision_id, requested_at=rt.clock(),
         cpu_share_source=move.cpu_share_source, cpu_share_target=move.cpu_share_target,
     )
+    # Everything the end needs, in case the lock (and its info) is lost before the end.
     rt.store.history.record_migration_event(
         {"event": "requested", "vmid": move.vmid, "source": move.source, "target": move.target,
-         "reason": str(move.reason), "decision_id": decision_id, "at": rt.clock()})
+         "reason": str(move.reason), "decision_id": decision_id, "at": rt.clock(),
+         "cpu_share_source": move.cpu_share_source, "cpu_share_target": move.cpu_share_target})
     log.info("migration requested", extra=event_fields(
         vmid=move.vmid, source=move.source, target=move.target, reason=str(move.reason),
         decision_id=decision_id))
     dispatch.migrate(move.vmid, move.source, move.target, token)
-
-
-def _rebuild_cooldowns_if_lost(rt: Runtime) -> None:
-    """After Redis lost its data, recent moves are read back from PVE's task list (our own
-    token's migrate tasks) so a VM just moved is not moved again."""
-    if rt.store.cache.get(COOLDOWNS_REBUILT) is not None:
-        return
-    cooldown = rt.config.balancing.migration_cooldown_seconds
-    now = rt.clock()
-    try:
-        tasks = rt.client.recent_balancer_migrations(since=now - cooldown)
-    except PveError as exc:
-        raise Skip("read_failed", f"cannot rebuild cooldowns from PVE tasks: {exc}") from None
-    for task in tasks:
-        remaining = task.starttime + cooldown - now
-        if task.vmid is not None and remaining > 0:
-            rt.store.marks.set_cooldown(task.vmid, remaining,
-                                        f"moved by us at {task.starttime} (from PVE task log)")
-    rt.store.cache.set(COOLDOWNS_REBUILT, {"at": now, "found": len(tasks)},
-                       max(cooldown, rt.timings.interval))

@@ -2,7 +2,8 @@
 
 The decision may be seconds old: someone may have moved, stopped or locked the VM since. Any
 such change aborts cleanly (the lock is released, nothing is migrated). Idempotent: a
-redelivered message finds the UPID already attached and only resumes following it.
+redelivered message (its worker died after PVE took the migration) finds the UPID attached and
+adopts the migration only if nobody follows it any more, so it never starts a second poller.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
     if holder is None or not rt.store.lock.owns(lock_token):
         return {"state": "abandoned", "vmid": vmid, "reason": "migration lock no longer held"}
     if holder.upid:
-        dispatch.poll(holder.upid, lock_token, 0.0)
-        return {"state": "following", "vmid": vmid, "upid": holder.upid}
+        return _resume(rt, dispatch, vmid, holder.upid)
     refusal = _recheck(rt, vmid, source, target)
     if refusal is not None:
-        return abort(rt, lock_token, vmid, source, target, refusal)
+        return abort(rt, lock_token, vmid, source, target, refusal, holder.decision_id)
     # Beat before attaching the UPID: evaluate adopts a migration whose follower is silent.
     rt.store.heartbeat.beat(lock_token, rt.timings.heartbeat_ttl)
     try:
@@ -36,9 +36,13 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
     except PveMigrationUnconfirmed as exc:
         # PVE may or may not have started it: keep the lock until it expires so that
         # nothing else starts meanwhile; evaluate then sees PVE's task if it runs.
+        # Evaluate reconciles the outcome from PVE once the lock is gone.
         log.error("migration unconfirmed", extra=event_fields(vmid=vmid, error=str(exc)))
         rt.store.marks.record_failure(vmid, str(exc), rt.timings.backoff_base,
                                       rt.timings.backoff_max)
+        rt.store.history.record_migration_event(
+            {"event": "unconfirmed", "vmid": vmid, "source": source, "target": target,
+             "decision_id": holder.decision_id, "outcome": str(exc), "at": rt.clock()})
         return {"state": "unconfirmed", "vmid": vmid, "reason": str(exc)}
     except PveError as exc:
         return fail(rt, lock_token, vmid, source, target, f"PVE refused the migration: {exc}")
@@ -52,6 +56,20 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
         vmid=vmid, source=source, target=target, upid=upid, decision_id=holder.decision_id))
     dispatch.poll(upid, lock_token, rt.timings.poll_interval)
     return {"state": "started", "vmid": vmid, "source": source, "target": target, "upid": upid}
+
+
+def _resume(rt: Runtime, dispatch: Dispatcher, vmid: int, upid: str) -> dict[str, Any]:
+    """A redelivered message for a migration PVE already runs: adopt it the way evaluate does
+    (only when the follower's heartbeat is silent, under a new token), else leave it alone."""
+    t = rt.timings
+    token = rt.store.lock.take_over(rt.store.heartbeat, t.lock_ttl, t.heartbeat_ttl)
+    if token is None:
+        return {"state": "following", "vmid": vmid, "upid": upid,
+                "reason": "already followed by another task"}
+    log.warning("migration follower silent; taking over",
+                extra=event_fields(vmid=vmid, upid=upid))
+    dispatch.poll(upid, token, 0.0)
+    return {"state": "adopted", "vmid": vmid, "upid": upid}
 
 
 def _recheck(rt: Runtime, vmid: int, source: str, target: str) -> str | None:

@@ -1,5 +1,11 @@
 """How a migration ends: succeeded, failed or aborted. Each ends the same way: record it,
-mark the VM, release the lock. Only the lock's owner can finish, and only once."""
+mark the VM, release the lock. Only the lock's owner can finish, and only once: the owner
+first claims the finish (`MigrationLock.claim_finish`), so a duplicate of its task chain (a
+message redelivered after a worker died) cannot record the outcome, back off or shift the
+EMA a second time.
+
+`recovered` says how an outcome nobody saw happen was learned afterwards (reconciliation
+from PVE after the follower or the state was lost); it is recorded with the event."""
 
 from __future__ import annotations
 
@@ -15,9 +21,19 @@ from balancer.state import LockInfo
 log = logging.getLogger("balancer.migration")
 
 
-def _finish(rt: Runtime, token: str, event: dict[str, Any]) -> dict[str, Any]:
+def _not_claimed(event: str, vmid: int | None, upid: str | None) -> dict[str, Any]:
+    log.info("migration end already handled", extra=event_fields(vmid=vmid, upid=upid,
+                                                                  outcome=event))
+    return {"state": "done", "vmid": vmid, "upid": upid,
+            "reason": f"{event}, but the end is recorded by another follower"}
+
+
+def _finish(rt: Runtime, token: str, event: dict[str, Any],
+            recovered: str | None) -> dict[str, Any]:
     now = rt.clock()
     event = {**event, "at": now}
+    if recovered is not None:
+        event["recovered"] = recovered
     rt.store.history.record_migration_event(event)
     rt.store.heartbeat.stop(token)
     rt.store.lock.release(token)
@@ -38,10 +54,13 @@ def _duration(holder: LockInfo | None, now: float) -> float | None:
     return round(now - holder.started_at, 3)
 
 
-def succeed(rt: Runtime, token: str, holder: LockInfo, upid: str) -> dict[str, Any]:
+def succeed(rt: Runtime, token: str, holder: LockInfo, upid: str | None,
+            recovered: str | None = None) -> dict[str, Any]:
     """The VM runs on the target: cool it down, and move the lagging CPU averages by the
     share it took along, so the old source's EMA does not trigger a needless second move."""
     assert holder.vmid is not None and holder.source and holder.target
+    if not rt.store.lock.claim_finish(token):
+        return _not_claimed("succeeded", holder.vmid, upid)
     finished = rt.clock()
     share_source = float(holder.extra.get("cpu_share_source", 0.0))
     share_target = float(holder.extra.get("cpu_share_target", 0.0))
@@ -53,23 +72,31 @@ def succeed(rt: Runtime, token: str, holder: LockInfo, upid: str) -> dict[str, A
     return _finish(rt, token, {
         "event": "succeeded", "vmid": holder.vmid, "source": holder.source,
         "target": holder.target, "upid": upid, "decision_id": holder.decision_id,
-        "duration": _duration(holder, finished), "outcome": "OK"})
+        "duration": _duration(holder, finished), "outcome": "OK"}, recovered)
 
 
 def fail(rt: Runtime, token: str, vmid: int, source: str | None, target: str | None,
-         error: str, upid: str | None = None, holder: LockInfo | None = None) -> dict[str, Any]:
+         error: str, upid: str | None = None, holder: LockInfo | None = None,
+         recovered: str | None = None) -> dict[str, Any]:
     """PVE refused or the task failed: back off from this VM, growing with each failure, so
     the next cycle picks another candidate instead of retrying this one."""
+    if not rt.store.lock.claim_finish(token):
+        return _not_claimed("failed", vmid, upid)
     backoff = rt.store.marks.record_failure(vmid, error, rt.timings.backoff_base,
                                             rt.timings.backoff_max)
     return _finish(rt, token, {
         "event": "failed", "vmid": vmid, "source": source, "target": target, "upid": upid,
         "decision_id": holder.decision_id if holder else None,
-        "duration": _duration(holder, rt.clock()), "outcome": error, "backoff": backoff})
+        "duration": _duration(holder, rt.clock()), "outcome": error, "backoff": backoff},
+        recovered)
 
 
-def abort(rt: Runtime, token: str, vmid: int, source: str, target: str,
-          reason: str) -> dict[str, Any]:
+def abort(rt: Runtime, token: str, vmid: int, source: str | None, target: str | None,
+          reason: str, decision_id: str | None = None,
+          recovered: str | None = None) -> dict[str, Any]:
     """The world changed since the decision (moved, stopped, locked): do nothing, cleanly."""
+    if not rt.store.lock.claim_finish(token):
+        return _not_claimed("aborted", vmid, None)
     return _finish(rt, token, {"event": "aborted", "vmid": vmid, "source": source,
-                               "target": target, "outcome": reason})
+                               "target": target, "decision_id": decision_id,
+                               "outcome": reason}, recovered)

@@ -31,7 +31,7 @@ MIGRATION_LOCK = "migration"
 EVALUATE_LOCK = "evaluate"
 
 #: Fields `attach` may not overwrite.
-RESERVED_FIELDS = frozenset({"acquired_at"})
+RESERVED_FIELDS = frozenset({"acquired_at", "finishing"})
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -74,6 +74,14 @@ end
 return 1
 """
 
+# The first caller per owner gets 1: `finishing` is set here and cleared by a take-over.
+_CLAIM_FINISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+return redis.call('HSETNX', KEYS[2], 'finishing', 'true')
+"""
+
 # KEYS: lock, info, heartbeat. ARGV: new token, lock ttl ms, heartbeat ttl ms, now (JSON).
 _TAKE_OVER = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -86,6 +94,7 @@ if redis.call('HEXISTS', KEYS[2], 'upid') == 0 then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HDEL', KEYS[2], 'finishing')
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], 'token', ARGV[1], 'at', ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
@@ -126,6 +135,7 @@ class MigrationLock(RedisPart):
         self._extend = client.register_script(_EXTEND)
         self._attach = client.register_script(_ATTACH)
         self._take_over = client.register_script(_TAKE_OVER)
+        self._claim_finish = client.register_script(_CLAIM_FINISH)
 
     def acquire(self, ttl_seconds: float, now: float | None = None) -> str | None:
         """Take the lock for `ttl_seconds`; the owner token, or None when someone holds it."""
@@ -166,6 +176,14 @@ class MigrationLock(RedisPart):
         for name, value in migration_info.items():
             args += [name, json.dumps(value)]
         return bool(self._attach(keys=[self.lock_key, self.info_key], args=args) == 1)
+
+    def claim_finish(self, token: str) -> bool:
+        """The right to end what the lock guards (record the outcome, then `release`): True
+        for exactly one caller per owner token, False for everyone else, including a second
+        copy of the owner (a redelivered message of the same task chain) and anyone whose
+        token no longer owns the lock. A `take_over` hands the right to the new token."""
+        ok = self._claim_finish(keys=[self.lock_key, self.info_key], args=[token])
+        return bool(ok == 1)
 
     def holder(self) -> LockInfo | None:
         """The current holder without its token, or None when the lock is free."""

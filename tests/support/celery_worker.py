@@ -108,6 +108,14 @@ class BalancerDeployment:
                                 check=True)
         return result.stdout.decode()
 
+    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run `pve-balancer --config <this config> ...` (not checked: tests look at the
+        exit code, stdout and stderr)."""
+        command = ["import sys; from balancer.cli import main; sys.exit(main())"]
+        return subprocess.run([sys.executable, "-c", *command, "--config",
+                               str(self.config_path), *args], cwd=REPO, env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
     def stop_all(self) -> None:
         for proc in reversed(self.processes):
             proc.stop()
@@ -129,14 +137,15 @@ def write_config(path: Path, host_port: str, user: str, token_name: str, redis_u
 
 @pytest.fixture
 def deployment_factory(tmp_path: Path, redis_url: str) -> Iterator[Any]:
-    """`make(running_sim, **balancing) -> BalancerDeployment` (token passed via env)."""
+    """`make(running_sim, redis=None, **balancing) -> BalancerDeployment` (token passed via
+    env); `redis` overrides the session's Redis URL (e.g. a password-protected server)."""
     made: list[BalancerDeployment] = []
 
-    def make(sim: Any, **balancing: Any) -> BalancerDeployment:
+    def make(sim: Any, redis: str | None = None, **balancing: Any) -> BalancerDeployment:
         workdir = tmp_path / f"deploy{len(made)}"
         workdir.mkdir()
         config_path = workdir / "balancer.yaml"
-        write_config(config_path, sim.host_port, sim.user, sim.token_name, redis_url,
+        write_config(config_path, sim.host_port, sim.user, sim.token_name, redis or redis_url,
                      **balancing)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY", "REDIS"))}
         env.update(BALANCER_CONFIG=str(config_path), PVE_TOKEN_VALUE=sim.token_value,

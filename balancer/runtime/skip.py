@@ -1,0 +1,18 @@
+"""`Skip`: why a cycle decides nothing. Raised by any step of evaluate, turned into a result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Skip(Exception):
+    """This cycle cannot decide safely; `kind` is a stable metric label, the message says why."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def skipped(kind: str, reason: str) -> dict[str, Any]:
+    return {"action": "skipped", "vmid": None, "source": None, "target": None,
+            "reason": reason, "skip": kind, "explanation": [reason]}
