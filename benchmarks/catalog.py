@@ -56,27 +56,27 @@ class BenchScenario:
 MINUTE = 60.0
 
 SCENARIOS: tuple[BenchScenario, ...] = (
-    BenchScenario("balanced", 10 * MINUTE, 6 * MINUTE,
+    BenchScenario("balanced", 8 * MINUTE, 6 * MINUTE,
                   "4 equal nodes at 40-50% CPU / 45-55% memory: nothing to do"),
-    BenchScenario("cpu-hot", 15 * MINUTE, 8 * MINUTE,
+    BenchScenario("cpu-hot", 10 * MINUTE, 8 * MINUTE,
                   "pve1 at ~97% CPU for good, the others 35-45%"),
-    BenchScenario("cpu-spike", 12 * MINUTE, 8 * MINUTE,
+    BenchScenario("cpu-spike", 10 * MINUTE, 8 * MINUTE,
                   "pve1 bursts to 100% CPU for 10 s every 5 min, ~50% otherwise"),
-    BenchScenario("mem-hot", 15 * MINUTE, 8 * MINUTE,
+    BenchScenario("mem-hot", 10 * MINUTE, 8 * MINUTE,
                   "pve1 at ~90% memory, the others ~45%"),
-    BenchScenario("proactive", 15 * MINUTE, 8 * MINUTE,
+    BenchScenario("proactive", 10 * MINUTE, None,
                   "all below thresholds, pve1 memory ~24 points above the mean"),
-    BenchScenario("affinity", 15 * MINUTE, 8 * MINUTE,
+    BenchScenario("affinity", 10 * MINUTE, 8 * MINUTE,
                   "pve1 at ~99% CPU; pinned/HA-ruled/passthrough VMs, anti-affinity pairs, "
                   "containers, a template"),
-    BenchScenario("mixed-sizes", 15 * MINUTE, None,
+    BenchScenario("mixed-sizes", 10 * MINUTE, None,
                   "16/32/64/96-thread nodes; the small one at ~95% CPU"),
     BenchScenario("churn", 60 * MINUTE, None,
                   "5 nodes whose batch load follows phase-shifted 30-min waves for an hour",
                   lower_bound_at=None),
     BenchScenario("big", 15 * MINUTE, None,
                   "32 nodes / 1,500 guests, 4 hot nodes at ~95% CPU"),
-    BenchScenario("huge", 10 * MINUTE, None,
+    BenchScenario("huge", 8 * MINUTE, None,
                   "128 nodes / 10,000 guests, 8 hot nodes at ~95% CPU", speed=5.0),
 )
 

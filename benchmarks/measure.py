@@ -90,8 +90,12 @@ class Metrics:
     redis_per_cycle: float | None = None
     latency_p50_ms: float = math.nan
     latency_p99_ms: float = math.nan
+    all_cycles_p50_ms: float = math.nan
+    deciding_cycles: int = 0
     api_errors: dict[str, int] = field(default_factory=dict)
     planned_moves: int | None = None
+    redis_top: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     events: list[MoveEvent] = field(default_factory=list)
 
@@ -192,7 +196,7 @@ def measure(run: RunResult) -> Metrics:
         either, cpu_s, mem_s, relief = saturation(run)
         met.saturation_node_s, met.saturation_cpu_node_s = either, cpu_s
         met.saturation_mem_node_s, met.relief_s = mem_s, relief
-        first = _window_loads(run, 0.0, 0.0)
+        first = _window_loads(run, 0.0, 10.0)
         last = _window_loads(run, run.series.t[-1] - FINAL_WINDOW, run.series.t[-1])
         met.imbalance_start = imbalance(list(first.values()))
         met.imbalance_end = imbalance(list(last.values()))
@@ -213,12 +217,16 @@ def measure(run: RunResult) -> Metrics:
             met.api_per_cycle = (len(requests) - cached) / stats.cycles + amortised
             if stats.redis_commands is not None:
                 met.redis_per_cycle = stats.redis_commands / stats.cycles
-        met.latency_p50_ms, met.latency_p99_ms = latency_summary(stats.cycle_latencies_ms)
+        met.latency_p50_ms, met.latency_p99_ms = latency_summary(stats.decide_latencies_ms)
+        met.all_cycles_p50_ms = latency_summary(stats.cycle_latencies_ms)[0]
+        met.deciding_cycles = len(stats.decide_latencies_ms)
     else:
         met.cycles = sum(1 for r in requests if r.method == "GET" and r.path == "/nodes")
         if met.cycles:
             met.api_per_cycle = met.api_per_cycle_measured = len(requests) / met.cycles
     met.planned_moves = stats.planned_moves
+    met.redis_top = dict(stats.redis_top)
+    met.skipped = dict(stats.skipped)
     met.notes = list(stats.notes)
     if run.error:
         met.notes.insert(0, f"run error: {run.error}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.catalog import BenchScenario
+from benchmarks.procs import wait_for
 from benchmarks.sampler import Sampler, Series, wait_sim
 from benchmarks.systems import ProxLB, System, SystemStats
 from pvesim import MigrationRecord, RequestRecord, Simulator
@@ -41,6 +42,12 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _first_request(sim: Simulator, system: System) -> bool:
+    system.check()
+    with sim.lock:
+        return bool(sim.cluster.request_log)
+
+
 def run_one(scenario: BenchScenario, data: dict[str, Any], system: System, speed: float,
             duration: float, workdir: Path, step: float = 5.0) -> RunResult:
     """Run `system` against a fresh simulator of `data` for `duration` simulated seconds."""
@@ -55,11 +62,16 @@ def run_one(scenario: BenchScenario, data: dict[str, Any], system: System, speed
     stats = SystemStats()
     try:
         system.prepare(sim, server, workdir)
+        # The clock starts when the system's first request arrives: process start-up (Celery
+        # beat, ProxLB's imports: a second or two of real time) would otherwise count as a
+        # minute of simulated reaction time.
+        system.go()
+        wait_for(lambda: _first_request(sim, system), 120, f"{system.name}'s first API call",
+                 interval=0.02)
         sim.set_speed(speed)
         t0 = sim.now()
         sampler = Sampler(sim, t0, step)
         sampler.start()
-        system.go()
         if plan_only:
             assert isinstance(system, ProxLB)
             while not system.done():

@@ -35,7 +35,8 @@ PROD_INTERVAL = 5.0
 PROD_EMA_WINDOW = 60.0
 PROD_COOLDOWN = 600.0
 
-_EVAL_DONE = re.compile(r"Task balancer\.evaluate\[[^\]]+\] succeeded in ([0-9.eE+-]+)s")
+_EVAL_DONE = re.compile(r"Task balancer\.evaluate\[[^\]]+\] succeeded in ([0-9.eE+-]+)s: "
+                        r"\{'action': '(\w+)'")
 
 
 @dataclass
@@ -44,6 +45,8 @@ class SystemStats:
 
     cycles: int = 0
     cycle_latencies_ms: list[float] = field(default_factory=list)
+    #: cycles that read the cluster and decided (not skipped, e.g. while a migration runs)
+    decide_latencies_ms: list[float] = field(default_factory=list)
     redis_commands: int | None = None
     redis_top: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, float] = field(default_factory=dict)
@@ -147,8 +150,11 @@ class PveBalancer:
             stats.notes.append(f"redis stats unavailable: {exc}")
         self.children.stop()
         worker_log = (self.workdir / "worker.log").read_text(errors="replace")
-        stats.cycle_latencies_ms = [float(m) * 1000 for m in _EVAL_DONE.findall(worker_log)]
-        stats.cycles = len(stats.cycle_latencies_ms)
+        done = _EVAL_DONE.findall(worker_log)
+        stats.cycle_latencies_ms = [float(seconds) * 1000 for seconds, _ in done]
+        stats.decide_latencies_ms = [float(seconds) * 1000 for seconds, action in done
+                                     if action != "skipped"]
+        stats.cycles = len(done)
         return stats
 
     def _skipped(self) -> dict[str, float]:

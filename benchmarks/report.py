@@ -1,0 +1,256 @@
+"""The markdown report: environment, headline table, goals, details, simulator gaps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.catalog import BenchScenario
+from benchmarks.measure import CPU_MAX, MEMORY_MAX, Metrics
+
+
+@dataclass
+class ScenarioResult:
+    scenario: BenchScenario
+    size: tuple[int, int]
+    lower_bound: dict[str, Any] | None
+    metrics: list[Metrics] = field(default_factory=list)
+    plot: str | None = None
+    note: str = ""
+
+    def of(self, system: str) -> Metrics | None:
+        return next((m for m in self.metrics if m.system == system), None)
+
+
+def fmt(value: float | None, digits: int = 0, none: str = "—") -> str:
+    if value is None:
+        return none
+    if isinstance(value, float) and math.isnan(value):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def lb_text(lb: dict[str, Any] | None) -> str:
+    if not lb:
+        return "n/a"
+    if "moves" not in lb:
+        return lb.get("status", "n/a").lower()
+    if lb.get("status") == "OPTIMAL":
+        return str(lb["moves"])
+    return f"{lb.get('bound', '?')}..{lb['moves']}"
+
+
+def relief_text(m: Metrics) -> str:
+    if m.plan_only:
+        return "—"
+    if m.relief_s is None:
+        return "never"
+    return fmt(m.relief_s)
+
+
+def migrations_text(m: Metrics) -> str:
+    if m.plan_only:
+        return f"{m.planned_moves if m.planned_moves is not None else '?'} planned"
+    text = str(m.issued)
+    extra = []
+    if m.failed:
+        extra.append(f"{m.failed} failed")
+    if m.in_progress:
+        extra.append(f"{m.in_progress} running at end")
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
+HEADLINE = ("scenario", "lower bound", "system", "migrations", "ping-pong", "max in flight",
+            "saturation node·s", "relief s", "imbalance start→end", "spread end",
+            "API calls/cycle", "API calls total", "Redis cmds/cycle", "decide p50/p99 ms")
+
+
+def headline_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
+    rows = []
+    for res in results:
+        for i, m in enumerate(res.metrics):
+            latency = (f"{fmt(m.latency_p50_ms)}/{fmt(m.latency_p99_ms)}"
+                       if not math.isnan(m.latency_p50_ms) else "—")
+            if m.plan_only:
+                row = [res.scenario.name if i == 0 else "", lb_text(res.lower_bound) if i == 0
+                       else "", m.label, migrations_text(m), "—", "—", "—", "—", "—", "—",
+                       fmt(m.api_per_cycle), fmt(m.api_calls), "—", "—"]
+            else:
+                row = [res.scenario.name if i == 0 else "",
+                       lb_text(res.lower_bound) if i == 0 else "", m.label,
+                       migrations_text(m), str(m.ping_pongs), str(m.max_in_flight),
+                       fmt(m.saturation_node_s), relief_text(m),
+                       f"{fmt(m.imbalance_start, 2)}→{fmt(m.imbalance_end, 2)}",
+                       fmt(m.spread_end * 100, 0) + " pts",
+                       fmt(m.api_per_cycle, 1), fmt(m.api_calls),
+                       fmt(m.redis_per_cycle, 0), latency]
+            rows.append(row)
+        if not res.metrics:
+            rows.append([res.scenario.name, lb_text(res.lower_bound), "—", res.note or "not run",
+                         *["—"] * (len(HEADLINE) - 4)])
+    return rows
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# --- goals --------------------------------------------------------------------------------
+
+
+def goals(results: Sequence[ScenarioResult], engine: list[dict[str, Any]]) -> list[list[str]]:
+    ours = [(r, r.of("pve-balancer")) for r in results]
+    ours = [(r, m) for r, m in ours if m is not None]
+    out: list[list[str]] = []
+
+    def verdict(ok: bool | None) -> str:
+        return "—" if ok is None else ("met" if ok else "**missed**")
+
+    # 1. relief wherever a valid move exists
+    fails, checked = [], 0
+    for r, m in ours:
+        lb = r.lower_bound or {}
+        if lb.get("status") not in ("OPTIMAL", "FEASIBLE"):
+            continue
+        checked += 1
+        if m.relief_s is None:
+            fails.append(r.scenario.name)
+    out.append(["saturation relieved wherever a valid move exists",
+                verdict(not fails if checked else None),
+                f"not relieved by the end: {', '.join(fails)}" if fails else
+                f"{checked} scenarios with a feasible lower bound, all relieved"])
+    # 2. migrations <= LB + 1 and fewer than ProxLB
+    over: list[str] = []
+    worse: list[str] = []
+    idle: list[str] = []
+    for r, m in ours:
+        lb = r.lower_bound or {}
+        if lb.get("status") == "OPTIMAL" and m.issued > lb["moves"] + 1:
+            over.append(f"{r.scenario.name} ({m.issued} vs bound {lb['moves']})")
+        for other in r.metrics:
+            if not other.system.startswith("proxlb"):
+                continue
+            theirs = other.planned_moves if other.plan_only else other.issued
+            if theirs is None or m.issued == 0 or m.issued < theirs:
+                continue
+            # ProxLB moving nothing and leaving the saturation is not a cheaper success.
+            if theirs == 0 and not other.plan_only and other.relief_s is None:
+                idle.append(f"{other.label} moved nothing on {r.scenario.name} and left it "
+                            "saturated")
+                continue
+            worse.append(f"{r.scenario.name} vs {other.label} ({m.issued} vs {theirs})")
+    out.append(["migrations ≤ lower bound + 1", verdict(not over),
+                "; ".join(over) or "every scenario with a proven bound"])
+    out.append(["fewer migrations than ProxLB", verdict(not worse),
+                "; ".join(worse + idle) or "fewer (or both zero) in every scenario"])
+    pp = [f"{r.scenario.name} ({m.ping_pongs})" for r, m in ours if m.ping_pongs]
+    out.append(["zero ping-pongs", verdict(not pp), ", ".join(pp) or "none in any run"])
+    quiet = [(r, m) for r, m in ours if r.scenario.name in ("balanced", "cpu-spike")]
+    noisy = [f"{r.scenario.name} ({m.issued})" for r, m in quiet if m.issued]
+    out.append(["zero moves on balanced and cpu-spike", verdict(not noisy if quiet else None),
+                ", ".join(noisy) or (", ".join(r.scenario.name for r, _ in quiet) + ": 0"
+                                     if quiet else "not run")])
+    flight = [f"{r.scenario.name} ({m.max_in_flight})" for r, m in ours if m.max_in_flight > 1]
+    out.append(["at most one migration in flight", verdict(not flight),
+                ", ".join(flight) or f"max {max((m.max_in_flight for _, m in ours), default=0)}"])
+    api = [(r.scenario.name, m.api_per_cycle) for r, m in ours if not math.isnan(m.api_per_cycle)]
+    bad = [f"{n} ({v:.2f})" for n, v in api if v > 3]
+    out.append(["≤ 3 API calls per cycle at any size", verdict(not bad if api else None),
+                ", ".join(bad) or "max " + (f"{max(v for _, v in api):.2f}" if api else "—")
+                + " (production timings, see notes)"])
+    for e in engine:
+        if e.get("stuck"):
+            continue
+        ok = e["p99_ms"] <= e["goal_ms"]
+        out.append([f"engine decision < {e['goal_ms']:.0f} ms at {e['nodes']} nodes / "
+                    f"{e['guests']:,} VMs", verdict(ok),
+                    f"p50 {e['p50_ms']:.1f} ms, p99 {e['p99_ms']:.1f} ms"])
+    return out
+
+
+# --- whole report -------------------------------------------------------------------------
+
+
+def render(results: Sequence[ScenarioResult], engine: list[dict[str, Any]],
+           env: dict[str, str], settings: dict[str, Any]) -> str:
+    parts = [f"# pve-balancer benchmarks ({settings['mode']})", "",
+             "Generated by `python -m benchmarks` (`make bench`; `--quick` for the short set). "
+             "Benchmarks print figures; they never fail on a time.", "",
+             "## Machine and versions", "",
+             table(("what", "value"), env.items()), "",
+             "## Settings", ""]
+    parts += [f"- {line}" for line in settings["lines"]]
+    parts += ["", "## Headline", "", table(HEADLINE, headline_rows(results)), ""]
+    parts += ["Thresholds for every system's figures: cpu_max "
+              f"{CPU_MAX:.0%}, memory_max {MEMORY_MAX:.0%} (pve-balancer's defaults; "
+              "ProxLB acts at its own 75% / balanciness 10).", ""]
+    parts += ["## Goals (pve-balancer)", "", table(("goal", "verdict", "detail"),
+                                                   goals(results, engine)), ""]
+    parts += ["## Engine decision time (`benchmarks/engine_bench.py`, one core)", "",
+              table(("cluster", "p50 ms", "p99 ms", "goal ms", "first line of the decision"),
+                    [[e["name"], f"{e['p50_ms']:.2f}", f"{e['p99_ms']:.2f}",
+                      f"{e['goal_ms']:.0f}", e["headline"][:90]] for e in engine]), ""]
+    parts += ["## Per scenario", ""]
+    for res in results:
+        parts += details(res)
+    parts += ["## Non-2xx answers (simulator gaps and PVE refusals)", ""]
+    gaps = simulator_gaps(results)
+    parts += gaps or ["None: every call of every system got a 2xx answer from the simulator."]
+    parts += ["", "## Notes", ""] + [f"- {n}" for n in settings["notes"]]
+    return "\n".join(parts) + "\n"
+
+
+def details(res: ScenarioResult) -> list[str]:
+    sc = res.scenario
+    out = [f"### {sc.name}", "", f"{sc.summary} ({res.size[0]} nodes, {res.size[1]:,} guests).",
+           ""]
+    lb = res.lower_bound
+    if lb:
+        plan = ", ".join(lb.get("plan", [])[:6])
+        more = len(lb.get("plan", [])) - 6
+        out.append(f"- Lower bound: {lb_text(lb)} ({lb.get('status', '?')}, "
+                   f"{lb.get('variables', '?')} placement variables, {lb.get('seconds', '?')} s)"
+                   + (f": {plan}" + (f" (+{more} more)" if more > 0 else "") if plan else ""))
+    elif res.note:
+        out.append(f"- {res.note}")
+    if res.plot:
+        out.append(f"- Plot: [{res.plot}]({res.plot})")
+    for m in res.metrics:
+        moves = [e for e in m.events if e.kind in ("qmigrate", "vzmigrate")]
+        listed = ", ".join(f"{e.vmid} {e.source}→{e.target}@{e.start:.0f}s"
+                           + ("" if e.ok else " FAILED" if e.ok is False else " (running)")
+                           for e in moves[:8])
+        line = (f"- {m.label}: {m.cycles} cycles, {m.api_calls} API calls"
+                f"{', moves: ' + listed if listed else ''}"
+                f"{f' (+{len(moves) - 8} more)' if len(moves) > 8 else ''}; "
+                f"saturation cpu {fmt(m.saturation_cpu_node_s)} / memory "
+                f"{fmt(m.saturation_mem_node_s)} node·s")
+        if m.system == "pve-balancer" and m.cycles:
+            line += (f"; {m.api_per_cycle_measured:.2f} calls/cycle as measured at this speed"
+                     f"; {m.deciding_cycles} cycles decided (p50 {fmt(m.latency_p50_ms)} ms), "
+                     f"the others skipped (all cycles p50 {fmt(m.all_cycles_p50_ms)} ms)")
+            if m.redis_top:
+                line += "; top Redis commands: " + ", ".join(
+                    f"{k} {v}" for k, v in list(m.redis_top.items())[:5])
+            if m.skipped:
+                line += "; outcomes: " + ", ".join(f"{k} {v:.0f}" for k, v in m.skipped.items())
+        out.append(line)
+        for note in m.notes:
+            out.append(f"  - {note}")
+    out.append("")
+    return out
+
+
+def simulator_gaps(results: Sequence[ScenarioResult]) -> list[str]:
+    seen: dict[str, dict[str, int]] = {}
+    for res in results:
+        for m in res.metrics:
+            for call, n in m.api_errors.items():
+                seen.setdefault(call, {})
+                seen[call][f"{m.label} / {res.scenario.name}"] = n
+    return [f"- `{call}`: " + ", ".join(f"{who}: {n}" for who, n in where.items())
+            for call, where in sorted(seen.items())]
