@@ -64,6 +64,10 @@ def _observe(rt: Runtime, result: dict[str, Any], seconds: float) -> None:
 def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
     _ensure_no_migration_in_flight(rt, dispatch)
     snapshot = _read_settled_cluster(rt)
+    # What our records miss (an end nobody saw, a wiped store) is read back from PVE first, and
+    # before the EMA update: a recovered move corrects the averages this cycle decides on.
+    reconcile_unfinished(rt, snapshot)
+    rebuild_cooldowns_if_lost(rt, snapshot)
     cpu = rt.store.ema.update(
         {node.name: node.cpu for node in snapshot.nodes if node.online},
         sampled_at=snapshot.taken_at,
@@ -71,9 +75,6 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
         online=[node.name for node in snapshot.nodes if node.online],
         ttl_seconds=rt.timings.ema_ttl,
     )
-    # What our records miss (an end nobody saw, a wiped store) is read back from PVE first.
-    reconcile_unfinished(rt, snapshot)
-    rebuild_cooldowns_if_lost(rt, snapshot)
     try:
         decision = choose_move(rt.client, snapshot, cpu, rt.store.marks.blocked(),
                                rt.config.balancing,
