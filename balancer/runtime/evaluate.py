@@ -48,6 +48,15 @@ def evaluate(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
     return result
 
 
+def cut_short(rt: Runtime, kind: str, reason: str, seconds: float) -> dict[str, Any]:
+    """A cycle stopped from outside (e.g. the task's time limit while PVE does not answer):
+    reported and counted like any other skip, not as an error."""
+    result = skipped(kind, reason)
+    log.warning("evaluate cut short", extra=event_fields(skip=kind, reason=reason))
+    _observe(rt, result, seconds)
+    return result
+
+
 def _observe(rt: Runtime, result: dict[str, Any], seconds: float) -> None:
     """Metrics are best effort: a Redis hiccup here must not turn a decision into an error."""
     try:
