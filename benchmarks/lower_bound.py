@@ -12,6 +12,8 @@ memory_max. It respects the rules every system must respect here:
 * `plb_pin_<node>` tags restrict a guest's nodes; HA negative resource-affinity rules and
   `plb_anti_affinity_<group>` tags keep members on distinct nodes.
 
+`relaxed()` is a weaker bound that needs no solver (used where CP-SAT is out of reach).
+
 It is a bound, not a plan: it ignores the order of moves and the memory a live migration
 holds on both nodes while it runs, and it uses the guests' load at one instant (sustained
 load, read after the first minute). It is "optimal" only when CP-SAT proves it.
@@ -76,6 +78,48 @@ def extract(data: dict[str, Any], at: float, cpu_max: float = 0.8,
     return {"at": at, "cpu_max": cpu_max, "memory_max": memory_max, "nodes": nodes,
             "guests": guests, "anti_affinity": anti + [v for v in tag_groups.values()
                                                         if len(v) > 1]}
+
+
+def relaxed(problem: dict[str, Any]) -> dict[str, Any]:
+    """A cheaper, weaker bound for any size: per node above a threshold, the fewest of its
+    movable guests whose CPU (and, separately, memory) covers the excess, largest first;
+    summed over nodes. Every move leaves exactly one node, so no plan can do with fewer.
+    It ignores where the guests go (targets' room, anti-affinity)."""
+    per_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for g in problem["guests"]:
+        per_node[g["node"]].append(g)
+    total, short = 0, []
+    for n in problem["nodes"]:
+        guests = per_node[n["name"]]
+
+        def cores(g: dict[str, Any], node: dict[str, Any] = n) -> float:
+            return float(g["cpu"] * min(g["cpus"], node["threads"]))
+
+        excess = {
+            "cpu": n["base_cores"] + sum(cores(g) for g in guests)
+            - problem["cpu_max"] * n["threads"],
+            "mem": n["base_mem_mib"] + sum(g["mem_mib"] for g in guests)
+            - problem["memory_max"] * n["memory_mib"],
+        }
+        movable = [g for g in guests if g["movable"]
+                   and (g["pins"] is None or set(g["pins"]) - {n["name"]})]
+        need = 0
+        for what, over in excess.items():
+            if over <= 0:
+                continue
+            sizes = sorted((cores(g) if what == "cpu" else g["mem_mib"] for g in movable),
+                           reverse=True)
+            freed, count = 0.0, 0
+            for size in sizes:
+                if freed >= over:
+                    break
+                freed, count = freed + size, count + 1
+            if freed < over:
+                short.append(n["name"])
+            need = max(need, count)
+        total += need
+    return {"status": "INFEASIBLE" if short else "RELAXED", "moves": total,
+            "short": sorted(set(short))}
 
 
 def solve(problem: dict[str, Any], time_limit: float = 60.0) -> dict[str, Any]:

@@ -95,6 +95,8 @@ class Metrics:
     api_errors: dict[str, int] = field(default_factory=dict)
     planned_moves: int | None = None
     redis_top: dict[str, int] = field(default_factory=dict)
+    move_reasons: dict[str, int] = field(default_factory=dict)
+    api_by_endpoint: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     events: list[MoveEvent] = field(default_factory=list)
@@ -226,6 +228,9 @@ def measure(run: RunResult) -> Metrics:
             met.api_per_cycle = met.api_per_cycle_measured = len(requests) / met.cycles
     met.planned_moves = stats.planned_moves
     met.redis_top = dict(stats.redis_top)
+    met.move_reasons = dict(stats.move_reasons)
+    met.api_by_endpoint = dict(Counter(f"{r.method} {normalise_path(r.path)}"
+                                       for r in requests).most_common())
     met.skipped = dict(stats.skipped)
     met.notes = list(stats.notes)
     if run.error:

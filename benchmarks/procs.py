@@ -124,6 +124,8 @@ def install_handlers() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
+    # A shell starts background jobs with SIGINT ignored; the runner wants Ctrl-C either way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass

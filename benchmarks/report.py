@@ -35,10 +35,15 @@ def fmt(value: float | None, digits: int = 0, none: str = "—") -> str:
 def lb_text(lb: dict[str, Any] | None) -> str:
     if not lb:
         return "n/a"
+    status = lb.get("status")
     if "moves" not in lb:
-        return lb.get("status", "n/a").lower()
-    if lb.get("status") == "OPTIMAL":
+        return str(status or "n/a").lower()
+    if status == "OPTIMAL":
         return str(lb["moves"])
+    if status == "RELAXED":
+        return f"≥ {lb['moves']}"
+    if status == "INFEASIBLE":
+        return "infeasible"
     return f"{lb.get('bound', '?')}..{lb['moves']}"
 
 
@@ -55,11 +60,13 @@ def migrations_text(m: Metrics) -> str:
         return f"{m.planned_moves if m.planned_moves is not None else '?'} planned"
     text = str(m.issued)
     extra = []
+    if len(m.move_reasons) > 1:
+        extra.append(", ".join(f"{k} {v}" for k, v in sorted(m.move_reasons.items())))
     if m.failed:
         extra.append(f"{m.failed} failed")
     if m.in_progress:
         extra.append(f"{m.in_progress} running at end")
-    return text + (f" ({', '.join(extra)})" if extra else "")
+    return text + (f" ({'; '.join(extra)})" if extra else "")
 
 
 HEADLINE = ("scenario", "lower bound", "system", "migrations", "ping-pong", "max in flight",
@@ -119,34 +126,48 @@ def goals(results: Sequence[ScenarioResult], engine: list[dict[str, Any]]) -> li
         checked += 1
         if m.relief_s is None:
             fails.append(r.scenario.name)
+    unproven = [f"{r.scenario.name} (still saturated after {m.duration / 60:.0f} min)"
+                for r, m in ours if m.relief_s is None
+                and (r.lower_bound or {}).get("status") not in ("OPTIMAL", "FEASIBLE")]
+    plural = "s" if checked != 1 else ""
+    detail = (f"not relieved by the end: {', '.join(fails)}" if fails else
+              f"{checked} scenario{plural} with a proven feasible placement, all relieved")
+    if unproven:
+        detail += "; without a proven placement: " + ", ".join(unproven)
     out.append(["saturation relieved wherever a valid move exists",
-                verdict(not fails if checked else None),
-                f"not relieved by the end: {', '.join(fails)}" if fails else
-                f"{checked} scenarios with a feasible lower bound, all relieved"])
+                verdict(not fails if checked else None), detail])
     # 2. migrations <= LB + 1 and fewer than ProxLB
     over: list[str] = []
     worse: list[str] = []
-    idle: list[str] = []
+    tradeoffs: list[str] = []
     for r, m in ours:
         lb = r.lower_bound or {}
         if lb.get("status") == "OPTIMAL" and m.issued > lb["moves"] + 1:
-            over.append(f"{r.scenario.name} ({m.issued} vs bound {lb['moves']})")
+            why = ", ".join(f"{k} {v}" for k, v in sorted(m.move_reasons.items()))
+            over.append(f"{r.scenario.name} ({m.issued} vs bound {lb['moves']}"
+                        + (f"; by trigger: {why}" if why else "") + ")")
         for other in r.metrics:
             if not other.system.startswith("proxlb"):
                 continue
             theirs = other.planned_moves if other.plan_only else other.issued
             if theirs is None or m.issued == 0 or m.issued < theirs:
                 continue
-            # ProxLB moving nothing and leaving the saturation is not a cheaper success.
-            if theirs == 0 and not other.plan_only and other.relief_s is None:
-                idle.append(f"{other.label} moved nothing on {r.scenario.name} and left it "
-                            "saturated")
-                continue
-            worse.append(f"{r.scenario.name} vs {other.label} ({m.issued} vs {theirs})")
+            name = f"{r.scenario.name} vs {other.label} ({m.issued} vs {theirs})"
+            if other.plan_only:
+                worse.append(name)
+            elif other.saturation_node_s > m.saturation_node_s + 1 or (
+                    other.relief_s is None and m.relief_s is not None):
+                # Fewer migrations that leave nodes saturated are no cheaper success.
+                tradeoffs.append(f"{name}, but it left {other.saturation_node_s:,.0f} node·s "
+                                 f"saturated (pve-balancer {m.saturation_node_s:,.0f})")
+            else:
+                worse.append(name)
     out.append(["migrations ≤ lower bound + 1", verdict(not over),
                 "; ".join(over) or "every scenario with a proven bound"])
-    out.append(["fewer migrations than ProxLB", verdict(not worse),
-                "; ".join(worse + idle) or "fewer (or both zero) in every scenario"])
+    out.append(["fewer migrations than ProxLB (for no more saturation)", verdict(not worse),
+                "; ".join(worse) or "fewer (or both zero) wherever ProxLB did as well"])
+    if tradeoffs:
+        out.append(["... where ProxLB moved less", "—", "; ".join(tradeoffs)])
     pp = [f"{r.scenario.name} ({m.ping_pongs})" for r, m in ours if m.ping_pongs]
     out.append(["zero ping-pongs", verdict(not pp), ", ".join(pp) or "none in any run"])
     quiet = [(r, m) for r, m in ours if r.scenario.name in ("balanced", "cpu-spike")]
@@ -197,6 +218,7 @@ def render(results: Sequence[ScenarioResult], engine: list[dict[str, Any]],
     parts += ["## Per scenario", ""]
     for res in results:
         parts += details(res)
+    parts += ["## API calls by endpoint (all scenarios)", "", endpoints(results), ""]
     parts += ["## Non-2xx answers (simulator gaps and PVE refusals)", ""]
     gaps = simulator_gaps(results)
     parts += gaps or ["None: every call of every system got a 2xx answer from the simulator."]
@@ -254,3 +276,19 @@ def simulator_gaps(results: Sequence[ScenarioResult]) -> list[str]:
                 seen[call][f"{m.label} / {res.scenario.name}"] = n
     return [f"- `{call}`: " + ", ".join(f"{who}: {n}" for who, n in where.items())
             for call, where in sorted(seen.items())]
+
+
+def endpoints(results: Sequence[ScenarioResult]) -> str:
+    """Calls per endpoint and system, summed over scenarios: which reads each one needs."""
+    labels: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
+    for res in results:
+        for m in res.metrics:
+            if m.label not in labels:
+                labels.append(m.label)
+            for call, n in m.api_by_endpoint.items():
+                counts.setdefault(call, {})
+                counts[call][m.label] = counts[call].get(m.label, 0) + n
+    rows = [[f"`{call}`", *(fmt(by.get(label)) if by.get(label) else "" for label in labels)]
+            for call, by in sorted(counts.items(), key=lambda kv: -sum(kv[1].values()))]
+    return table(("endpoint", *labels), rows)

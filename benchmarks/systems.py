@@ -38,6 +38,8 @@ PROD_COOLDOWN = 600.0
 _EVAL_DONE = re.compile(r"Task balancer\.evaluate\[[^\]]+\] succeeded in ([0-9.eE+-]+)s: "
                         r"\{'action': '(\w+)'")
 
+_MIGRATE_DECISION = re.compile(r"balancer\.evaluate decision action=migrate .*?reason=(\w+)")
+
 
 @dataclass
 class SystemStats:
@@ -52,6 +54,8 @@ class SystemStats:
     skipped: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     planned_moves: int | None = None
+    #: pve-balancer: migrations requested per trigger (cpu, memory, proactive)
+    move_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class System(Protocol):
@@ -155,6 +159,8 @@ class PveBalancer:
         stats.decide_latencies_ms = [float(seconds) * 1000 for seconds, action in done
                                      if action != "skipped"]
         stats.cycles = len(done)
+        for reason in _MIGRATE_DECISION.findall(worker_log):
+            stats.move_reasons[reason] = stats.move_reasons.get(reason, 0) + 1
         return stats
 
     def _skipped(self) -> dict[str, float]:
