@@ -14,9 +14,10 @@ survive it:
 * RedBeat's `tick` raises out of beat on any Redis error: `ConnectionError` while Redis is
   down, `LockNotOwnedError` once a Redis without persistence comes back without beat's leader
   lock. Beat exits and nothing schedules evaluates any more. Without persistence the schedule
-  entries are gone too, so even a beat that survived would never send a task again.
-  `BalancerScheduler` waits while Redis is away, then takes the leader lock again (or stands by
-  when another beat got it first) and reinstalls the schedule.
+  entries are gone too, so even a beat that survived (or a standby beat that now gets the
+  free lock) would never send a task again. `BalancerScheduler` waits while Redis is away,
+  takes the leader lock again (or stands by when another beat got it first), reinstalls a
+  lost schedule, and shuts down cleanly even when Redis is gone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import redis
 from celery.worker.consumer import Consumer
 from redbeat import RedBeatScheduler
+from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
 
 log = logging.getLogger("balancer.reconnect")
 
@@ -48,10 +50,18 @@ class BalancerConsumer(Consumer):
 
 
 class BalancerScheduler(RedBeatScheduler):
-    """RedBeat that waits out Redis outages and regains (or yields) leadership after one."""
+    """RedBeat that waits out Redis outages, regains (or yields) leadership after one and puts
+    back a schedule that Redis lost."""
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         try:
+            if self.lock_key and self.lock is None:
+                # The blocking acquire at start-up failed (Redis was away): keep trying.
+                return self._regain_leadership()
+            if self._schedule_lost():
+                log.warning("beat: the schedule is gone from Redis (restarted without "
+                            "persistence?); installing it again")
+                self.setup_schedule()
             return float(super().tick(*args, **kwargs))
         except redis.exceptions.LockNotOwnedError:
             return self._regain_leadership()
@@ -60,18 +70,32 @@ class BalancerScheduler(RedBeatScheduler):
                         type(exc).__name__, exc, BEAT_RETRY_SECONDS)
             return BEAT_RETRY_SECONDS
 
-    def _regain_leadership(self) -> float:
-        """Our leader lock is gone (expired, or Redis lost its data). Take it again if it is
-        free and put the schedule back (a Redis without persistence lost it); if another beat
-        holds it, stand by and ask again next tick."""
+    def close(self) -> None:
+        """Shutting down while Redis is away must not crash beat: the leader lock it cannot
+        release expires by itself (`redbeat_lock_timeout`)."""
         try:
-            if not self.lock.acquire(blocking=False):
-                log.info("beat: another beat leads; standing by")
-                return float(self.max_interval)
-            self.setup_schedule()
+            super().close()
         except redis.exceptions.RedisError as exc:
-            log.warning("beat: cannot regain the leader lock (%s); retrying", exc)
-            return BEAT_RETRY_SECONDS
-        log.warning("beat: leader lock was lost (Redis restarted?); regained it and "
-                    "reinstalled the schedule")
+            log.warning("beat: could not release the leader lock (%s); it expires by itself",
+                        exc)
+
+    def _schedule_lost(self) -> bool:
+        """Whether Redis no longer knows our static entries (one EXISTS per tick). A standby
+        beat that took the lock over after such a loss would otherwise schedule nothing."""
+        conf = self.app.redbeat_conf
+        return bool(conf.schedule) and not get_redis(self.app).exists(conf.statics_key)
+
+    def _regain_leadership(self) -> float:
+        """Our leader lock is gone (expired, or Redis lost its data) or was never taken. Take it
+        if it is free; if another beat holds it, stand by and ask again next tick."""
+        lock: Any = getattr(self, "lock", None)
+        if lock is None:  # made as RedBeat's start-up does (`acquire_distributed_beat_lock`)
+            client = get_redis(self.app)
+            lock = client.lock(self.lock_key, timeout=self.lock_timeout, sleep=self.max_interval)
+            lock.lua_extend = client.register_script(LUA_EXTEND_TO_SCRIPT)
+            self.lock = lock
+        if not lock.acquire(blocking=False):
+            log.info("beat: another beat leads; standing by")
+            return float(self.max_interval)
+        log.warning("beat: leader lock regained")
         return 0.0

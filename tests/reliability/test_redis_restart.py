@@ -35,8 +35,8 @@ MIN_SAMPLES = 3  # FAST_BALANCING: 3 s window / 0.5 s interval = 6 samples, half
 
 @pytest.mark.parametrize("appendonly", [False, True], ids=["no-persistence", "aof"])
 def test_redis_restart_mid_migration(
-    pvesim_factory: Callable[..., Any], deployment_factory: Callable[..., Any],
-    redis_server_factory: Callable[..., Any], appendonly: bool,
+    redis_server_factory: Callable[..., Any], pvesim_factory: Callable[..., Any],
+    deployment_factory: Callable[..., Any], appendonly: bool,
 ) -> None:
     server = redis_server_factory(appendonly=appendonly)
     running = pvesim_factory(TWO_HOT, speed=SPEED)
@@ -44,6 +44,7 @@ def test_redis_restart_mid_migration(
     deployment = deployment_factory(running, redis=server.url)
     deployment.start_worker()
     deployment.start_beat()
+    deployment.start_beat()  # a standby: after the restart exactly one of them leads again
     store = StateStore.from_url(server.url)
 
     def migrating() -> bool:

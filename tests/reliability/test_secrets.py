@@ -47,8 +47,8 @@ def everything_in(client: redis.Redis) -> str:
 
 
 def test_no_secret_in_logs_results_state_or_output(
-    pvesim_factory: Callable[..., Any], deployment_factory: Callable[..., Any],
-    redis_server_factory: Callable[..., Any],
+    redis_server_factory: Callable[..., Any], pvesim_factory: Callable[..., Any],
+    deployment_factory: Callable[..., Any],
 ) -> None:
     scenario = copy.deepcopy(CPU_HOT)
     scenario["auth"] = {"token_value": TOKEN}
