@@ -298,3 +298,19 @@ def _age_backoff(store: StateStore, vmid: int) -> None:
     entry = json.loads(store.client.hget(store.marks.marks_key, key))
     entry["until"] = entry["since"]
     store.client.hset(store.marks.marks_key, key, json.dumps(entry))
+
+
+def test_claim_finish_is_once_per_owner_and_passes_to_an_adopter(redis_url: str) -> None:
+    store = StateStore.from_url(redis_url)
+    token = store.lock.acquire(30)
+    assert token is not None
+    store.lock.attach(token, vmid=202, upid="UPID:pve1:x")
+    assert not store.lock.claim_finish("someone-else")
+    assert store.lock.claim_finish(token)
+    assert not store.lock.claim_finish(token), "a second copy of the owner gets nothing"
+    # The claimer died before releasing; its heartbeat goes silent and a follower adopts.
+    adopter = store.lock.take_over(store.heartbeat, 30, 2)
+    assert adopter is not None
+    assert not store.lock.claim_finish(token)
+    assert store.lock.claim_finish(adopter)
+    assert store.lock.release(adopter)
