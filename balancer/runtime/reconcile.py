@@ -127,7 +127,7 @@ def _settle(rt: Runtime, token: str, m: OpenMigration, guest: Guest | None) -> d
         return abort(rt, token, m.vmid, m.source, m.target, f"vm {m.vmid} no longer exists",
                      m.decision_id, recovered=LOST_FOLLOWER)
     if guest.node == m.target:
-        return succeed(rt, token, holder, m.upid, recovered=LOST_FOLLOWER)
+        return succeed(rt, token, holder, m.upid or _our_upid(rt, m), recovered=LOST_FOLLOWER)
     if guest.node != m.source:
         return abort(rt, token, m.vmid, m.source, m.target,
                      f"vm {m.vmid} was moved to {guest.node} by someone else", m.decision_id,
@@ -159,6 +159,15 @@ def _our_task(rt: Runtime, m: OpenMigration) -> tuple[str, str | None] | None:
         return None
     newest = max(tasks, key=lambda t: t.starttime)
     return newest.upid, newest.status
+
+
+def _our_upid(rt: Runtime, m: OpenMigration) -> str | None:
+    """The UPID for the record when the lock never got it (best effort: the move is known)."""
+    try:
+        task = _our_task(rt, m)
+    except PveError:
+        return None
+    return task[0] if task else None
 
 
 def rebuild_cooldowns_if_lost(rt: Runtime, snapshot: ClusterSnapshot) -> None:

@@ -226,8 +226,8 @@ def test_a_follower_lost_before_the_upid_was_attached_is_reconciled_from_pve(
     ends = [e for e in migration_events(rt) if e["event"] in ENDS]
     assert len(ends) == 1, migration_events(rt)
     end = ends[0]
-    assert (end["event"], end["vmid"], end["decision_id"]) == (
-        "succeeded", 202, decision["decision_id"])
+    assert (end["event"], end["vmid"], end["decision_id"], end["upid"]) == (
+        "succeeded", 202, decision["decision_id"], upid), "found in PVE's task list"
     assert end["recovered"]
     assert rt.store.marks.blocked()[202].startswith("cooldown")
     assert [m.upid for m in our_migrations(running)] == [upid], "nothing else was started"
