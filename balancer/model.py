@@ -15,14 +15,23 @@ class GuestType(StrEnum):
     LXC = "lxc"
 
 
-#: Node HA states in which a node must never receive (or, for us, shed) guests.
-UNAVAILABLE_HA_STATES = frozenset({"maintenance", "fence", "gone"})
+#: Node HA states in which a node must never receive (or, for us, shed) guests. `unknown`:
+#: the HA manager cannot vouch for the node, so neither do we.
+UNAVAILABLE_HA_STATES = frozenset({"maintenance", "fence", "gone", "unknown"})
 
 #: Guest HA states meaning the HA manager is acting on the guest right now, or will soon.
+#: `unknown` stands for a state PVE reported that we do not recognise: hands off.
 HA_BUSY_STATES = frozenset(
     {"migrate", "relocate", "freeze", "fence", "recovery", "error", "request_stop",
-     "request_start", "starting", "stopping", "queued", "deleting"}
+     "request_start", "starting", "stopping", "queued", "deleting", "unknown"}
 )
+
+#: Every guest HA state PVE 9 reports (CRM service states and configured states).
+GUEST_HA_STATES = HA_BUSY_STATES | {"started", "stopped", "disabled", "ignored", "enabled",
+                                    "request_start_balance"}
+
+#: Every node HA state PVE 9 reports.
+NODE_HA_STATES = frozenset({"online", "maintenance", "unknown", "fence", "gone"})
 
 
 @dataclass(frozen=True, slots=True)

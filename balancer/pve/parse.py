@@ -139,11 +139,15 @@ def parse_cluster_status(payload: Any) -> ClusterStatus:
             continue
         name = text(entry.get("name"))
         is_online = flag(entry.get("online"))
-        if name is None or is_online is None:
-            warnings.append(f"/cluster/status: ignored a node entry without name/online: "
+        if name is None:
+            warnings.append(f"/cluster/status: ignored a node entry without a name: "
                             f"{_brief(entry)}")
             continue
-        online[name] = is_online
+        if is_online is None:
+            # Membership unknown: such a node is treated as down, never a source or target.
+            warnings.append(f"/cluster/status: node {name} has no readable 'online'; "
+                            "taken as offline")
+        online[name] = bool(is_online)
     if len(clusters) > 1:
         raise SnapshotUnusable("/cluster/status: more than one cluster entry")
     if not clusters:
@@ -447,6 +451,14 @@ def parse_precondition(payload: Any, node: str, vmid: int, target: str) -> Preco
                             reason="PVE returned no precondition data")
     running = flag(payload.get("running")) is True
     reasons: list[str] = []
+    malformed = [key for key, kind in (("local_disks", list), ("local_resources", list),
+                                       ("allowed_nodes", list), ("not_allowed_nodes", Mapping))
+                 if payload.get(key) is not None and not isinstance(payload.get(key), kind)]
+    if malformed:
+        # A check we cannot read is a check that did not pass.
+        return Precondition(vmid=vmid, node=node, target=target, allowed=False,
+                            running=running,
+                            reason=f"PVE's precondition is unreadable ({', '.join(malformed)})")
 
     disks: list[str] = []
     raw_disks = payload.get("local_disks")

@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from balancer.model import ClusterSnapshot, Guest, GuestType, Node
+from balancer.model import (
+    GUEST_HA_STATES,
+    NODE_HA_STATES,
+    ClusterSnapshot,
+    Guest,
+    GuestType,
+    Node,
+)
 from balancer.pve.errors import SnapshotUnusable
 from balancer.pve.parse import (
     as_list,
@@ -49,6 +56,11 @@ NODE_CPU_TOLERANCE = 1.05
 
 #: A guest's cpu is a share of its own vCPUs; I/O threads push it past 1.0, but not this far.
 GUEST_CPU_MAX = 16.0
+
+#: Sizes no real host or guest has: a payload claiming them is garbage, not a huge target.
+MAX_NODE_THREADS = 16384
+MAX_GUEST_VCPUS = 4096
+MAX_MEMORY = 1 << 50  # 1 PiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +152,9 @@ def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
         if name in nodes:
             raise SnapshotUnusable(f"resources: node {name} is listed twice")
         hastate = entry.get("hastate")
-        if hastate is not None and not isinstance(hastate, str):
-            warnings.append(f"node {name}: hastate {hastate!r} is not a string; taken as unknown")
+        if hastate is not None and not (isinstance(hastate, str) and hastate in NODE_HA_STATES):
+            warnings.append(f"node {name}: hastate {hastate!r} is not an HA node state; "
+                            "taken as unknown (never a source or target)")
             hastate = "unknown"
         # corosync's membership is fresher than the resource list; either saying down wins.
         online = entry.get("status") == "online" and membership.get(name, True)
@@ -158,9 +171,9 @@ def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
         problems = []
         if cpu is None or not 0.0 <= cpu <= NODE_CPU_TOLERANCE:
             problems.append(f"cpu={entry.get('cpu')!r}")
-        if maxcpu is None or maxcpu < 1:
+        if maxcpu is None or not 1 <= maxcpu <= MAX_NODE_THREADS:
             problems.append(f"maxcpu={entry.get('maxcpu')!r}")
-        if maxmem is None or maxmem < 1:
+        if maxmem is None or not 1 <= maxmem <= MAX_MEMORY:
             problems.append(f"maxmem={entry.get('maxmem')!r}")
         if mem is None or mem < 0 or (maxmem is not None and mem > maxmem):
             problems.append(f"mem={entry.get('mem')!r}")
@@ -218,6 +231,8 @@ def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
     hastate = entry.get("hastate")
     if hastate is not None and not isinstance(hastate, str):
         return None, f"hastate is {hastate!r}"
+    if hastate and hastate not in GUEST_HA_STATES:
+        hastate = "unknown"  # an HA state we do not know: HA may be acting; never a candidate
     template = flag(entry.get("template", 0))
     if template is None:
         return None, f"template is {entry.get('template')!r}"
@@ -229,10 +244,7 @@ def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
         raw = entry.get(key)
         parsed: int | float | None
         parsed = number(raw) if key == "cpu" else integer(raw)
-        valid = parsed is not None and (
-            0.0 <= parsed <= GUEST_CPU_MAX if key == "cpu"
-            else parsed >= (1 if key == "maxcpu" or (key == "maxmem" and running) else 0))
-        if parsed is not None and valid:
+        if parsed is not None and _plausible(key, parsed, running):
             values[key] = parsed
         elif running or raw is not None:
             return None, f"{key} is {raw!r}"
@@ -240,7 +252,7 @@ def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
             values[key] = default
     memhost_raw = entry.get("memhost")
     memhost = integer(memhost_raw)
-    if memhost is not None and memhost < 0:
+    if memhost is not None and not 0 <= memhost <= MAX_MEMORY:
         memhost = None
     if memhost_raw is not None and memhost is None:
         return None, f"memhost is {memhost_raw!r}"
@@ -252,6 +264,17 @@ def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
         template=template, tags=split_tags(tags_raw) if tags_raw else frozenset(),
         lock=lock or None, hastate=hastate or None,
     ), ""
+
+
+def _plausible(key: str, value: float, running: bool) -> bool:
+    """Whether a guest number is one PVE could report: within physical bounds, and present
+    (not zero) where a running guest must have it."""
+    if key == "cpu":
+        return 0.0 <= value <= GUEST_CPU_MAX
+    if key == "maxcpu":
+        return 1 <= value <= MAX_GUEST_VCPUS
+    low = 1 if key == "maxmem" and running else 0
+    return low <= value <= MAX_MEMORY
 
 
 #: A warning repeats every cycle while PVE keeps sending the same odd data: log it this often.

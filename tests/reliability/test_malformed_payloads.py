@@ -314,30 +314,11 @@ def _absurd_sizes(path: str, payload: Any) -> Any:
     return payload
 
 
-def _known(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
 @pytest.mark.parametrize("change", [
-    pytest.param(_guest_hastate, marks=_known(
-        "balancer/pve/snapshot.py keeps any string as a guest's hastate; an HA state PVE does "
-        "not have ('abc') should leave the guest out like other unreadable fields")),
-    pytest.param(_membership_unreadable, marks=_known(
-        "balancer/pve: a /cluster/status node entry without a readable 'online' is dropped "
-        "with a warning and the node counts as online from /cluster/resources alone; a node "
-        "whose corosync membership is unknown should not be a migration target")),
-    pytest.param(_node_hastate, marks=_known(
-        "balancer/pve/snapshot.py maps a non-string node hastate to 'unknown', which the "
-        "engine treats like 'online'; a node in an unknown HA state should not be a target")),
-    pytest.param(_precondition_resources, marks=_known(
-        "balancer/pve/parse.py parse_precondition ignores local_resources / local_disks / "
-        "allowed_nodes of the wrong type and answers allowed; a malformed precondition "
-        "should refuse")),
-    pytest.param(_absurd_sizes, marks=_known(
-        "balancer/pve/snapshot.py bounds sizes below (>= 1) but not above: a node with "
-        "1e30 bytes of memory and 1e9 threads is taken at its word and chosen as the target")),
+    _guest_hastate, _membership_unreadable, _node_hastate, _precondition_resources,
+    _absurd_sizes,
 ], ids=["guest-hastate", "membership", "node-hastate", "precondition", "absurd-sizes"])
-def test_known_leniencies_of_the_payload_readers(
+def test_garbage_the_readers_must_not_trust(
     fuzzed: tuple[RunningSim, Runtime, CorruptingClient], change: Callable[[str, Any], Any],
 ) -> None:
     """Each change makes vm 401's move to pve3 (the baseline) rest on a field that is garbage:
