@@ -162,7 +162,9 @@ Check = Callable[[str, Any], Any]
 
 
 def _number(lo: float, hi: float, *, clamp: bool = False, integer: bool = False) -> Check:
-    """A number in [lo, hi]; with `clamp` an out-of-range value is pulled in with a warning."""
+    """A number in [lo, hi]; with `clamp` an out-of-range ratio (0 < value <= 1) is pulled in
+    with a warning, while a value that is no ratio at all (0, negative, 80 for 80%) is an
+    error: a typo must not silently become the nearest limit."""
 
     def check(key: str, value: Any) -> Any:
         kind = "an integer" if integer else "a number"
@@ -174,7 +176,7 @@ def _number(lo: float, hi: float, *, clamp: bool = False, integer: bool = False)
             raise ConfigError(f"{key}: expected {kind} in {lo}..{hi}, got {value!r}")
         if lo <= value <= hi:
             return value
-        if clamp:
+        if clamp and 0 < value <= 1:
             clamped = min(max(value, lo), hi)
             log.warning("config %s=%s is outside %s..%s; clamped to %s",
                         key, value, lo, hi, clamped)

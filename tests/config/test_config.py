@@ -86,6 +86,13 @@ def test_thresholds_are_clamped_with_a_warning(caplog: pytest.LogCaptureFixture)
     assert "balancing.cpu_max=0.95 is outside 0.5..0.9; clamped to 0.9" in caplog.text
 
 
+@pytest.mark.parametrize("value", [80, 0, -0.5, 1.2])
+def test_a_threshold_that_is_no_ratio_is_an_error_not_clamped(value: float) -> None:
+    with pytest.raises(ConfigError, match=rf"balancing.cpu_max: {value} is out of range; "
+                                          r"allowed 0.5..0.9"):
+        parse_config(minimal(cpu_max=value), env={})
+
+
 def test_window_must_hold_two_intervals() -> None:
     with pytest.raises(ConfigError, match=r"ema_window_seconds: must be at least 2 x"):
         parse_config(minimal(interval_seconds=10, ema_window_seconds=15), env={})
