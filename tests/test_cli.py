@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 
 from balancer.cli import EXIT_OK, EXIT_UNAVAILABLE, main
-from balancer.config import load_config
-from balancer.pve import PveClient
-from balancer.runtime import Runtime, evaluate, poll_migration, start_migration
+from balancer.runtime import evaluate
 from balancer.state import StateStore
 from tests.runtime.scenarios import CPU_HOT
 from tests.support.celery_worker import write_config
-from tests.support.redis_server import free_port, wait_until
+from tests.support.steps import StepDispatcher, runtime_for
+from tests.support.waiting import free_port, wait_until
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -112,44 +111,26 @@ def test_status_without_redis_exits_unavailable(cli: Cli, tmp_path: Path,
     assert "is not reachable" in err and "sekret" not in out + err
 
 
-class RecordingDispatcher:
-    """Keeps the steps a runtime step asks for, so the test can run them in order."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[str, tuple[Any, ...]]] = []
-
-    def migrate(self, vmid: int, source: str, target: str, lock_token: str) -> None:
-        self.pending.append(("migrate", (vmid, source, target, lock_token)))
-
-    def poll(self, upid: str, lock_token: str, countdown: float) -> None:
-        self.pending.append(("poll", (upid, lock_token)))
-
-
-def run_one_migration(config_path: Path, running: Any) -> StateStore:
+def run_one_migration(running: Any, redis_url: str) -> StateStore:
     """Evaluate until a migration is decided, then drive migrate and poll to the end."""
-    config = load_config(config_path)
-    store = StateStore.from_url(config.redis.url.reveal())
-    rt = Runtime(config, PveClient(config.proxmox, cache=store.cache), store)
-    dispatch = RecordingDispatcher()
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
 
     def evaluated_to_migrate() -> bool:
-        running.sim.advance(config.balancing.interval_seconds * 10)
+        running.sim.advance(rt.config.balancing.interval_seconds * 10)
         return evaluate(rt, dispatch)["action"] == "migrate"
 
     wait_until(evaluated_to_migrate, timeout=30, interval=0.01, what="a migrate decision")
     while dispatch.pending:
-        step, args = dispatch.pending.pop(0)
-        if step == "migrate":
-            start_migration(rt, dispatch, *args)
-        else:
-            running.sim.advance(5)
-            poll_migration(rt, dispatch, *args)
-    return store
+        running.sim.advance(5)
+        dispatch.run(rt, dispatch.pending.pop(0))
+    return rt.store
 
 
-def test_status_and_history_after_a_migration(cli: Cli, hot_cluster: tuple[Any, Path]) -> None:
+def test_status_and_history_after_a_migration(cli: Cli, hot_cluster: tuple[Any, Path],
+                                              redis_url: str) -> None:
     running, config_path = hot_cluster
-    store = run_one_migration(config_path, running)
+    store = run_one_migration(running, redis_url)
     assert store.lock.holder() is None
 
     code, out, _ = cli("--config", str(config_path), "status")

@@ -4,6 +4,7 @@ ProxLB's tags, each against the simulator through the same code path evaluate us
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 
 from balancer.cli import EXIT_OK, main
+from balancer.runtime import evaluate
 from tests.runtime.scenarios import cluster, vm
 from tests.support.celery_worker import write_config
+from tests.support.steps import StepDispatcher, runtime_for
 
 Plan = Callable[..., dict[str, Any]]
 
@@ -121,3 +124,19 @@ def test_check_lists_the_proxlb_tags_found(plan: Plan) -> None:
     out = plan(cluster(guests), command="check")
     assert "ProxLB tags: 1 plb_ignore, 1 plb_pin, 0 plb_affinity, 1 plb_anti_affinity groups;" \
         " honoured" in out
+
+
+def test_evaluate_says_once_that_pve_auto_rebalance_is_on(
+    pvesim_factory: Callable[..., Any], redis_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    running = pvesim_factory(cluster(with_ha(HOT, 501), **AUTO_REBALANCE))
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    with caplog.at_level(logging.INFO, logger="balancer.evaluate"):
+        for _ in range(3):
+            running.sim.advance(10)
+            evaluate(rt, dispatch)
+    said = [r for r in caplog.records if "auto-rebalance is on" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].levelno == logging.WARNING
+    assert "leaving HA-managed guests to PVE" in said[0].getMessage()

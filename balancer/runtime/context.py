@@ -28,6 +28,9 @@ class Runtime:
     store: StateStore
     clock: Callable[[], float] = time.time
     timings: Timings = field(init=False)
+    #: PVE's HA auto-rebalance as last seen by this process (None: not read yet), so the
+    #: change is announced once, not every cycle.
+    pve_auto_rebalance: bool | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.timings = Timings.from_config(self.config.balancing)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import redis
@@ -124,6 +125,7 @@ def _read_settled_cluster(rt: Runtime) -> ClusterSnapshot:
     except PveError as exc:
         raise Skip("read_failed", f"cluster read failed: {exc}") from None
     publish_nodes(rt, read.snapshot)
+    announce_pve_auto_rebalance(rt, read.snapshot)
     if not read.snapshot.quorate:
         raise Skip("no_quorum", "cluster is not quorate: no action without quorum")
     if read.running_migrations:
@@ -134,12 +136,31 @@ def _read_settled_cluster(rt: Runtime) -> ClusterSnapshot:
 
 def publish_nodes(rt: Runtime, snapshot: ClusterSnapshot) -> None:
     """The latest per-node usage, for `status`, the metrics exporter and the demo."""
+    guests = Counter(g.node for g in snapshot.guests)
     nodes = [{"name": n.name, "online": n.online, "cpu": n.cpu, "memory": n.memory_ratio,
               "maxcpu": n.maxcpu, "maxmem": n.maxmem, "hastate": n.hastate,
-              "guests": sum(1 for g in snapshot.guests if g.node == n.name)}
+              "guests": guests[n.name]}
              for n in snapshot.nodes]
     rt.store.cache.set(NODES_CACHE, {"at": snapshot.taken_at, "nodes": nodes},
                        max(60.0, 10 * rt.timings.interval))
+
+
+def announce_pve_auto_rebalance(rt: Runtime, snapshot: ClusterSnapshot) -> None:
+    """Two balancers on the same guests ping-pong: say once (and on every change) whether
+    PVE's own HA auto-rebalance is on and what that means for HA-managed guests here."""
+    on = snapshot.ha_auto_rebalance
+    if rt.pve_auto_rebalance == on:
+        return
+    rt.pve_auto_rebalance = on
+    ha_guests = sum(1 for g in snapshot.guests if g.ha_managed)
+    if not on:
+        log.info("PVE HA auto-rebalance is off", extra=event_fields(ha_guests=ha_guests))
+    elif rt.config.balancing.leave_ha_to_pve:
+        log.warning("PVE HA auto-rebalance is on: leaving HA-managed guests to PVE",
+                    extra=event_fields(ha_guests=ha_guests, leave_ha_to_pve=True))
+    else:
+        log.warning("PVE HA auto-rebalance is on and leave_ha_to_pve is false: both balancers "
+                    "may move HA-managed guests", extra=event_fields(ha_guests=ha_guests))
 
 
 def _describe(migration: RunningMigration) -> str:

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from balancer.pve.client import PveClient
 from balancer.pve.parse import flag, integer
 from balancer.runtime import Runtime, evaluate
-from tests.reliability.steps import StepDispatcher, runtime_for
 from tests.runtime.scenarios import HOT_AND_FULL
 from tests.support.pvesim_server import RunningSim
+from tests.support.steps import StepDispatcher, runtime_for
 
 pytestmark = pytest.mark.integration
 

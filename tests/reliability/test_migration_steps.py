@@ -20,14 +20,14 @@ from balancer.pve.client import PveClient
 from balancer.pve.records import TaskStatus
 from balancer.runtime import Runtime, evaluate, poll_migration
 from balancer.state import StateStore
-from tests.reliability.steps import (
+from tests.runtime.scenarios import CPU_HOT
+from tests.support.pvesim_server import RunningSim
+from tests.support.steps import (
     StepDispatcher,
     evaluate_until_migrate,
     migration_events,
     runtime_for,
 )
-from tests.runtime.scenarios import CPU_HOT
-from tests.support.pvesim_server import RunningSim
 
 pytestmark = pytest.mark.integration
 
