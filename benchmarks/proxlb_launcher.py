@@ -17,6 +17,7 @@ import argparse
 import runpy
 import sys
 import time
+from typing import SupportsIndex
 
 
 def main() -> None:
@@ -27,8 +28,8 @@ def main() -> None:
     real_sleep = time.sleep
     speed = args.speed
 
-    def scaled_sleep(seconds: float) -> None:
-        real_sleep(max(0.0, seconds) / speed)
+    def scaled_sleep(seconds: float | SupportsIndex) -> None:
+        real_sleep(max(0.0, float(seconds)) / speed)
 
     time.sleep = scaled_sleep
     rest = [a for a in args.proxlb_args if a != "--"]

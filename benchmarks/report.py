@@ -110,8 +110,11 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def goals(results: Sequence[ScenarioResult], engine: list[dict[str, Any]]) -> list[list[str]]:
-    ours = [(r, r.of("pve-balancer")) for r in results]
-    ours = [(r, m) for r, m in ours if m is not None]
+    ours: list[tuple[ScenarioResult, Metrics]] = []
+    for r in results:
+        found = r.of("pve-balancer")
+        if found is not None:
+            ours.append((r, found))
     out: list[list[str]] = []
 
     def verdict(ok: bool | None) -> str:
@@ -246,6 +249,10 @@ def details(res: ScenarioResult) -> list[str]:
         listed = ", ".join(f"{e.vmid} {e.source}→{e.target}@{e.start:.0f}s"
                            + ("" if e.ok else " FAILED" if e.ok is False else " (running)")
                            for e in moves[:8])
+        if m.plan_only:
+            out.append(f"- {m.label}: one dry-run planning pass (`-d -j`), {m.api_calls} API "
+                       f"calls, {m.planned_moves} guests planned to move")
+            continue
         line = (f"- {m.label}: {m.cycles} cycles, {m.api_calls} API calls"
                 f"{', moves: ' + listed if listed else ''}"
                 f"{f' (+{len(moves) - 8} more)' if len(moves) > 8 else ''}; "

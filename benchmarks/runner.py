@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks import benchvenv, engine_bench
 from benchmarks.catalog import SCENARIOS, BenchScenario, get
 from benchmarks.lower_bound import extract, relaxed
-from benchmarks.measure import CPU_MAX, MEMORY_MAX, Metrics, measure
+from benchmarks.measure import CPU_MAX, MEMORY_MAX, Metrics, MoveEvent, measure
 from benchmarks.procs import REPO, install_handlers, stop_all
 from benchmarks.report import ScenarioResult, fmt, lb_text, render
 from benchmarks.run import run_one
@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine-runs", type=int, default=30,
                         help="decide() calls per engine micro-benchmark size")
     parser.add_argument("--out", type=Path, default=None, help="results directory")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite report.md from the results.json of a previous run")
     parser.add_argument("--export-scenario", metavar="NAME",
                         help="print a scenario in the simulator's format (JSON) and exit")
     args = parser.parse_args(argv)
@@ -269,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         return 0
     install_handlers()
+    if args.render_only:
+        return rerender(args)
     if args.scenario:
         scenarios = [get(name) for name in args.scenario]
         mode = "custom"
@@ -329,7 +333,10 @@ def run_scenario(sc: BenchScenario, args: argparse.Namespace, mode: str, names: 
     sc_work = work / sc.name
     sc_work.mkdir(parents=True, exist_ok=True)
     lb, note = lower_bound(sc, data, python, sc_work)
-    print(f"    lower bound: {lb_text(lb)}" + (f" ({note})" if note else ""), flush=True)
+    if lb is None:
+        print(f"    {note}", flush=True)
+    else:
+        print(f"    lower bound: {lb_text(lb)}" + (f" ({note})" if note else ""), flush=True)
     res = ScenarioResult(sc, size, lb, note=note)
     chosen, skipped = systems_for(sc, names, speed, python, args.proxlb_interval)
     runs = []
@@ -345,6 +352,35 @@ def run_scenario(sc: BenchScenario, args: argparse.Namespace, mode: str, names: 
         res.note = (res.note + " " if res.note else "") + line + "."
     res.plot = plot(res, runs, python, out, sc_work)
     return res
+
+
+def rerender(args: argparse.Namespace) -> int:
+    """report.md again from results.json (after a change to the report's layout)."""
+    mode = "custom" if args.scenario else "quick" if args.quick else "full"
+    out = args.out or RESULTS / mode
+    payload = json.loads((out / "results.json").read_text())
+    results = []
+    for item in payload["scenarios"]:
+        metrics = []
+        for raw in item["systems"]:
+            raw = {k: (math.nan if v is None and k in _NAN_FIELDS else v) for k, v in raw.items()}
+            raw["events"] = [MoveEvent(**e) for e in raw["events"]]
+            metrics.append(Metrics(**raw))
+        results.append(ScenarioResult(get(item["name"]), (item["nodes"], item["guests"]),
+                                      item["lower_bound"], metrics, item["plot"], item["note"]))
+    args.speed = payload["speed"]
+    args.proxlb_interval = payload["proxlb_interval_minutes"]
+    settings = {"mode": payload["mode"], "lines": settings_lines(args, payload["mode"]),
+                "notes": NOTES}
+    (out / "report.md").write_text(render(results, payload["engine"], payload["environment"],
+                                          settings))
+    print(f"rewrote {out / 'report.md'}")
+    return 0
+
+
+_NAN_FIELDS = {"imbalance_start", "imbalance_end", "spread_end", "api_per_cycle",
+               "api_per_cycle_measured", "latency_p50_ms", "latency_p99_ms",
+               "all_cycles_p50_ms"}
 
 
 def write(out: Path, results: list[ScenarioResult], engine: list[dict[str, Any]],
