@@ -256,7 +256,14 @@ NOTES = [
     "big: ProxLB's planning pass over 1,500 guests reads 3,000 RRD series; the simulator "
     "answers each in ~50 ms real, so one pass lasts minutes of real time, i.e. over an hour of "
     "simulated time at the benchmark's speed: its end-to-end run is out of reach here, and "
-    "the table gives the moves its pass plans (dry run) and that pass's API calls.",
+    "the table gives the moves its pass plans (dry run) and that pass's API calls. The cost "
+    "is `pvesim.rrd.guest_rrd` calling `Cluster.node_load(node, t)` for each of the hour's "
+    "180 sample times (only for the pressure fields), each a scan of the node's guests; "
+    "memoising node_load per (node, t) for t up to the last sync (past loads are final once "
+    "due events have fired) would make a pass ~10x cheaper and ProxLB on big feasible.",
+    "Noise in the simulator depends on absolute simulated time, and each run's clock starts "
+    "at the wall-clock time of that run: guests with `noise` differ slightly between runs "
+    "(the lower bound and pve-balancer's figures on big vary by a few moves between runs).",
     "huge: pve-balancer runs end to end at 5x (a 10,000-guest /cluster/resources takes ~0.5 s "
     "real to serve); ProxLB is not run (one pass would be ~30,000 calls, 20,000 of them RRD "
     "reads); the exact lower bound is out of reach for CP-SAT here, the relaxed per-node "
