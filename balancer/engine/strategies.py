@@ -196,13 +196,16 @@ class CpuTrigger:
 
 # --- rules 2 and 3: memory ------------------------------------------------------------------
 
-def shuffled(rng: random.Random) -> Order:
-    """A random order from a seeded RNG: "a random eligible VM that has a valid target"."""
+def shuffled(rng: random.Random, limit: float = float("inf")) -> Order:
+    """A random order from a seeded RNG: "a random eligible VM that has a valid target".
+    VMs whose move alone brings the source to `limit` come first (in random order among
+    themselves): the same random choice, without spending several migrations where one
+    suffices."""
 
     def order(eligible: list[Guest], source: NodeView) -> list[Guest]:
         ordered = sorted(eligible, key=lambda g: g.vmid)
         rng.shuffle(ordered)
-        return ordered
+        return sorted(ordered, key=lambda g: source.without_guest(g).memory > limit)
 
     return order
 
@@ -230,7 +233,7 @@ class MemoryTrigger:
             top = f" (highest {ranked[0].name} {ranked[0].memory_ratio:.2f})" if ranked else ""
             report.outcome(f"{name}: no node above {label}{top}")
             return None
-        order = shuffled(random.Random(ctx.seed))
+        order = shuffled(random.Random(ctx.seed), limit)
         for node in over:
             report.fire(TriggerFired(self.trigger, node.name, node.memory_ratio, limit),
                         f"{name}: {node.name} memory {node.memory_ratio:.2f} > {label}")

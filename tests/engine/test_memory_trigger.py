@@ -90,3 +90,23 @@ def test_memory_move_is_not_gated_by_cpu_history() -> None:
     nodes, guests = full_pve1()
     decision = decide(engine_input(snapshot(nodes, guests), cpu={"pve1": CpuReading(0.1, 1)}))
     assert decision.move is not None and decision.move.reason is Trigger.MEMORY
+
+
+def test_a_vm_whose_move_alone_relieves_the_node_is_preferred_whatever_the_seed() -> None:
+    # pve1 at 0.90 of 256 GiB: 25.6 GiB must leave to reach memory_max 0.80. Only vm 200
+    # (32 GiB) does that alone; any of the ten 8 GiB VMs would need three more moves after it.
+    nodes = [node("pve1", mem_gib=230.4, maxmem_gib=256), node("pve2", mem_gib=64),
+             node("pve3", mem_gib=80)]
+    guests = [vm(100 + i, cpu=0.1, mem_gib=8, maxmem_gib=8) for i in range(9)]
+    guests.append(vm(200, cpu=0.1, mem_gib=32, maxmem_gib=32))
+    chosen = {d.move.vmid for s in range(20) if (d := run(nodes, guests, seed=s)).move}
+    assert chosen == {200}
+
+
+def test_random_among_the_vms_that_alone_relieve_the_node() -> None:
+    nodes = [node("pve1", mem_gib=230.4, maxmem_gib=256), node("pve2", mem_gib=64),
+             node("pve3", mem_gib=80)]
+    guests = [vm(100 + i, cpu=0.1, mem_gib=8, maxmem_gib=8) for i in range(6)]
+    guests += [vm(200 + i, cpu=0.1, mem_gib=32, maxmem_gib=32) for i in range(4)]
+    chosen = {d.move.vmid for s in range(30) if (d := run(nodes, guests, seed=s)).move}
+    assert chosen <= {200, 201, 202, 203} and len(chosen) >= 2
