@@ -1,6 +1,6 @@
 """Shared pieces of the end-to-end reliability tests: scenarios and what to look at afterwards.
 
-The helpers of tests/runtime/test_celery_runtime.py (cycles, finished migrations) are reused.
+The simulator observers (cycles, finished migrations) come from tests/support/pvesim_server.py.
 """
 
 from __future__ import annotations
@@ -10,9 +10,13 @@ from typing import Any
 
 from balancer.state import StateStore
 from tests.runtime.scenarios import cluster, vm
-from tests.runtime.test_celery_runtime import evaluate_reads, finished_migrations, wait_for_cycles
 from tests.support.celery_worker import BalancerDeployment, CeleryProcess
-from tests.support.pvesim_server import RunningSim
+from tests.support.pvesim_server import (
+    RunningSim,
+    evaluate_reads,
+    finished_migrations,
+    wait_for_cycles,
+)
 
 __all__ = ["TWO_HOT", "assert_healthy", "ends", "evaluate_reads", "finished_migrations",
            "moved_vmids", "our_moves", "wait_for_cycles"]

@@ -14,26 +14,12 @@ import pytest
 
 from balancer.state import StateStore
 from tests.runtime.scenarios import BALANCED, CPU_HOT, HOT_AND_FULL
-from tests.support.redis_server import wait_until
+from tests.support.pvesim_server import finished_migrations, wait_for_cycles
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 SPEED = 10.0
-
-
-def finished_migrations(sim: Any) -> list[Any]:
-    return [m for m in sim.migration_log if m.type == "qmigrate" and m.ended is not None]
-
-
-def evaluate_reads(sim: Any) -> int:
-    """How many cycles read the cluster (one /cluster/resources per evaluate)."""
-    return sum(1 for r in sim.request_log if r.path.endswith("/cluster/resources"))
-
-
-def wait_for_cycles(sim: Any, cycles: int, timeout: float = 60.0) -> None:
-    start = evaluate_reads(sim)
-    wait_until(lambda: evaluate_reads(sim) >= start + cycles, timeout=timeout,
-               what=f"{cycles} more evaluate cycles")
 
 
 def test_cpu_hot_node_is_relieved_by_the_one_expected_migration(

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from pvesim import SimServer, Simulator
+from tests.support.waiting import wait_until
 
 T = TypeVar("T")
 
@@ -100,6 +101,23 @@ class RunningSim:
 
 
 PvesimFactory = Callable[..., RunningSim]
+
+
+def finished_migrations(sim: Simulator) -> list[Any]:
+    """The simulator's finished `qmigrate` tasks, oldest first."""
+    return [m for m in sim.migration_log if m.type == "qmigrate" and m.ended is not None]
+
+
+def evaluate_reads(sim: Simulator) -> int:
+    """How many cycles read the cluster (one /cluster/resources per evaluate)."""
+    return sum(1 for r in sim.request_log if r.path.endswith("/cluster/resources"))
+
+
+def wait_for_cycles(sim: Simulator, cycles: int, timeout: float = 60.0) -> None:
+    """Wait until the balancer has read the cluster `cycles` more times."""
+    start = evaluate_reads(sim)
+    wait_until(lambda: evaluate_reads(sim) >= start + cycles, timeout=timeout,
+               what=f"{cycles} more evaluate cycles")
 
 
 @pytest.fixture
