@@ -40,6 +40,7 @@ from balancer.pve.parse import (
     parse_vm_status,
 )
 from balancer.pve.records import (
+    OUR_MIGRATE_TYPES,
     ClusterOptions,
     ClusterStatus,
     HaRules,
@@ -65,7 +66,6 @@ _DEFINITIVE_500 = re.compile(
 _PERMISSION = re.compile(r"Permission check failed \(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)")
 
 #: Task types a migrate POST of ours leaves behind (plain VM / HA-managed VM).
-_OUR_MIGRATE_TYPES = frozenset({"qmigrate", "hamigrate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,9 +407,12 @@ class PveClient:
         """Our own migrate tasks (qmigrate/hamigrate by this token) since `since`, read fresh
         from `/cluster/tasks`: enough to rebuild cooldowns after the state store was wiped."""
         tasks = parse_tasks(self.get("cluster/tasks"))
-        return sorted((t for t in tasks if t.type in _OUR_MIGRATE_TYPES
-                       and t.user == self.token_id and t.starttime >= since),
+        return sorted((t for t in tasks if self.started_migration(t) and t.starttime >= since),
                       key=lambda t: t.starttime)
+
+    def started_migration(self, task: TaskInfo) -> bool:
+        """Whether `task` is a migrate task this client's token started."""
+        return task.type in OUR_MIGRATE_TYPES and task.user == self.token_id
 
     # --- migrate -----------------------------------------------------------------------
 
@@ -475,8 +478,7 @@ class PveClient:
             log.warning("could not list tasks of %s on %s: %s", vmid, node, exc)
             tasks, listed = [], False
         for task in sorted(tasks, key=lambda t: -t.starttime):
-            if (task.type in _OUR_MIGRATE_TYPES and task.vmid == vmid
-                    and task.user == self.token_id and task.starttime >= since):
+            if self.started_migration(task) and task.vmid == vmid and task.starttime >= since:
                 return task.upid, True
         try:
             status = self.vm_status(node, vmid)

@@ -9,6 +9,9 @@ from balancer.model import NodeAffinityRule, ResourceAffinityRule
 #: Task types that move a guest between nodes.
 MIGRATION_TASK_TYPES = frozenset({"qmigrate", "hamigrate", "vzmigrate"})
 
+#: Task types a migrate request of ours leaves behind (HA guests: `hamigrate`).
+OUR_MIGRATE_TYPES = frozenset({"qmigrate", "hamigrate"})
+
 #: HA service states in which the CRM is moving the guest.
 HA_MOVING_STATES = frozenset({"migrate", "relocate"})
 

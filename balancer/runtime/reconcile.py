@@ -41,9 +41,6 @@ RECENT_EVENTS = 20
 #: Events that end a migration; any other newest event leaves it open.
 ENDS = frozenset({"succeeded", "failed", "aborted"})
 
-#: Task types a migrate request of ours leaves behind.
-OUR_MIGRATE_TYPES = frozenset({"qmigrate", "hamigrate"})
-
 #: PVE's clock and ours may disagree a little when searching its task list.
 CLOCK_SLACK = 60.0
 
@@ -154,7 +151,7 @@ def _our_task(rt: Runtime, m: OpenMigration) -> tuple[str, str | None] | None:
         return m.upid, status.exitstatus
     tasks = [t for t in rt.client.find_vm_tasks(m.source, m.vmid,
                                                 since=m.requested_at - CLOCK_SLACK)
-             if t.type in OUR_MIGRATE_TYPES and t.user == rt.client.token_id]
+             if rt.client.started_migration(t)]
     if not tasks:
         return None
     newest = max(tasks, key=lambda t: t.starttime)
