@@ -576,11 +576,16 @@ def qemu_config(c: Cluster, g: GuestState) -> dict[str, Any]:
         cfg[f"hostpci{i}"] = dev
     for i, dev in enumerate(spec.usb):
         cfg[f"usb{i}"] = dev
-    if spec.tags:
-        cfg["tags"] = ";".join(spec.tags)
+    return _with_common_keys(cfg, g)
+
+
+def _with_common_keys(cfg: dict[str, Any], g: GuestState) -> dict[str, Any]:
+    """Keys qemu and lxc configs share (tags, lock, template) and the digest over it all."""
+    if g.spec.tags:
+        cfg["tags"] = ";".join(g.spec.tags)
     if g.lock:
         cfg["lock"] = g.lock
-    if spec.template:
+    if g.spec.template:
         cfg["template"] = 1
     cfg["digest"] = _digest(cfg)
     return cfg
@@ -598,14 +603,7 @@ def lxc_config(c: Cluster, g: GuestState) -> dict[str, Any]:
         if not disk.cdrom:
             mount = "" if disk.key == "rootfs" else f",mp=/mnt/{disk.key}"
             cfg[disk.key] = f"{disk.volid}{mount},size={format_pve_size(disk.size)}"
-    if spec.tags:
-        cfg["tags"] = ";".join(spec.tags)
-    if g.lock:
-        cfg["lock"] = g.lock
-    if spec.template:
-        cfg["template"] = 1
-    cfg["digest"] = _digest(cfg)
-    return cfg
+    return _with_common_keys(cfg, g)
 
 
 @route("GET", "/nodes/{node}/qemu/{vmid}/config", {"current": BOOL, "snapshot": STR}, proxy=True)
