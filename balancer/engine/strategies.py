@@ -196,16 +196,41 @@ class CpuTrigger:
 
 # --- rules 2 and 3: memory ------------------------------------------------------------------
 
-def shuffled(rng: random.Random, limit: float = float("inf")) -> Order:
+def moves_needed(freed: Sequence[int], excess: float) -> int | None:
+    """Fewest guests (by the memory each frees, largest first) that free `excess` bytes;
+    None when even all of them do not."""
+    total = 0
+    for count, size in enumerate(sorted(freed, reverse=True), start=1):
+        total += size
+        if total >= excess:
+            return count
+    return None
+
+
+def random_within_fewest_moves(rng: random.Random, limit: float = float("inf")) -> Order:
     """A random order from a seeded RNG: "a random eligible VM that has a valid target".
-    VMs whose move alone brings the source to `limit` come first (in random order among
-    themselves): the same random choice, without spending several migrations where one
-    suffices."""
+    VMs that belong to some fewest-moves way of bringing the source to `limit` come first (in
+    random order among themselves), the others after them: the same random choice, without
+    spending several migrations where fewer suffice. With one move enough, these are the VMs
+    whose move alone relieves the node."""
 
     def order(eligible: list[Guest], source: NodeView) -> list[Guest]:
         ordered = sorted(eligible, key=lambda g: g.vmid)
         rng.shuffle(ordered)
-        return sorted(ordered, key=lambda g: source.without_guest(g).memory > limit)
+        excess = source.mem - limit * source.maxmem
+        freed = sorted((g.host_memory for g in eligible), reverse=True)
+        needed = moves_needed(freed, excess)
+        if excess <= 0 or needed is None:
+            return ordered
+        best_rest = sum(freed[:needed - 1])  # the largest others, if `g` is not among them
+        with_kth = best_rest + freed[needed - 1]
+
+        def in_a_fewest_plan(g: Guest) -> bool:
+            among_largest = needed > 1 and g.host_memory >= freed[needed - 2]
+            rest = with_kth - g.host_memory if among_largest else best_rest
+            return g.host_memory + rest >= excess
+
+        return sorted(ordered, key=lambda g: not in_a_fewest_plan(g))
 
     return order
 
@@ -233,7 +258,7 @@ class MemoryTrigger:
             top = f" (highest {ranked[0].name} {ranked[0].memory_ratio:.2f})" if ranked else ""
             report.outcome(f"{name}: no node above {label}{top}")
             return None
-        order = shuffled(random.Random(ctx.seed), limit)
+        order = random_within_fewest_moves(random.Random(ctx.seed), limit)
         for node in over:
             report.fire(TriggerFired(self.trigger, node.name, node.memory_ratio, limit),
                         f"{name}: {node.name} memory {node.memory_ratio:.2f} > {label}")

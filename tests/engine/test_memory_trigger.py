@@ -110,3 +110,27 @@ def test_random_among_the_vms_that_alone_relieve_the_node() -> None:
     guests += [vm(200 + i, cpu=0.1, mem_gib=32, maxmem_gib=32) for i in range(4)]
     chosen = {d.move.vmid for s in range(30) if (d := run(nodes, guests, seed=s)).move}
     assert chosen <= {200, 201, 202, 203} and len(chosen) >= 2
+
+
+def test_with_no_single_vm_enough_the_vms_of_a_fewest_moves_plan_come_first() -> None:
+    # 25.6 GiB must leave pve1. No VM frees that alone; two moves do only if one of them is
+    # the 14 GiB VM and the other a 12 GiB or the 14 GiB one (14 + 12 = 26). An 8 GiB VM
+    # would need three moves in all, so it is never the first choice.
+    nodes = [node("pve1", mem_gib=230.4, maxmem_gib=256), node("pve2", mem_gib=64),
+             node("pve3", mem_gib=80)]
+    guests = [vm(100 + i, cpu=0.1, mem_gib=8, maxmem_gib=8) for i in range(6)]
+    guests += [vm(200, cpu=0.1, mem_gib=14, maxmem_gib=14),
+               vm(201, cpu=0.1, mem_gib=12, maxmem_gib=12),
+               vm(202, cpu=0.1, mem_gib=12, maxmem_gib=12)]
+    chosen = {d.move.vmid for s in range(40) if (d := run(nodes, guests, seed=s)).move}
+    assert chosen <= {200, 201, 202} and len(chosen) >= 2
+
+
+def test_when_no_set_of_moves_relieves_the_node_the_choice_stays_plain_random() -> None:
+    # About 45 GiB must leave, the five VMs hold 40 GiB: no plan relieves pve1, any VM may go.
+    nodes = [node("pve1", mem_gib=250, maxmem_gib=256), node("pve2", mem_gib=20, maxmem_gib=256),
+             node("pve3", mem_gib=20, maxmem_gib=256)]
+    guests = [vm(100 + i, cpu=0.1, mem_gib=8, maxmem_gib=8) for i in range(4)]
+    guests.append(vm(200, cpu=0.1, mem_gib=8, memhost_gib=8, maxmem_gib=8))
+    chosen = {d.move.vmid for s in range(30) if (d := run(nodes, guests, seed=s)).move}
+    assert len(chosen) >= 3
