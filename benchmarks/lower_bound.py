@@ -9,6 +9,8 @@ memory_max. It respects the rules every system must respect here:
   with PCI passthrough cannot live-migrate);
 * guests in an HA node-affinity or positive resource-affinity rule, or tagged to be ignored,
   stay put (HA would move them back);
+* the busiest VM of a node above `cpu_max` stays (pve-balancer's rule 1 frees room for it,
+  so no valid plan moves it);
 * `plb_pin_<node>` tags restrict a guest's nodes; HA negative resource-affinity rules and
   `plb_anti_affinity_<group>` tags keep members on distinct nodes.
 
@@ -55,6 +57,7 @@ def extract(data: dict[str, Any], at: float, cpu_max: float = 0.8,
             anti.append(vmids)
     tag_groups: dict[str, list[int]] = defaultdict(list)
     guests = []
+    kinds: dict[int, str] = {}
     for vmid, g in sorted(cluster.guests.items()):
         spec = g.spec
         if not cluster.guest_running(g, t):
@@ -67,6 +70,7 @@ def extract(data: dict[str, Any], at: float, cpu_max: float = 0.8,
         movable = (spec.type == "qemu" and not spec.template and spec.lock is None
                    and not spec.hostpci and vmid not in pinned_by_rule
                    and not any(tag.startswith(IGNORE_TAGS) for tag in tags))
+        kinds[vmid] = spec.type
         guests.append({"vmid": vmid, "node": g.node.at(t), "cpu": cluster.guest_cpu(g, t),
                        "cpus": spec.cpus, "mem_mib": cluster.guest_mem(g, t)[1] // MIB,
                        "movable": movable, "pins": pins or None})
@@ -74,10 +78,32 @@ def extract(data: dict[str, Any], at: float, cpu_max: float = 0.8,
               "base_cores": n.spec.base_cpu * n.spec.threads,
               "base_mem_mib": n.spec.base_mem // MIB}
              for name, n in cluster.nodes.items() if n.online.at(t)]
+    busiest = _busiest_on_hot_nodes(nodes, guests, kinds, cpu_max)
+    for entry in guests:
+        entry["movable"] = entry["movable"] and entry["vmid"] not in busiest
     sim.close()
     return {"at": at, "cpu_max": cpu_max, "memory_max": memory_max, "nodes": nodes,
             "guests": guests, "anti_affinity": anti + [v for v in tag_groups.values()
                                                         if len(v) > 1]}
+
+
+def _busiest_on_hot_nodes(nodes: list[dict[str, Any]], guests: list[dict[str, Any]],
+                          kinds: dict[int, str], cpu_max: float) -> set[int]:
+    """On each node above cpu_max, the VM using most host threads (ties: more memory, lower
+    vmid), as `balancer.engine.strategies.busiest_vm` picks it."""
+    chosen = set()
+    for n in nodes:
+        mine = [g for g in guests if g["node"] == n["name"]]
+
+        def cores(g: dict[str, Any], threads: int = n["threads"]) -> float:
+            return float(g["cpu"] * min(g["cpus"], threads))
+
+        if n["base_cores"] + sum(cores(g) for g in mine) <= cpu_max * n["threads"]:
+            continue
+        vms = [g for g in mine if kinds[g["vmid"]] == "qemu"]
+        if vms:
+            chosen.add(min(vms, key=lambda g: (-cores(g), -g["mem_mib"], g["vmid"]))["vmid"])
+    return chosen
 
 
 def relaxed(problem: dict[str, Any]) -> dict[str, Any]:
