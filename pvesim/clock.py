@@ -66,7 +66,10 @@ class Timeline(Generic[T]):
         self._values.append(value)
 
     def at(self, t: float) -> T:
-        return self._values[bisect.bisect_right(self._times, t) - 1]
+        values = self._values
+        if len(values) == 1:  # never changed: the common case, and hot in RRD history
+            return values[0]
+        return values[bisect.bisect_right(self._times, t) - 1]
 
     @property
     def current(self) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ from pvesim.tasks import Task, format_upid
 from pvesim.units import GIB, MIB
 
 MOVE_TYPES = ("qmigrate", "vzmigrate")
+
+#: Past node loads are memoised only at multiples of this many seconds (every RRD sample time
+#: is one: the hour timeframe samples every 20 s, the others at bucket ends)...
+LOAD_CACHE_GRID = 20
+#: ...and only for the last this many simulated seconds (the hour timeframe with room to
+#: spare), so the memo stays a few hundred entries per node however long the run.
+LOAD_CACHE_HORIZON = 2 * 3600.0
 
 
 @dataclass
@@ -163,7 +171,11 @@ class Cluster:
             )
         self.entry_node = scenario.cluster.entry_node or scenario.nodes[0].name
         self.guests: dict[int, GuestState] = {}
-        self._ever_on: dict[str, set[int]] = {name: set() for name in self.nodes}
+        # Guests ever placed on each node, later arrivals last: node_load sums in this order,
+        # so it must not change as guests arrive (a set's can, when it grows, and the same
+        # past instant would then add up differently in the last bit). Seeded in the order
+        # the set this used to be iterates, so loads come out as they always have.
+        ever_on: dict[str, set[int]] = {name: set() for name in self.nodes}
         for g in scenario.guests:
             self.guests[g.vmid] = GuestState(
                 spec=g,
@@ -173,7 +185,10 @@ class Cluster:
                 pid=self.rng.randint(2_000, 4_000_000),
                 lock=g.lock,
             )
-            self._ever_on[g.node].add(g.vmid)
+            ever_on[g.node].add(g.vmid)
+        self._ever_on: dict[str, dict[int, None]] = {
+            name: dict.fromkeys(vmids) for name, vmids in ever_on.items()
+        }
         self.tasks: dict[str, Task] = {}
         self.node_tasks: dict[str, list[Task]] = {name: [] for name in self.nodes}
         self.migrations: dict[str, Migration] = {}
@@ -182,6 +197,13 @@ class Cluster:
         self._events: list[tuple[float, int, Callable[[float], None]]] = []
         self._seq = itertools.count()
         self._event_time: float | None = None
+        # Every event due by this instant has fired (the last sync's now), and nothing can
+        # change the cluster before it any more: see node_load.
+        self._settled = -math.inf
+        self._load_memo: dict[str, dict[float, tuple[float, int]]] = {
+            name: {} for name in self.nodes
+        }
+        self._memo_pruned = -math.inf
         self.request_log: list[RequestRecord] = []
         self.migration_log: list[MigrationRecord] = []
         self._records: dict[str, MigrationRecord] = {}
@@ -195,6 +217,12 @@ class Cluster:
         return self._event_time if self._event_time is not None else self.clock.now()
 
     def schedule(self, t: float, action: Callable[[float], None]) -> None:
+        if t < self._settled:
+            # Never happens (delays are >= 0), but an event in the past could change loads
+            # already memoised: forget those from its instant on rather than serve them stale.
+            for memo in self._load_memo.values():
+                for stale in [when for when in memo if when >= t]:
+                    del memo[stale]
         heapq.heappush(self._events, (t, next(self._seq), action))
 
     def sync(self) -> float:
@@ -207,6 +235,7 @@ class Cluster:
                 action(t)
             finally:
                 self._event_time = None
+        self._settled = max(self._settled, now)
         return now
 
     # ----- loads -----------------------------------------------------------------------
@@ -226,6 +255,10 @@ class Cluster:
         """Share of the guest's own vCPUs in use (may exceed 1, like PVE's vmstatus)."""
         if not self.guest_running(g, t):
             return 0.0
+        return self._running_cpu(g, t)
+
+    def _running_cpu(self, g: GuestState, t: float) -> float:
+        """guest_cpu for a guest known to be running at `t`."""
         value = g.cpu_override.at(t)
         if value is None:
             profiled = g.spec.profile.cpu(t - self.clock.start)
@@ -238,6 +271,10 @@ class Cluster:
         """(mem, memhost) in bytes; memhost keeps the scenario's host-side overhead."""
         if not self.guest_running(g, t):
             return 0, 0
+        return self._running_mem(g, t)
+
+    def _running_mem(self, g: GuestState, t: float) -> tuple[int, int]:
+        """guest_mem for a guest known to be running at `t`."""
         value = g.mem_override.at(t)
         if value is None:
             profiled = g.spec.profile.mem(t - self.clock.start)
@@ -271,22 +308,60 @@ class Cluster:
         )
 
     def node_load(self, name: str, t: float) -> tuple[float, int]:
-        """(cpu demand as a fraction of threads, unclamped; used memory bytes) at `t`."""
+        """(cpu demand as a fraction of threads, unclamped; used memory bytes) at `t`.
+
+        Loads before `_settled` are memoised (on the LOAD_CACHE_GRID, within
+        LOAD_CACHE_HORIZON), which makes per-guest RRD history O(samples) instead of
+        O(samples x guests on the node). That is sound because the past is immutable: every
+        change happens at an instant >= `_settled` and only affects that instant onwards.
+        Events fire in time order at their own instant and are scheduled at or after the
+        instant that schedules them (`schedule` invalidates if not); steering and API calls
+        act at the clock's now, never before the last sync; `Timeline.set(t, v)` changes only
+        what `at()` answers from `t` on; a migration joins `_incoming` at its start, and
+        `_end_move` only shortens its `end` to the completion instant; `_ever_on` only gains
+        guests that arrive from then on; specs and profiles are immutable. So a memoised
+        load is exactly what recomputing it would give (tests/test_pvesim_ha.py checks).
+        """
+        if t < self._settled and t % LOAD_CACHE_GRID == 0:
+            memo = self._load_memo[name]
+            load = memo.get(t)
+            if load is None:
+                if t < self._settled - LOAD_CACHE_HORIZON:
+                    return self._node_load(name, t)
+                load = memo[t] = self._node_load(name, t)
+                self._prune_load_memo()
+            return load
+        return self._node_load(name, t)
+
+    def _prune_load_memo(self) -> None:
+        """Drop memoised loads that slid out of the horizon (at most every few minutes)."""
+        if self._settled - self._memo_pruned < LOAD_CACHE_HORIZON / 16:
+            return
+        self._memo_pruned = self._settled
+        oldest = self._settled - LOAD_CACHE_HORIZON
+        for name, memo in self._load_memo.items():
+            if memo and min(memo) < oldest:
+                self._load_memo[name] = {t: v for t, v in memo.items() if t >= oldest}
+
+    def _node_load(self, name: str, t: float) -> tuple[float, int]:
         node = self.nodes[name]
         spec = node.spec
         if not node.online.at(t):
             return 0.0, 0
+        threads = spec.threads
         demand = spec.base_cpu
         mem = spec.base_mem
+        guests = self.guests
         for vmid in self._ever_on[name]:
-            g = self.guests[vmid]
+            g = guests[vmid]
             if g.node.at(t) != name or g.status.at(t) != "running":
                 continue
-            demand += self.guest_cpu(g, t) * min(g.spec.cpus, spec.threads) / spec.threads
-            mem += self.guest_mem(g, t)[1]
+            # node online, guest here and running: guest_cpu/guest_mem without re-checking
+            demand += self._running_cpu(g, t) * min(g.spec.cpus, threads) / threads
+            mem += self._running_mem(g, t)[1]
         for mig in self._incoming[name]:
             if mig.live and mig.start <= t < mig.end:
-                mem += self.guest_mem(self.guests[mig.vmid], t)[1]
+                mem += self.guest_mem(guests[mig.vmid], t)[1]
         return demand, min(mem, spec.memory)
 
     def all_node_loads(self, t: float) -> dict[str, tuple[float, int]]:
@@ -609,7 +684,7 @@ class Cluster:
         mig.end = min(mig.end, t)
         if moved:
             g.node.set(t, mig.target)
-            self._ever_on[mig.target].add(g.vmid)
+            self._ever_on[mig.target][g.vmid] = None
         if g.type == "lxc" and mig.restart and mig.was_running:
             g.status.set(t, "running")
             g.started = t
@@ -628,7 +703,7 @@ class Cluster:
     def recover_guest(self, g: GuestState, target: str, t: float) -> None:
         """HA recovery after fencing: the guest restarts on `target` (no migration task)."""
         g.node.set(t, target)
-        self._ever_on[target].add(g.vmid)
+        self._ever_on[target][g.vmid] = None
         g.lock = None
         if g.status.current == "running":
             g.started = t

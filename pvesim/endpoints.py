@@ -475,15 +475,22 @@ def node_rrddata(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     return rrd.node_rrd(c, p["node"], ctx.now, p["timeframe"], p.get("cf", "AVERAGE"))
 
 
-def _pressure_fields(c: Cluster, g: GuestState, t: float) -> dict[str, float]:
-    demand = c.node_load(g.node.current, t)[0]
+def _pressure_fields(
+    c: Cluster, g: GuestState, t: float, demand: float | None = None
+) -> dict[str, float]:
+    if demand is None:
+        demand = c.node_load(g.node.current, t)[0]
     some = round(min(100.0, max(0.0, (demand - 0.9) * 150)), 2)
     return {"pressurecpusome": some, "pressurecpufull": round(some / 2, 2),
             "pressureiosome": 0.0, "pressureiofull": 0.0,
             "pressurememorysome": 0.0, "pressurememoryfull": 0.0}
 
 
-def _guest_list_entry(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
+def _guest_list_entry(
+    c: Cluster, g: GuestState, t: float, demand: float | None = None
+) -> dict[str, Any]:
+    """One guest of a node's qemu/lxc list; `demand` is its node's cpu demand at `t`, when
+    the caller already has it (a list would otherwise sum the node's load once per guest)."""
     m = c.guest_metrics(g, t)
     running = g.status.current == "running"
     entry: dict[str, Any] = {
@@ -498,7 +505,7 @@ def _guest_list_entry(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
         entry.update({"type": "lxc", "maxswap": g.spec.swap, "swap": 0})
     if running:
         entry["pid"] = g.pid
-        entry.update(_pressure_fields(c, g, t))
+        entry.update(_pressure_fields(c, g, t, demand))
     if g.spec.template:
         entry["template"] = 1
     if g.lock:
@@ -508,14 +515,20 @@ def _guest_list_entry(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
     return entry
 
 
+def _guest_list(c: Cluster, node: str, t: float, gtype: str) -> list[dict[str, Any]]:
+    guests = [g for g in c.guests_on(node) if g.type == gtype]
+    demand = c.node_load(node, t)[0] if guests else None
+    return [_guest_list_entry(c, g, t, demand) for g in guests]
+
+
 @route("GET", "/nodes/{node}/qemu", {"full": BOOL}, proxy=True)
 def qemu_list(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    return [_guest_list_entry(c, g, ctx.now) for g in c.guests_on(p["node"]) if g.type == "qemu"]
+    return _guest_list(c, p["node"], ctx.now, "qemu")
 
 
 @route("GET", "/nodes/{node}/lxc", proxy=True)
 def lxc_list(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    return [_guest_list_entry(c, g, ctx.now) for g in c.guests_on(p["node"]) if g.type == "lxc"]
+    return _guest_list(c, p["node"], ctx.now, "lxc")
 
 
 def _ha_info(c: Cluster, g: GuestState) -> dict[str, Any]:

@@ -45,7 +45,10 @@ def _aggregate(rows: list[dict[str, float]], cf: str) -> dict[str, float]:
 
 
 def _pressure(level: float, knee: float, slope: float) -> float:
-    return round(min(100.0, max(0.0, (level - knee) * slope)), 2)
+    # (the shortcut is what round(min(100, max(0, ...)), 2) gives at or below the knee)
+    if level <= knee:
+        return 0.0
+    return round(min(100.0, (level - knee) * slope), 2)
 
 
 def node_rrd(
@@ -92,48 +95,68 @@ def node_rrd(
     return result
 
 
+_GUEST_KEYS = (
+    "cpu", "mem", "memhost", "netin", "netout", "diskread", "diskwrite",
+    "pressurecpusome", "pressurecpufull", "pressurememorysome", "pressurememoryfull",
+)
+
+
+def _aggregate_columns(
+    keys: tuple[str, ...], rows: list[tuple[float, ...]], cf: str
+) -> dict[str, float]:
+    """`_aggregate` for rows given as tuples in `keys` order (same sums, same order)."""
+    columns = zip(*rows, strict=True)
+    if cf == "MAX":
+        return dict(zip(keys, map(max, columns), strict=True))
+    n = len(rows)
+    return {k: sum(column) / n for k, column in zip(keys, columns, strict=True)}
+
+
 def guest_rrd(
     cluster: Cluster, vmid: int, now: float, timeframe: str, cf: str
 ) -> list[dict[str, Any]]:
     g = cluster.guests[vmid]
     spec = g.spec
+    maxmem = spec.maxmem
     maxdisk = next((d.size for d in spec.disks if not d.cdrom), 0)
+    rate = spec.net_rate
+    nodes = cluster.nodes
+    stopped = (
+        round(0.0, 6), 0.0, 0.0, 0.0, 0.0 * 0.6, 0.0 * 2.5, 0.0 * 1.5, 0.0, 0.0,
+        _pressure(0 / maxmem, 0.9, 300), _pressure(0 / maxmem, 0.95, 300),
+    )
+    fixed = {
+        "maxcpu": spec.cpus,
+        "maxmem": maxmem,
+        "maxdisk": maxdisk,
+        "disk": 0 if spec.type == "qemu" else int(maxdisk * 0.4),
+        "pressureiosome": 0.0,
+        "pressureiofull": 0.0,
+    }
     result: list[dict[str, Any]] = []
     for end, samples in _buckets(now, timeframe):
-        rows = []
+        rows: list[tuple[float, ...]] = []
         for t in samples:
             node = g.node.at(t)
-            if not cluster.node_online(node, t):
+            if not nodes[node].online.at(t):
                 continue
-            running = cluster.guest_running(g, t)
-            cpu = cluster.guest_cpu(g, t)
-            mem, memhost = cluster.guest_mem(g, t)
-            demand = cluster.node_load(node, t)[0] if running else 0.0
-            rate = spec.net_rate if running else 0.0
-            rows.append({
-                "cpu": round(cpu, 6),
-                "mem": float(mem),
-                "memhost": float(memhost),
-                "netin": rate,
-                "netout": rate * 0.6,
-                "diskread": rate * 2.5,
-                "diskwrite": rate * 1.5,
-                "pressurecpusome": _pressure(demand, 0.9, 150) if running else 0.0,
-                "pressurecpufull": _pressure(demand, 1.0, 100) if running else 0.0,
-                "pressurememorysome": _pressure(mem / spec.maxmem, 0.9, 300),
-                "pressurememoryfull": _pressure(mem / spec.maxmem, 0.95, 300),
-            })
+            if g.status.at(t) != "running":
+                rows.append(stopped)
+                continue
+            # Running on an online node: what guest_cpu / guest_mem would answer.
+            cpu = cluster._running_cpu(g, t)
+            mem, memhost = cluster._running_mem(g, t)
+            demand = cluster.node_load(node, t)[0]
+            rows.append((
+                round(cpu, 6), float(mem), float(memhost),
+                rate, rate * 0.6, rate * 2.5, rate * 1.5,
+                _pressure(demand, 0.9, 150), _pressure(demand, 1.0, 100),
+                _pressure(mem / maxmem, 0.9, 300), _pressure(mem / maxmem, 0.95, 300),
+            ))
         entry: dict[str, Any] = {"time": end}
         if rows:
-            entry.update(_aggregate(rows, cf))
-            entry.update({
-                "maxcpu": spec.cpus,
-                "maxmem": spec.maxmem,
-                "maxdisk": maxdisk,
-                "disk": 0 if spec.type == "qemu" else int(maxdisk * 0.4),
-                "pressureiosome": 0.0,
-                "pressureiofull": 0.0,
-            })
+            entry.update(_aggregate_columns(_GUEST_KEYS, rows, cf))
+            entry.update(fixed)
             if spec.type != "qemu":
                 entry.pop("memhost", None)
         result.append(entry)

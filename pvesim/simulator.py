@@ -372,23 +372,32 @@ class Simulator:
     def node(self, name: str) -> NodeInfo:
         with self.lock:
             t = self.cluster.sync()
-            node = self.cluster.nodes[self._node_name(name)]
-            demand, mem = self.cluster.node_load(name, t)
-            return NodeInfo(
-                name=name,
-                online=node.online.current,
-                hastate=self.cluster.ha.node_state(name),
-                cpu=min(1.0, demand),
-                cpu_demand=demand,
-                mem=mem,
-                maxcpu=node.spec.threads,
-                maxmem=node.spec.memory,
-                guests=tuple(sorted(g.vmid for g in self.cluster.guests_on(name))),
-            )
+            name = self._node_name(name)
+            vmids = [g.vmid for g in self.cluster.guests_on(name)]
+            return self._node_info(name, t, vmids)
 
     def nodes(self) -> list[NodeInfo]:
         with self.lock:
-            return [self.node(name) for name in self.cluster.nodes]
+            t = self.cluster.sync()
+            placed: dict[str, list[int]] = {name: [] for name in self.cluster.nodes}
+            for g in self.cluster.guests.values():  # one pass, not one per node
+                placed[g.node.current].append(g.vmid)
+            return [self._node_info(name, t, vmids) for name, vmids in placed.items()]
+
+    def _node_info(self, name: str, t: float, vmids: list[int]) -> NodeInfo:
+        node = self.cluster.nodes[name]
+        demand, mem = self.cluster.node_load(name, t)
+        return NodeInfo(
+            name=name,
+            online=node.online.current,
+            hastate=self.cluster.ha.node_state(name),
+            cpu=min(1.0, demand),
+            cpu_demand=demand,
+            mem=mem,
+            maxcpu=node.spec.threads,
+            maxmem=node.spec.memory,
+            guests=tuple(sorted(vmids)),
+        )
 
     def task(self, upid: str) -> TaskInfo:
         with self.lock:

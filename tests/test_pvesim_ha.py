@@ -119,3 +119,84 @@ def test_set_guest_load_and_status() -> None:
     assert sim.guest(100).cpu == 0.0
     with pytest.raises(ApiError, match="can't migrate running VM"):
         sim.call("POST", "/nodes/pve1/qemu/101/migrate", target="pve3")
+
+
+def _rows_by_time(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {row["time"]: row for row in rows}
+
+
+def test_rrd_history_is_unchanged_by_later_events_and_shows_them_once_past() -> None:
+    # pve3 at 0.82 cpu demand (105 at 1.6 of 8 vCPUs); 100 (+0.125) tips it over the 0.9 knee
+    # of its guests' cpu pressure.
+    data = copy.deepcopy(SMALL_SCENARIO)
+    next(g for g in data["guests"] if g["vmid"] == 105)["cpu"] = 1.6
+    sim = Simulator(data, start_time=START)
+    sim.advance(1800)
+    node_before = _rows_by_time(sim.call("GET", "/nodes/pve3/rrddata", timeframe="hour"))
+    guest_before = _rows_by_time(
+        sim.call("GET", "/nodes/pve3/qemu/105/rrddata", timeframe="hour", cf="MAX")
+    )
+    moved_at = sim.now()
+    upid = sim.start_migration(100, "pve3")
+    sim.advance(900)
+    assert sim.task(upid).exitstatus == "OK"
+    node_after = _rows_by_time(sim.call("GET", "/nodes/pve3/rrddata", timeframe="hour"))
+    guest_after = _rows_by_time(
+        sim.call("GET", "/nodes/pve3/qemu/105/rrddata", timeframe="hour", cf="MAX")
+    )
+
+    # Every bucket that ended before the migration reads exactly as it did then...
+    past = [t for t in node_before if t < moved_at and t in node_after]
+    assert len(past) > 20
+    assert [node_after[t] for t in past] == [node_before[t] for t in past]
+    assert [guest_after[t] for t in past] == [guest_before[t] for t in past]
+    # ...and the buckets after it show the guest on pve3.
+    last = max(node_after)
+    assert node_after[last]["cpu"] == pytest.approx(node_before[past[-1]]["cpu"] + 4 * 0.5 / 16)
+    assert node_after[last]["memused"] > node_before[past[-1]]["memused"]
+    assert guest_before[past[-1]]["pressurecpusome"] == 0.0
+    assert guest_after[last]["pressurecpusome"] == pytest.approx((0.945 - 0.9) * 150)
+
+
+def test_rrd_sample_at_the_current_instant_sees_changes_made_at_that_instant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A frozen real clock: simulated time moves only with advance(), so "now" can sit exactly
+    # on an RRD sample (a bucket end) while a change happens at that same instant.
+    monkeypatch.setattr("pvesim.clock.time.monotonic", lambda: 1000.0)
+    sim = _sim()
+    now = sim.advance(620)
+    assert now % 60 == 0
+    before = sim.call("GET", "/nodes/pve1/rrddata", timeframe="hour", cf="MAX")
+    assert before[-1]["time"] == now
+    sim.set_guest_cpu(100, 2.0)  # at `now`: counts in the sample at `now`
+    after = sim.call("GET", "/nodes/pve1/rrddata", timeframe="hour", cf="MAX")
+    assert after[:-1] == before[:-1]
+    assert after[-1]["cpu"] == pytest.approx(before[-1]["cpu"] + 4 * 1.5 / 16)
+
+
+def test_memoised_loads_stay_bounded_over_a_long_run() -> None:
+    from pvesim.cluster import LOAD_CACHE_GRID, LOAD_CACHE_HORIZON
+
+    sim = _sim()
+    for _ in range(12):
+        sim.advance(3600)
+        for name in ("pve1", "pve2", "pve3"):
+            sim.call("GET", f"/nodes/{name}/rrddata", timeframe="hour")
+    limit = LOAD_CACHE_HORIZON / LOAD_CACHE_GRID * 1.1
+    assert all(0 < len(memo) <= limit for memo in sim.cluster._load_memo.values())
+
+
+def test_an_event_scheduled_in_the_past_is_not_hidden_by_memoised_loads() -> None:
+    # Scenario settings cannot produce one (delays are >= 0); the cluster still must not
+    # answer from memoised loads that such an event changed.
+    sim = _sim()
+    now = sim.advance(1200)
+    before = _rows_by_time(sim.call("GET", "/nodes/pve1/rrddata", timeframe="hour"))
+    past = now - 600
+    guest = sim.cluster.guests[100]
+    sim.cluster.schedule(past, lambda t: guest.cpu_override.set(t, 2.0))
+    after = _rows_by_time(sim.call("GET", "/nodes/pve1/rrddata", timeframe="hour"))
+    changed = [t for t in before if before[t] != after[t]]
+    assert changed and min(changed) >= past
+    assert after[max(changed)]["cpu"] == pytest.approx(before[max(changed)]["cpu"] + 4 * 1.5 / 16)
