@@ -69,7 +69,6 @@ class Metrics:
     label: str
     duration: float
     speed: float
-    plan_only: bool
     issued: int = 0
     moves_ok: int = 0
     failed: int = 0
@@ -93,7 +92,6 @@ class Metrics:
     all_cycles_p50_ms: float = math.nan
     deciding_cycles: int = 0
     api_errors: dict[str, int] = field(default_factory=dict)
-    planned_moves: int | None = None
     redis_top: dict[str, int] = field(default_factory=dict)
     move_reasons: dict[str, int] = field(default_factory=dict)
     api_by_endpoint: dict[str, int] = field(default_factory=dict)
@@ -175,7 +173,7 @@ def saturation(run: RunResult) -> tuple[float, float, float, float | None]:
 
 
 def measure(run: RunResult) -> Metrics:
-    met = Metrics(run.scenario, run.system, run.label, run.duration, run.speed, run.plan_only)
+    met = Metrics(run.scenario, run.system, run.label, run.duration, run.speed)
     requests = run.requests
     events = move_events(run)
     met.events = events
@@ -226,7 +224,6 @@ def measure(run: RunResult) -> Metrics:
         met.cycles = sum(1 for r in requests if r.method == "GET" and r.path == "/nodes")
         if met.cycles:
             met.api_per_cycle = met.api_per_cycle_measured = len(requests) / met.cycles
-    met.planned_moves = stats.planned_moves
     met.redis_top = dict(stats.redis_top)
     met.move_reasons = dict(stats.move_reasons)
     met.api_by_endpoint = dict(Counter(f"{r.method} {normalise_path(r.path)}"

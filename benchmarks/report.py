@@ -48,16 +48,12 @@ def lb_text(lb: dict[str, Any] | None) -> str:
 
 
 def relief_text(m: Metrics) -> str:
-    if m.plan_only:
-        return "—"
     if m.relief_s is None:
         return "never"
     return fmt(m.relief_s)
 
 
 def migrations_text(m: Metrics) -> str:
-    if m.plan_only:
-        return f"{m.planned_moves if m.planned_moves is not None else '?'} planned"
     text = str(m.issued)
     extra = []
     if len(m.move_reasons) > 1:
@@ -80,19 +76,14 @@ def headline_rows(results: Sequence[ScenarioResult]) -> list[list[str]]:
         for i, m in enumerate(res.metrics):
             latency = (f"{fmt(m.latency_p50_ms)}/{fmt(m.latency_p99_ms)}"
                        if not math.isnan(m.latency_p50_ms) else "—")
-            if m.plan_only:
-                row = [res.scenario.name if i == 0 else "", lb_text(res.lower_bound) if i == 0
-                       else "", m.label, migrations_text(m), "—", "—", "—", "—", "—", "—",
-                       fmt(m.api_per_cycle), fmt(m.api_calls), "—", "—"]
-            else:
-                row = [res.scenario.name if i == 0 else "",
-                       lb_text(res.lower_bound) if i == 0 else "", m.label,
-                       migrations_text(m), str(m.ping_pongs), str(m.max_in_flight),
-                       fmt(m.saturation_node_s), relief_text(m),
-                       f"{fmt(m.imbalance_start, 2)}→{fmt(m.imbalance_end, 2)}",
-                       fmt(m.spread_end * 100, 0) + " pts",
-                       fmt(m.api_per_cycle, 1), fmt(m.api_calls),
-                       fmt(m.redis_per_cycle, 0), latency]
+            row = [res.scenario.name if i == 0 else "",
+                   lb_text(res.lower_bound) if i == 0 else "", m.label,
+                   migrations_text(m), str(m.ping_pongs), str(m.max_in_flight),
+                   fmt(m.saturation_node_s), relief_text(m),
+                   f"{fmt(m.imbalance_start, 2)}→{fmt(m.imbalance_end, 2)}",
+                   fmt(m.spread_end * 100, 0) + " pts",
+                   fmt(m.api_per_cycle, 1), fmt(m.api_calls),
+                   fmt(m.redis_per_cycle, 0), latency]
             rows.append(row)
         if not res.metrics:
             rows.append([res.scenario.name, lb_text(res.lower_bound), "—", res.note or "not run",
@@ -152,13 +143,11 @@ def goals(results: Sequence[ScenarioResult], engine: list[dict[str, Any]]) -> li
         for other in r.metrics:
             if not other.system.startswith("proxlb"):
                 continue
-            theirs = other.planned_moves if other.plan_only else other.issued
-            if theirs is None or m.issued == 0 or m.issued < theirs:
+            theirs = other.issued
+            if m.issued == 0 or m.issued < theirs:
                 continue
             name = f"{r.scenario.name} vs {other.label} ({m.issued} vs {theirs})"
-            if other.plan_only:
-                worse.append(name)
-            elif other.saturation_node_s > m.saturation_node_s + 1 or (
+            if other.saturation_node_s > m.saturation_node_s + 1 or (
                     other.relief_s is None and m.relief_s is not None):
                 # Fewer migrations that leave nodes saturated are no cheaper success.
                 tradeoffs.append(f"{name}, but it left {other.saturation_node_s:,.0f} node·s "
@@ -249,10 +238,6 @@ def details(res: ScenarioResult) -> list[str]:
         listed = ", ".join(f"{e.vmid} {e.source}→{e.target}@{e.start:.0f}s"
                            + ("" if e.ok else " FAILED" if e.ok is False else " (running)")
                            for e in moves[:8])
-        if m.plan_only:
-            out.append(f"- {m.label}: one dry-run planning pass (`-d -j`), {m.api_calls} API "
-                       f"calls, {m.planned_moves} guests planned to move")
-            continue
         line = (f"- {m.label}: {m.cycles} cycles, {m.api_calls} API calls"
                 f"{', moves: ' + listed if listed else ''}"
                 f"{f' (+{len(moves) - 8} more)' if len(moves) > 8 else ''}; "

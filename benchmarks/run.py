@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks.catalog import BenchScenario
 from benchmarks.procs import wait_for
 from benchmarks.sampler import Sampler, Series, wait_sim
-from benchmarks.systems import ProxLB, System, SystemStats
+from benchmarks.systems import System, SystemStats
 from pvesim import MigrationRecord, RequestRecord, Simulator
 
 #: Speed of the simulated clock while a system starts up: time all but stands still.
@@ -37,7 +37,6 @@ class RunResult:
     max_in_flight: int
     stats: SystemStats
     real_seconds: float
-    plan_only: bool = False
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -54,7 +53,6 @@ def run_one(scenario: BenchScenario, data: dict[str, Any], system: System, speed
     workdir.mkdir(parents=True, exist_ok=True)
     sim = Simulator(data, speed=PAUSED, seed=0)
     server = sim.serve(host="127.0.0.1", port=0)
-    plan_only = isinstance(system, ProxLB) and system.plan_only
     error: str | None = None
     started = time.monotonic()
     paused_at = math.inf
@@ -72,13 +70,7 @@ def run_one(scenario: BenchScenario, data: dict[str, Any], system: System, speed
         t0 = sim.now()
         sampler = Sampler(sim, t0, step)
         sampler.start()
-        if plan_only:
-            assert isinstance(system, ProxLB)
-            while not system.done():
-                system.check()
-                time.sleep(0.5)
-        else:
-            wait_sim(sim, t0 + duration, check=system.check)
+        wait_sim(sim, t0 + duration, check=system.check)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         t0 = sim.now() if sampler is None else sampler.t0
@@ -100,4 +92,4 @@ def run_one(scenario: BenchScenario, data: dict[str, Any], system: System, speed
         scenario=scenario.name, system=system.name, label=system.label, speed=speed,
         duration=series.t[-1] if series.t else 0.0, t0=t0, series=series,
         migrations=migrations, requests=requests, max_in_flight=max_in_flight, stats=stats,
-        real_seconds=time.monotonic() - started, plan_only=plan_only, error=error)
+        real_seconds=time.monotonic() - started, error=error)

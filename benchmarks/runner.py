@@ -41,8 +41,6 @@ WORK = HERE / ".work"
 QUICK = ("balanced", "cpu-hot", "cpu-spike", "mem-hot", "affinity")
 #: ProxLB reads 1-h RRD per guest (3 calls per guest per pass); on these the simulator's
 #: ~50 ms per RRD answer makes one pass last minutes of real time, i.e. hours simulated.
-PROXLB_PLAN_ONLY = ("big",)
-PROXLB_SKIP = ("huge",)
 MAX_SPEED = 50.0  # interval_seconds must stay >= 0.1 s (5 s / 50)
 
 
@@ -193,18 +191,12 @@ def systems_for(sc: BenchScenario, names: list[str], speed: float, python: Path 
         method = name.removeprefix("proxlb-")
         if python is None:
             skipped.append(f"{name}: benchmark venv unavailable")
-        elif sc.name in PROXLB_SKIP:
-            skipped.append(f"ProxLB ({method}): not run on {sc.name}")
         else:
-            chosen.append(ProxLB(method, speed, python, interval,
-                                 plan_only=sc.name in PROXLB_PLAN_ONLY))
+            chosen.append(ProxLB(method, speed, python, interval))
     return chosen, skipped
 
 
 def summary_line(m: Metrics) -> str:
-    if m.plan_only:
-        return (f"    {m.label:24s} planning pass: {m.planned_moves} moves planned, "
-                f"{m.api_calls} API calls")
     return (f"    {m.label:24s} migrations {m.issued:3d} (failed {m.failed}) ping-pong "
             f"{m.ping_pongs} in-flight {m.max_in_flight} saturation {fmt(m.saturation_node_s)} "
             f"node-s relief {fmt(m.relief_s, none='never')} s API/cycle "
@@ -217,8 +209,8 @@ def summary_line(m: Metrics) -> str:
 def settings_lines(args: argparse.Namespace, mode: str) -> list[str]:
     s = args.speed
     return [
-        f"Mode `{mode}`; simulator speed {s:g}x (huge: 5x) unless stated: simulated time runs "
-        f"{s:g} times faster than real time.",
+        f"Mode `{mode}`; simulator speed {s:g}x (big: 10x, huge: 5x) unless stated: "
+        f"simulated time runs {s:g} times faster than real time.",
         f"pve-balancer: real Redis, Celery worker (prefork, 2 processes) and RedBeat beat; "
         f"interval {PROD_INTERVAL:g} s, EMA window {PROD_EMA_WINDOW:g} s and cooldown "
         f"{PROD_COOLDOWN:g} s in simulated time (config values divided by the speed), "
@@ -229,8 +221,7 @@ def settings_lines(args: argparse.Namespace, mode: str) -> list[str]:
         "(balanciness 10, cpu/memory_threshold 75, mode used, sequential live migrations with "
         "local disks and conntrack state, VMs and CTs), method `memory` (its default) and "
         "method `cpu`; token auth, SSL verification off; its sleeps run on the simulated "
-        "clock (benchmarks/proxlb_launcher.py). On big it runs one dry-run planning pass "
-        "(`-d -j`) per method; on huge not at all (see notes).",
+        "clock (benchmarks/proxlb_launcher.py).",
         "Node loads sampled from the simulator's model every 5 simulated seconds; every "
         "system starts on a fresh simulator with the same seed.",
     ]
@@ -253,21 +244,16 @@ NOTES = [
     "worker log (real milliseconds; it includes the PVE calls to the simulator).",
     "Redis commands per cycle are INFO commandstats deltas over the run (everything: Celery "
     "broker, results, events, RedBeat and the balancer's state) divided by evaluate cycles.",
-    "big: ProxLB's planning pass over 1,500 guests reads 3,000 RRD series; the simulator "
-    "answers each in ~50 ms real, so one pass lasts minutes of real time, i.e. over an hour of "
-    "simulated time at the benchmark's speed: its end-to-end run is out of reach here, and "
-    "the table gives the moves its pass plans (dry run) and that pass's API calls. The cost "
-    "is `pvesim.rrd.guest_rrd` calling `Cluster.node_load(node, t)` for each of the hour's "
-    "180 sample times (only for the pressure fields), each a scan of the node's guests; "
-    "memoising node_load per (node, t) for t up to the last sync (past loads are final once "
-    "due events have fired) would make a pass ~10x cheaper and ProxLB on big feasible.",
+    "big and huge run slower (10x and 5x) so that a ProxLB pass fits the run: it reads "
+    "three calls per guest (config and two 1-hour RRD series), about 6,000 requests on big "
+    "(~25 s real) and 40,000 on huge (~2.7 min real), i.e. 4 and 14 simulated minutes per "
+    "pass at those speeds, where a real cluster answers faster. Its relief times there are "
+    "pessimistic by that much.",
     "Noise in the simulator depends on absolute simulated time, and each run's clock starts "
     "at the wall-clock time of that run: guests with `noise` differ slightly between runs "
     "(the lower bound and pve-balancer's figures on big vary by a few moves between runs).",
-    "huge: pve-balancer runs end to end at 5x (a 10,000-guest /cluster/resources takes ~0.5 s "
-    "real to serve); ProxLB is not run (one pass would be ~30,000 calls, 20,000 of them RRD "
-    "reads); the exact lower bound is out of reach for CP-SAT here, the relaxed per-node "
-    "bound (fewest guests whose load covers each hot node's excess) is given instead.",
+    "huge: the exact lower bound is out of reach for CP-SAT, the relaxed per-node bound "
+    "(fewest guests whose load covers each hot node's excess) is given instead.",
 ]
 
 
@@ -351,8 +337,7 @@ def run_scenario(sc: BenchScenario, args: argparse.Namespace, mode: str, names: 
         run = run_one(sc, data, system, speed, duration, sc_work / system.name)
         metrics = measure(run)
         res.metrics.append(metrics)
-        if not run.plan_only:
-            runs.append((metrics, run.series))
+        runs.append((metrics, run.series))
         print(summary_line(metrics) + f"  ({run.real_seconds:.0f} s real)", flush=True)
     for line in skipped:
         print(f"    {line}", flush=True)

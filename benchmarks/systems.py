@@ -15,7 +15,6 @@ returns what only the system itself knows (cycles, latencies, Redis commands).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -53,7 +52,6 @@ class SystemStats:
     redis_top: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    planned_moves: int | None = None
     #: pve-balancer: migrations requested per trigger (cpu, memory, proactive)
     move_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -197,17 +195,16 @@ PROXLB_BALANCING: dict[str, Any] = {
 
 
 class ProxLB:
-    """ProxLB in daemon mode every `interval_minutes` (simulated), or one planning pass."""
+    """ProxLB in daemon mode every `interval_minutes` (simulated), as its systemd unit runs it."""
 
-    def __init__(self, method: str, speed: float, python: Path, interval_minutes: int = 5,
-                 plan_only: bool = False) -> None:
+    def __init__(self, method: str, speed: float, python: Path,
+                 interval_minutes: int = 5) -> None:
         self.method = method
         self.name = f"proxlb-{method}"
         self.label = f"ProxLB 2.3.0 ({method})"
         self.speed = speed
         self.python = python
         self.interval_minutes = interval_minutes
-        self.plan_only = plan_only
         self.children: Children | None = None
         self.workdir = Path()
         self.args: list[str] = []
@@ -220,7 +217,7 @@ class ProxLB:
                             "ssl_verification": False, "timeout": 10},
             "proxmox_cluster": {"maintenance_nodes": [], "ignore_nodes": []},
             "balancing": {**PROXLB_BALANCING, "method": self.method},
-            "service": {"daemon": not self.plan_only, "enable_ha": False,
+            "service": {"daemon": True, "enable_ha": False,
                         "schedule": {"interval": self.interval_minutes, "format": "minutes"},
                         "log_level": "INFO"},
         }
@@ -232,8 +229,6 @@ class ProxLB:
         config_path.write_text(yaml.safe_dump(self.config(sim, server), sort_keys=False))
         self.args = [str(self.python), "-m", "benchmarks.proxlb_launcher", "--speed",
                      str(self.speed), "--", "-c", str(config_path)]
-        if self.plan_only:
-            self.args += ["-d", "-j"]
 
     def go(self) -> None:
         assert self.children is not None
@@ -243,41 +238,20 @@ class ProxLB:
     def check(self) -> None:
         assert self.children is not None
         child = self.children.children[0]
-        if not child.alive() and (child.process.returncode != 0 or not self.plan_only):
+        if not child.alive():
             raise RuntimeError(f"ProxLB exited with {child.process.returncode}; "
                                f"see {child.log_path}")
-
-    def done(self) -> bool:
-        """A planning pass has finished."""
-        assert self.children is not None
-        return not self.children.children[0].alive()
 
     def stop(self) -> SystemStats:
         assert self.children is not None
         self.children.stop()
         stats = SystemStats()
         log = (self.workdir / "proxlb.log").read_text(errors="replace")
-        stats.cycles = log.count("Using config path") if self.plan_only else 0
-        if self.plan_only:
-            stats.planned_moves = _planned_moves(log)
         for line in log.splitlines():
             if "Traceback" in line or "CRITICAL" in line:
                 stats.notes.append(line.strip()[:200])
         stats.notes = stats.notes[:5]
         return stats
-
-
-def _planned_moves(log: str) -> int | None:
-    """Guests whose target differs from their node in ProxLB's `-j` output."""
-    start = log.find("{\n")
-    if start < 0:
-        return None
-    try:
-        data, _ = json.JSONDecoder().raw_decode(log[start:])
-    except ValueError:
-        return None
-    guests = data.get("guests", {})
-    return sum(1 for g in guests.values() if g.get("node_current") != g.get("node_target"))
 
 
 def latency_summary(latencies: list[float]) -> tuple[float, float]:
