@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="ProxLB daemon schedule in simulated minutes (default 5)")
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="override every scenario's simulated duration")
-    parser.add_argument("--engine-runs", type=int, default=30,
+    parser.add_argument("--engine-runs", type=int, default=200,
                         help="decide() calls per engine micro-benchmark size")
     parser.add_argument("--out", type=Path, default=None, help="results directory")
     parser.add_argument("--render-only", action="store_true",
@@ -209,7 +209,7 @@ def summary_line(m: Metrics) -> str:
 def settings_lines(args: argparse.Namespace, mode: str) -> list[str]:
     s = args.speed
     return [
-        f"Mode `{mode}`; simulator speed {s:g}x (big: 10x, huge: 5x) unless stated: "
+        f"Mode `{mode}`; simulator speed {s:g}x (big and huge: 10x) unless stated: "
         f"simulated time runs {s:g} times faster than real time.",
         f"pve-balancer: real Redis, Celery worker (prefork, 2 processes) and RedBeat beat; "
         f"interval {PROD_INTERVAL:g} s, EMA window {PROD_EMA_WINDOW:g} s and cooldown "
@@ -244,11 +244,16 @@ NOTES = [
     "worker log (real milliseconds; it includes the PVE calls to the simulator).",
     "Redis commands per cycle are INFO commandstats deltas over the run (everything: Celery "
     "broker, results, events, RedBeat and the balancer's state) divided by evaluate cycles.",
-    "big and huge run slower (10x and 5x) so that a ProxLB pass fits the run: it reads "
-    "three calls per guest (config and two 1-hour RRD series), about 6,000 requests on big "
-    "(~25 s real) and 40,000 on huge (~2.7 min real), i.e. 4 and 14 simulated minutes per "
-    "pass at those speeds, where a real cluster answers faster. Its relief times there are "
-    "pessimistic by that much.",
+    "big and huge run at 10x and longer (40 and 90 simulated minutes) so that ProxLB "
+    "completes its passes. One pass reads three calls per guest (config and two 1-hour RRD "
+    "series) and pauses 0.1 s before RRD calls: on big ~4,400 requests, ~30 s of real "
+    "request time plus ~8 simulated minutes of its own pauses, i.e. ~13 simulated minutes "
+    "at 10x; on huge ~40,000 requests, about 100 simulated minutes. A real cluster answers "
+    "a request in roughly 10-30 ms, so at 10x ProxLB's request time is charged a few times "
+    "over: its relief times on big and huge are pessimistic by up to that much.",
+    "huge at 10x: one pve-balancer evaluate reads 10,000 guests in about a second of real "
+    "time, i.e. ~10 simulated seconds, twice the production interval, so its cycles there "
+    "run about half as often as in production and its relief time is pessimistic too.",
     "Noise in the simulator depends on absolute simulated time, and each run's clock starts "
     "at the wall-clock time of that run: guests with `noise` differ slightly between runs "
     "(the lower bound and pve-balancer's figures on big vary by a few moves between runs).",
