@@ -9,6 +9,7 @@ candidate is checked against every node ("stuck", the worst case).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import time
@@ -91,10 +92,25 @@ def measure(inp: EngineInput, runs: int) -> tuple[float, float, str]:
     return statistics.median(times), p99, decision.explanation[0]
 
 
+def figures(runs: int) -> list[dict[str, object]]:
+    """Every scenario's timings as plain data (the benchmark runner's report reads these)."""
+    out: list[dict[str, object]] = []
+    for sc in SCENARIOS:
+        p50, p99, headline = measure(build(sc), runs)
+        out.append({"name": sc.name, "nodes": sc.nodes, "guests": sc.guests,
+                    "goal_ms": sc.goal_ms, "stuck": sc.stuck, "p50_ms": p50, "p99_ms": p99,
+                    "headline": headline})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="one JSON list on stdout")
     args = parser.parse_args()
+    if args.json:
+        print(json.dumps(figures(args.runs)))
+        return
     for scenario in SCENARIOS:
         p50, p99, headline = measure(build(scenario), args.runs)
         verdict = "ok" if p99 <= scenario.goal_ms else "OVER GOAL"
