@@ -2,7 +2,7 @@
 
 Started by the runner inside the benchmark venv:
 
-    .venv-proxlb/bin/python -m benchmarks.proxlb_launcher --speed 30 -- -c proxlb.yaml [-d -j]
+    .venv-proxlb/bin/python -m benchmarks.proxlb_launcher --speed 30 -- -c proxlb.yaml
 
 ProxLB is exactly what `python3 -m proxlb -c ...` (its systemd unit) runs. The only change is
 `time.sleep(s)` -> `time.sleep(s / speed)`: its daemon interval, the 0.1 s pause before each
