@@ -196,11 +196,11 @@ class CpuTrigger:
 
 # --- rules 2 and 3: memory ------------------------------------------------------------------
 
-def moves_needed(freed: Sequence[int], excess: float) -> int | None:
-    """Fewest guests (by the memory each frees, largest first) that free `excess` bytes;
-    None when even all of them do not."""
+def moves_needed(freed_largest_first: Sequence[int], excess: float) -> int | None:
+    """Fewest guests (by the memory each frees, given largest first) that free `excess`
+    bytes; None when even all of them do not."""
     total = 0
-    for count, size in enumerate(sorted(freed, reverse=True), start=1):
+    for count, size in enumerate(freed_largest_first, start=1):
         total += size
         if total >= excess:
             return count
