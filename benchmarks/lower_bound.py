@@ -57,7 +57,6 @@ def extract(data: dict[str, Any], at: float, cpu_max: float = 0.8,
             anti.append(vmids)
     tag_groups: dict[str, list[int]] = defaultdict(list)
     guests = []
-    kinds: dict[int, str] = {}
     for vmid, g in sorted(cluster.guests.items()):
         spec = g.spec
         if not cluster.guest_running(g, t):
@@ -70,15 +69,15 @@ def extract(data: dict[str, Any], at: float, cpu_max: float = 0.8,
         movable = (spec.type == "qemu" and not spec.template and spec.lock is None
                    and not spec.hostpci and vmid not in pinned_by_rule
                    and not any(tag.startswith(IGNORE_TAGS) for tag in tags))
-        kinds[vmid] = spec.type
-        guests.append({"vmid": vmid, "node": g.node.at(t), "cpu": cluster.guest_cpu(g, t),
-                       "cpus": spec.cpus, "mem_mib": cluster.guest_mem(g, t)[1] // MIB,
-                       "movable": movable, "pins": pins or None})
+        guests.append({"vmid": vmid, "type": spec.type, "node": g.node.at(t),
+                       "cpu": cluster.guest_cpu(g, t), "cpus": spec.cpus,
+                       "mem_mib": cluster.guest_mem(g, t)[1] // MIB, "movable": movable,
+                       "pins": pins or None})
     nodes = [{"name": name, "threads": n.spec.threads, "memory_mib": n.spec.memory // MIB,
               "base_cores": n.spec.base_cpu * n.spec.threads,
               "base_mem_mib": n.spec.base_mem // MIB}
              for name, n in cluster.nodes.items() if n.online.at(t)]
-    busiest = _busiest_on_hot_nodes(nodes, guests, kinds, cpu_max)
+    busiest = _busiest_on_hot_nodes(nodes, guests, cpu_max)
     for entry in guests:
         entry["movable"] = entry["movable"] and entry["vmid"] not in busiest
     sim.close()
@@ -87,22 +86,32 @@ def extract(data: dict[str, Any], at: float, cpu_max: float = 0.8,
                                                         if len(v) > 1]}
 
 
+def guest_cores(g: dict[str, Any], node: dict[str, Any]) -> float:
+    """Host threads a guest uses on `node` (its vCPUs beyond the node's threads add nothing)."""
+    return float(g["cpu"] * min(g["cpus"], node["threads"]))
+
+
+def _by_node(guests: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    per_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for g in guests:
+        per_node[g["node"]].append(g)
+    return per_node
+
+
 def _busiest_on_hot_nodes(nodes: list[dict[str, Any]], guests: list[dict[str, Any]],
-                          kinds: dict[int, str], cpu_max: float) -> set[int]:
+                          cpu_max: float) -> set[int]:
     """On each node above cpu_max, the VM using most host threads (ties: more memory, lower
     vmid), as `balancer.engine.strategies.busiest_vm` picks it."""
     chosen = set()
+    per_node = _by_node(guests)
     for n in nodes:
-        mine = [g for g in guests if g["node"] == n["name"]]
-
-        def cores(g: dict[str, Any], threads: int = n["threads"]) -> float:
-            return float(g["cpu"] * min(g["cpus"], threads))
-
-        if n["base_cores"] + sum(cores(g) for g in mine) <= cpu_max * n["threads"]:
+        mine = per_node[n["name"]]
+        if n["base_cores"] + sum(guest_cores(g, n) for g in mine) <= cpu_max * n["threads"]:
             continue
-        vms = [g for g in mine if kinds[g["vmid"]] == "qemu"]
+        vms = [g for g in mine if g["type"] == "qemu"]
         if vms:
-            chosen.add(min(vms, key=lambda g: (-cores(g), -g["mem_mib"], g["vmid"]))["vmid"])
+            busiest = min(vms, key=lambda g: (-guest_cores(g, n), -g["mem_mib"], g["vmid"]))
+            chosen.add(busiest["vmid"])
     return chosen
 
 
@@ -111,18 +120,12 @@ def relaxed(problem: dict[str, Any]) -> dict[str, Any]:
     movable guests whose CPU (and, separately, memory) covers the excess, largest first;
     summed over nodes. Every move leaves exactly one node, so no plan can do with fewer.
     It ignores where the guests go (targets' room, anti-affinity)."""
-    per_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for g in problem["guests"]:
-        per_node[g["node"]].append(g)
+    per_node = _by_node(problem["guests"])
     total, short = 0, []
     for n in problem["nodes"]:
         guests = per_node[n["name"]]
-
-        def cores(g: dict[str, Any], node: dict[str, Any] = n) -> float:
-            return float(g["cpu"] * min(g["cpus"], node["threads"]))
-
         excess = {
-            "cpu": n["base_cores"] + sum(cores(g) for g in guests)
+            "cpu": n["base_cores"] + sum(guest_cores(g, n) for g in guests)
             - problem["cpu_max"] * n["threads"],
             "mem": n["base_mem_mib"] + sum(g["mem_mib"] for g in guests)
             - problem["memory_max"] * n["memory_mib"],
@@ -133,7 +136,8 @@ def relaxed(problem: dict[str, Any]) -> dict[str, Any]:
         for what, over in excess.items():
             if over <= 0:
                 continue
-            sizes = sorted((cores(g) if what == "cpu" else g["mem_mib"] for g in movable),
+            sizes = sorted((guest_cores(g, n) if what == "cpu" else g["mem_mib"]
+                            for g in movable),
                            reverse=True)
             freed, count = 0.0, 0
             for size in sizes:
@@ -164,7 +168,7 @@ def solve(problem: dict[str, Any], time_limit: float = 60.0) -> dict[str, Any]:
     moved = []
 
     def cores(g: dict[str, Any], node: dict[str, Any]) -> int:
-        return round(g["cpu"] * min(g["cpus"], node["threads"]) * 1000)
+        return round(guest_cores(g, node) * 1000)
 
     for g in problem["guests"]:
         home = index.get(g["node"])
