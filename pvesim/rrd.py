@@ -37,11 +37,13 @@ def _buckets(now: float, timeframe: str) -> list[tuple[int, list[float]]]:
     return result
 
 
-def _aggregate(rows: list[dict[str, float]], cf: str) -> dict[str, float]:
-    keys = rows[0].keys()
+def _aggregate(keys: tuple[str, ...], rows: list[tuple[float, ...]], cf: str) -> dict[str, float]:
+    """One RRD row from samples given as tuples in `keys` order: MAX, or else AVERAGE."""
+    columns = zip(*rows, strict=True)
     if cf == "MAX":
-        return {k: max(r[k] for r in rows) for k in keys}
-    return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+        return dict(zip(keys, map(max, columns), strict=True))
+    n = len(rows)
+    return {k: sum(column) / n for k, column in zip(keys, columns, strict=True)}
 
 
 def _pressure(level: float, knee: float, slope: float) -> float:
@@ -51,6 +53,12 @@ def _pressure(level: float, knee: float, slope: float) -> float:
     return round(min(100.0, (level - knee) * slope), 2)
 
 
+_NODE_KEYS = (
+    "cpu", "loadavg", "memused", "pressurecpusome", "pressurememorysome",
+    "pressurememoryfull", "netin", "netout",
+)
+
+
 def node_rrd(
     cluster: Cluster, name: str, now: float, timeframe: str, cf: str
 ) -> list[dict[str, Any]]:
@@ -58,25 +66,24 @@ def node_rrd(
     spec = node.spec
     result: list[dict[str, Any]] = []
     for end, samples in _buckets(now, timeframe):
-        rows = []
+        rows: list[tuple[float, ...]] = []
         for t in samples:
             if not node.online.at(t):
                 continue
             demand, mem = cluster.node_load(name, t)
-            cpu = min(1.0, demand)
-            rows.append({
-                "cpu": round(cpu, 6),
-                "loadavg": round(demand * spec.threads, 2),
-                "memused": float(mem),
-                "pressurecpusome": _pressure(demand, 0.75, 200),
-                "pressurememorysome": _pressure(mem / spec.memory, 0.85, 300),
-                "pressurememoryfull": _pressure(mem / spec.memory, 0.9, 300),
-                "netin": 40_000.0 + demand * 2_000_000,
-                "netout": 30_000.0 + demand * 1_500_000,
-            })
+            rows.append((
+                round(min(1.0, demand), 6),
+                round(demand * spec.threads, 2),
+                float(mem),
+                _pressure(demand, 0.75, 200),
+                _pressure(mem / spec.memory, 0.85, 300),
+                _pressure(mem / spec.memory, 0.9, 300),
+                40_000.0 + demand * 2_000_000,
+                30_000.0 + demand * 1_500_000,
+            ))
         entry: dict[str, Any] = {"time": end}
         if rows:
-            agg = _aggregate(rows, cf)
+            agg = _aggregate(_NODE_KEYS, rows, cf)
             entry.update(agg)
             entry.update({
                 "maxcpu": spec.threads,
@@ -101,17 +108,6 @@ _GUEST_KEYS = (
 )
 
 
-def _aggregate_columns(
-    keys: tuple[str, ...], rows: list[tuple[float, ...]], cf: str
-) -> dict[str, float]:
-    """`_aggregate` for rows given as tuples in `keys` order (same sums, same order)."""
-    columns = zip(*rows, strict=True)
-    if cf == "MAX":
-        return dict(zip(keys, map(max, columns), strict=True))
-    n = len(rows)
-    return {k: sum(column) / n for k, column in zip(keys, columns, strict=True)}
-
-
 def guest_rrd(
     cluster: Cluster, vmid: int, now: float, timeframe: str, cf: str
 ) -> list[dict[str, Any]]:
@@ -121,10 +117,7 @@ def guest_rrd(
     maxdisk = next((d.size for d in spec.disks if not d.cdrom), 0)
     rate = spec.net_rate
     nodes = cluster.nodes
-    stopped = (
-        round(0.0, 6), 0.0, 0.0, 0.0, 0.0 * 0.6, 0.0 * 2.5, 0.0 * 1.5, 0.0, 0.0,
-        _pressure(0 / maxmem, 0.9, 300), _pressure(0 / maxmem, 0.95, 300),
-    )
+    stopped = (0.0,) * len(_GUEST_KEYS)  # no cpu, memory, traffic or pressure
     fixed = {
         "maxcpu": spec.cpus,
         "maxmem": maxmem,
@@ -155,7 +148,7 @@ def guest_rrd(
             ))
         entry: dict[str, Any] = {"time": end}
         if rows:
-            entry.update(_aggregate_columns(_GUEST_KEYS, rows, cf))
+            entry.update(_aggregate(_GUEST_KEYS, rows, cf))
             entry.update(fixed)
             if spec.type != "qemu":
                 entry.pop("memhost", None)
