@@ -654,20 +654,21 @@ route("GET", "/nodes/{node}/lxc/{vmid}/rrddata", _RRD_SCHEMA)(_guest_rrd)
 
 
 def _precondition(c: Cluster, p: dict[str, Any], gtype: str) -> dict[str, Any]:
+    """qemu-server `migrate_vm_precondition`: `target` is accepted and never read; every
+    other cluster node gets a key in `not_allowed_nodes`, `{}` when nothing blocks it, and
+    exactly the nodes with an empty entry are listed in `allowed_nodes`."""
     c.check_quorum()
     g = c.load_guest(p["node"], p["vmid"], gtype)
-    target = p.get("target")
-    if target is not None and target not in c.nodes:
-        raise internal(f"no such cluster node '{target}'")
     if g.lock:
         kind = "VM" if gtype == "qemu" else "CT"
         raise internal(f"{kind} is locked ({g.lock})")
-    source = g.node.current
-    candidates = [n for n in c.nodes if n != source and (target is None or n == target)]
+    local = p["node"]
     allowed: list[str] = []
     not_allowed: dict[str, Any] = {}
     svc = c.ha.service_of(g)
-    for name in candidates:
+    for name in c.nodes:
+        if name == local:
+            continue
         reasons: dict[str, Any] = {}
         stores = c.unavailable_storages(g, name)
         if stores:
@@ -678,9 +679,8 @@ def _precondition(c: Cluster, p: dict[str, Any], gtype: str) -> dict[str, Any]:
                 reasons["blocking-ha-resources"] = [
                     {"sid": b, "cause": "resource-affinity"} for b in blockers
                 ]
-        if reasons:
-            not_allowed[name] = reasons
-        else:
+        not_allowed[name] = reasons
+        if not reasons:
             allowed.append(name)
     result: dict[str, Any] = {
         "running": int(g.status.current == "running"),

@@ -226,10 +226,12 @@ def test_preconditions(pvesim: RunningSim) -> None:
     assert local["local_disks"][0]["volid"] == "local-lvm:vm-106-disk-0"
     assert local["local_disks"][0]["size"] == 16 * GIB
     ha = prox.nodes("pve1").qemu(101).migrate.get()
-    assert ha["not_allowed_nodes"] == {
-        "pve2": {"blocking-ha-resources": [{"sid": "vm:102", "cause": "resource-affinity"}]}
+    assert ha["not_allowed_nodes"] == {  # PVE keys every other node, {} when clean
+        "pve2": {"blocking-ha-resources": [{"sid": "vm:102", "cause": "resource-affinity"}]},
+        "pve3": {},
     }
     assert ha["allowed_nodes"] == ["pve3"]
+    assert prox.nodes("pve1").qemu(101).migrate.get(target="pve3") == ha  # target is ignored
 
 
 def test_container_migration(pvesim: RunningSim) -> None:

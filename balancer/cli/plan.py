@@ -102,8 +102,8 @@ def _decide(client: PveClient | None, snapshot: ClusterSnapshot, cpu: dict[str, 
         return decide(EngineInput(snapshot, cpu, blocked, config.balancing, seed))
     try:
         return choose_move(client, snapshot, cpu, blocked, config.balancing,
-                           on_refused=lambda vmid, reason: refused.append(
-                               f"PVE would refuse vm {vmid}: {reason}"))
+                           on_refused=lambda refusal: refused.append(
+                               f"PVE would refuse vm {refusal.vmid}: {refusal.reason}"))
     except PreconditionFailed as exc:
         raise PveError(str(exc)) from None
 

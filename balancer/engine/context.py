@@ -24,6 +24,7 @@ class Context:
     snapshot: ClusterSnapshot
     readings: Mapping[str, CpuReading]
     blocked: Mapping[int, str]
+    refused_targets: Mapping[int, Mapping[str, str]]
     seed: int
     constraints: Constraints
     nodes: tuple[Node, ...]
@@ -50,6 +51,7 @@ def build_context(inp: EngineInput) -> Context:
         snapshot=snapshot,
         readings=inp.cpu,
         blocked=inp.blocked,
+        refused_targets=inp.refused_targets,
         seed=inp.seed,
         constraints=derive_constraints(snapshot, inp.config),
         nodes=nodes,

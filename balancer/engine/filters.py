@@ -126,6 +126,15 @@ def target_is_other_node(p: Placement, ctx: Context) -> Rejection | None:
     return reject(Rule.SAME_NODE, p.target.name, f"already hosts vm {p.guest.vmid}")
 
 
+def target_allowed_by_pve(p: Placement, ctx: Context) -> Rejection | None:
+    """PVE's migrate precondition refused this node for this VM (storage not there, ...)."""
+    reason = ctx.refused_targets.get(p.guest.vmid, {}).get(p.target.name)
+    if reason is None:
+        return None
+    return reject(Rule.PVE_REFUSED, p.target.name,
+                  f"refused by PVE for vm {p.guest.vmid}: {reason}")
+
+
 def target_allowed_by_pin(p: Placement, ctx: Context) -> Rejection | None:
     """`plb_pin_<node>` tags limit where a guest may live; it may still move between them."""
     pins = ctx.constraints.pins.get(p.guest.vmid)
@@ -178,7 +187,7 @@ def no_flip_midpoint(p: Placement, ctx: Context) -> Rejection | None:
 
 
 PAIR_FILTERS: tuple[PairFilter, ...] = (
-    target_is_other_node, target_allowed_by_pin, anti_affinity,
+    target_is_other_node, target_allowed_by_pve, target_allowed_by_pin, anti_affinity,
     cpu_headroom, memory_headroom, no_flip_midpoint,
 )
 

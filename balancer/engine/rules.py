@@ -37,6 +37,7 @@ class Rule(StrEnum):
 
     # Targets: the first check that failed for one (guest, node) pair.
     SAME_NODE = "same_node"
+    PVE_REFUSED = "pve_refused"
     OFFLINE = "offline"
     NO_CAPACITY = "no_capacity"
     MAINTENANCE = "maintenance"

@@ -45,6 +45,8 @@ class EngineInput:
     blocked: Mapping[int, str]
     config: BalancingConfig
     seed: int = 0
+    #: Targets PVE's migrate precondition refused for a VM (vmid -> node -> reason).
+    refused_targets: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

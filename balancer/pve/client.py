@@ -379,9 +379,11 @@ class PveClient:
             resources = self.cluster_resources()
         return find_running_migrations(self.cluster_tasks(), self.ha_status(), resources)
 
-    def migrate_precondition(self, node: str, vmid: int, target: str) -> Precondition:
-        payload = self.get(f"nodes/{node}/qemu/{int(vmid)}/migrate", target=target)
-        return parse_precondition(payload, node, int(vmid), target)
+    def migrate_precondition(self, node: str, vmid: int) -> Precondition:
+        """PVE's verdict on moving `vmid` to each other node. No `target` is sent: PVE accepts
+        and ignores it, the answer always covers every node."""
+        payload = self.get(f"nodes/{node}/qemu/{int(vmid)}/migrate")
+        return parse_precondition(payload, node, int(vmid))
 
     def vm_status(self, node: str, vmid: int) -> VmStatus:
         return parse_vm_status(self.get(f"nodes/{node}/qemu/{int(vmid)}/status/current"),

@@ -444,73 +444,94 @@ def parse_vm_status(payload: Any, node: str, vmid: int) -> VmStatus:
                     qmpstatus=text(payload.get("qmpstatus")))
 
 
-def parse_precondition(payload: Any, node: str, vmid: int, target: str) -> Precondition:
-    """Whether a live migration without local-disk copy can work, and if not, why."""
+def parse_precondition(payload: Any, node: str, vmid: int) -> Precondition:
+    """PVE's migrate precondition as qemu-server's `migrate_vm_precondition` writes it.
+
+    Every other cluster node is a key of `not_allowed_nodes`: an empty object when nothing
+    blocks it (and then it is also in `allowed_nodes`), else the reasons
+    (`unavailable_storages`, `unavailable-resources`, `blocking-ha-resources`). A node is
+    refused only for a reason, or when it is missing from `allowed_nodes`."""
     if not isinstance(payload, Mapping):
-        return Precondition(vmid=vmid, node=node, target=target, allowed=False, running=False,
-                            reason="PVE returned no precondition data")
+        return Precondition(vmid=vmid, node=node, running=False,
+                            blockers=("PVE returned no precondition data",))
     running = flag(payload.get("running")) is True
-    reasons: list[str] = []
     malformed = [key for key, kind in (("local_disks", list), ("local_resources", list),
                                        ("allowed_nodes", list), ("not_allowed_nodes", Mapping))
                  if payload.get(key) is not None and not isinstance(payload.get(key), kind)]
     if malformed:
         # A check we cannot read is a check that did not pass.
-        return Precondition(vmid=vmid, node=node, target=target, allowed=False,
-                            running=running,
-                            reason=f"PVE's precondition is unreadable ({', '.join(malformed)})")
+        return Precondition(vmid=vmid, node=node, running=running, blockers=(
+            f"PVE's precondition is unreadable ({', '.join(malformed)})",))
+    disks = _blocking_local_disks(payload.get("local_disks"))
+    resources = _blocking_local_resources(payload, running)
+    blockers: list[str] = []
+    if disks:
+        blockers.append(f"local disks: {', '.join(disks)}")
+    if resources:
+        blockers.append(f"local resources: {', '.join(resources)}")
+    raw_allowed = payload.get("allowed_nodes")
+    allowed = frozenset(n for n in raw_allowed if isinstance(n, str)) if isinstance(
+        raw_allowed, list) else frozenset()
+    refused: dict[str, str] = {}
+    raw_refused = payload.get("not_allowed_nodes")
+    for target, why in (raw_refused.items() if isinstance(raw_refused, Mapping) else ()):
+        reason = _node_refusal(str(target), why)
+        if reason is not None:
+            refused[str(target)] = reason
+    return Precondition(vmid=vmid, node=node, running=running,
+                        allowed_nodes=allowed - set(refused), refused_nodes=refused,
+                        blockers=tuple(blockers), local_disks=tuple(disks),
+                        local_resources=tuple(resources))
 
+
+def _blocking_local_disks(raw: Any) -> list[str]:
     disks: list[str] = []
-    raw_disks = payload.get("local_disks")
-    for disk in raw_disks if isinstance(raw_disks, list) else []:
+    for disk in raw if isinstance(raw, list) else []:
         if not isinstance(disk, Mapping):
             continue
         if flag(disk.get("is_cloudinit")) is True:
             continue  # regenerated on the target
         disks.append(text(disk.get("volid")) or text(disk.get("drivename")) or "?")
-    if disks:
-        reasons.append(f"local disks: {', '.join(disks)}")
+    return disks
 
+
+def _blocking_local_resources(payload: Mapping[str, Any], running: bool) -> list[str]:
+    """Passthrough devices and the like; a mapped device that supports live migration is
+    fine for a running VM."""
     mapped = payload.get("mapped-resource-info")
     live_mapped = {
         key for key, info in (mapped.items() if isinstance(mapped, Mapping) else [])
         if isinstance(info, Mapping) and flag(info.get("live-migration")) is True
     }
-    resources: list[str] = []
-    raw_res = payload.get("local_resources")
-    for res in raw_res if isinstance(raw_res, list) else []:
-        if isinstance(res, str) and not (running and res in live_mapped):
-            resources.append(res)
-    if resources:
-        reasons.append(f"local resources: {', '.join(resources)}")
+    raw = payload.get("local_resources")
+    return [res for res in (raw if isinstance(raw, list) else [])
+            if isinstance(res, str) and not (running and res in live_mapped)]
 
-    not_allowed = payload.get("not_allowed_nodes")
-    if isinstance(not_allowed, Mapping) and target in not_allowed:
-        why = not_allowed[target]
-        details: list[str] = []
-        if isinstance(why, Mapping):
-            storages = why.get("unavailable_storages")
-            if isinstance(storages, list) and storages:
-                details.append("storage not available there: "
-                               + ", ".join(str(s) for s in storages))
-            unavailable = why.get("unavailable-resources")
-            if isinstance(unavailable, list) and unavailable:
-                details.append("mapped resources missing there: "
-                               + ", ".join(str(s) for s in unavailable))
-            blocking = why.get("blocking-ha-resources")
-            if isinstance(blocking, list) and blocking:
-                parts = [f"{b.get('sid')} ({b.get('cause')})" for b in blocking
-                         if isinstance(b, Mapping)]
-                details.append("blocked by HA resources: " + ", ".join(parts))
-        reasons.append(f"target {target} not allowed"
-                       + (f" ({'; '.join(details)})" if details else ""))
-    else:
-        allowed_nodes = payload.get("allowed_nodes")
-        if isinstance(allowed_nodes, list) and target not in allowed_nodes:
-            reasons.append(f"target {target} is not among the allowed nodes")
-    return Precondition(vmid=vmid, node=node, target=target, allowed=not reasons,
-                        running=running, reason="; ".join(reasons) or None,
-                        local_disks=tuple(disks), local_resources=tuple(resources))
+
+def _node_refusal(target: str, why: Any) -> str | None:
+    """The reason in one `not_allowed_nodes` entry; None for PVE's empty `{}` (allowed)."""
+    if isinstance(why, Mapping) and not why:
+        return None
+    if not isinstance(why, Mapping):
+        return f"target {target} not allowed (unreadable entry {_brief(why)})"
+    details: list[str] = []
+    storages = why.get("unavailable_storages")
+    if isinstance(storages, list) and storages:
+        details.append("storage not available there: " + ", ".join(str(s) for s in storages))
+    unavailable = why.get("unavailable-resources")
+    if isinstance(unavailable, list) and unavailable:
+        details.append("mapped resources missing there: "
+                       + ", ".join(str(s) for s in unavailable))
+    blocking = why.get("blocking-ha-resources")
+    if isinstance(blocking, list) and blocking:
+        parts = [f"{b.get('sid')} ({b.get('cause')})" for b in blocking
+                 if isinstance(b, Mapping)]
+        details.append("blocked by HA resources: " + ", ".join(parts))
+    others = sorted(str(k) for k in why if k not in (
+        "unavailable_storages", "unavailable-resources", "blocking-ha-resources"))
+    if others:
+        details.append("also: " + ", ".join(others))
+    return f"target {target} not allowed" + (f" ({'; '.join(details)})" if details else "")
 
 
 def _brief(value: Any, limit: int = 120) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from balancer.model import NodeAffinityRule, ResourceAffinityRule
@@ -90,16 +91,35 @@ class RunningMigration:
 
 @dataclass(frozen=True, slots=True)
 class Precondition:
-    """PVE's own migration pre-check for one guest and target, reduced to a yes/no and a reason."""
+    """PVE's migrate pre-check for one VM. PVE answers for every other node at once (its
+    `target` parameter is ignored), so one answer judges every target: `blockers` refuse the
+    VM wherever it goes (local disks, passthrough), `refused_nodes` one node each."""
 
     vmid: int
     node: str
-    target: str
-    allowed: bool
     running: bool
-    reason: str | None = None
+    allowed_nodes: frozenset[str] = frozenset()
+    refused_nodes: Mapping[str, str] = field(default_factory=dict)
+    blockers: tuple[str, ...] = ()
     local_disks: tuple[str, ...] = ()
     local_resources: tuple[str, ...] = ()
+
+    def refusal(self, target: str) -> str | None:
+        """Why PVE would refuse moving the VM to `target`, or None when it would not."""
+        if self.blockers:
+            return "; ".join(self.blockers)
+        if target in self.refused_nodes:
+            return self.refused_nodes[target]
+        if target not in self.allowed_nodes:
+            return f"target {target} is not among the allowed nodes"
+        return None
+
+    def allows(self, target: str) -> bool:
+        return self.refusal(target) is None
+
+    def target_refusals(self) -> dict[str, str]:
+        """Per-node refusals only (the VM itself may go elsewhere)."""
+        return dict(self.refused_nodes)
 
 
 @dataclass(frozen=True, slots=True)

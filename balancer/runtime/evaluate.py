@@ -20,7 +20,7 @@ from balancer.model import ClusterSnapshot
 from balancer.pve.errors import PveError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
-from balancer.runtime.choose import PreconditionFailed, choose_move
+from balancer.runtime.choose import PreconditionFailed, Refusal, choose_move
 from balancer.runtime.context import Dispatcher, Runtime
 from balancer.runtime.reconcile import rebuild_cooldowns_if_lost, reconcile_unfinished
 from balancer.runtime.skip import Skip, skipped
@@ -88,7 +88,7 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
     try:
         decision = choose_move(rt.client, snapshot, cpu, rt.store.marks.blocked(),
                                rt.config.balancing,
-                               on_refused=lambda vmid, reason: _unmigratable(rt, vmid, reason))
+                               on_refused=lambda refusal: _refused(rt, refusal))
     except PreconditionFailed as exc:
         raise Skip("read_failed", str(exc)) from None
     decision_id = uuid.uuid4().hex[:12]
@@ -168,9 +168,14 @@ def _describe(migration: RunningMigration) -> str:
     return f"vm {migration.vmid} {route} ({', '.join(migration.evidence)})"
 
 
-def _unmigratable(rt: Runtime, vmid: int, reason: str) -> None:
-    rt.store.marks.mark_unmigratable(vmid, reason, ttl=rt.timings.unmigratable_ttl)
-    log.info("candidate refused by PVE", extra=event_fields(vmid=vmid, reason=reason))
+def _refused(rt: Runtime, refusal: Refusal) -> None:
+    """A VM PVE will not move anywhere is remembered for a while; a refused target is not
+    (the next cycle's one precondition call covers every node again)."""
+    if refusal.whole_vm:
+        rt.store.marks.mark_unmigratable(refusal.vmid, refusal.reason,
+                                         ttl=rt.timings.unmigratable_ttl)
+    log.info("candidate refused by PVE", extra=event_fields(
+        vmid=refusal.vmid, reason=refusal.reason, whole_vm=refusal.whole_vm))
 
 
 def _record(rt: Runtime, result: dict[str, Any]) -> None:

@@ -87,11 +87,12 @@ def _recheck(rt: Runtime, vmid: int, source: str, target: str) -> str | None:
     if status.ha_state and status.ha_state not in ("started",):
         return f"vm {vmid} HA state is {status.ha_state}"
     try:
-        pre = rt.client.migrate_precondition(source, vmid, target)
+        pre = rt.client.migrate_precondition(source, vmid)
     except PveError as exc:
         return f"migrate precondition failed: {exc}"
-    if not pre.allowed:
-        reason = pre.reason or "PVE refused the migration precondition"
+    reason = pre.refusal(target)
+    if reason is None:
+        return None
+    if pre.blockers:  # the VM can go nowhere: remember; a refused target is rechecked next cycle
         rt.store.marks.mark_unmigratable(vmid, reason, ttl=rt.timings.unmigratable_ttl)
-        return f"PVE precondition: {reason}"
-    return None
+    return f"PVE precondition: {reason}"

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from balancer.pve.parse import parse_precondition
+from tests.conformance.shape import shape_differences
+from tests.support.pvesim_server import RunningSim
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" /
                       "qemu-migrate-precondition.json").read_text())
@@ -18,14 +20,24 @@ def _payload(case: str) -> dict[str, Any]:
 
 
 def test_a_clean_vm_may_go_to_every_other_node() -> None:
-    for target in ("pve2", "pve3"):
-        pre = parse_precondition(_payload("clean"), "pve1", 100, target)
-        assert pre.allowed, pre.reason
+    pre = parse_precondition(_payload("clean"), "pve1", 100)
+    assert pre.refusal("pve2") is None and pre.refusal("pve3") is None
+    assert pre.running and pre.blockers == ()
 
 
 def test_only_the_node_with_a_reason_is_refused() -> None:
-    payload = _payload("storage_missing_on_pve3")
-    assert parse_precondition(payload, "pve1", 102, "pve2").allowed
-    refused = parse_precondition(payload, "pve1", 102, "pve3")
-    assert not refused.allowed
-    assert refused.reason is not None and "nfs-a" in refused.reason
+    pre = parse_precondition(_payload("storage_missing_on_pve3"), "pve1", 102)
+    assert pre.refusal("pve2") is None
+    assert pre.refusal("pve3") == "target pve3 not allowed (storage not available there: nfs-a)"
+    assert pre.blockers == ()
+
+
+def test_pvesim_serves_the_same_shape_whatever_the_target(pvesim: RunningSim) -> None:
+    """SMALL_SCENARIO's VM 100 on pve1 is the fixture's `clean` input."""
+    prox = pvesim.proxmox()
+    served = prox.nodes("pve1").qemu(100).migrate.get()
+    assert shape_differences(_payload("clean"), served) == []
+    assert served["not_allowed_nodes"] == {"pve2": {}, "pve3": {}}
+    assert sorted(served["allowed_nodes"]) == ["pve2", "pve3"]
+    for target in ("pve2", "pve3", "nosuchnode"):  # PVE checks the format, then ignores it
+        assert prox.nodes("pve1").qemu(100).migrate.get(target=target) == served

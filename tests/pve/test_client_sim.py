@@ -286,8 +286,8 @@ def test_cache_is_shared_between_workers_through_redis(pvesim: RunningSim,
 
 def test_migrate_sends_online_as_1_and_is_followed(pvesim: RunningSim) -> None:
     client = make_client(pvesim, tasks_ttl=0.0)
-    pre = client.migrate_precondition("pve1", 100, "pve2")
-    assert pre.allowed and pre.running
+    pre = client.migrate_precondition("pve1", 100)
+    assert pre.allows("pve2") and pre.running
     upid = client.migrate("pve1", 100, "pve2")
     assert upid.startswith("UPID:pve1:") and ":qmigrate:100:balancer@pve!balancer:" in upid
     [post] = calls(pvesim, "POST")
@@ -329,10 +329,10 @@ def test_ha_vm_migrate_returns_hamigrate_and_ha_qmigrate_is_found(pvesim: Runnin
 
 def test_precondition_reasons(pvesim: RunningSim) -> None:
     client = make_client(pvesim)
-    local = client.migrate_precondition("pve2", 106, "pve1")
-    assert not local.allowed and local.reason is not None and "local disks" in local.reason
-    gpu = client.migrate_precondition("pve3", 105, "pve1")
-    assert not gpu.allowed and gpu.local_resources == ("hostpci0",)
+    local = client.migrate_precondition("pve2", 106)
+    assert "local disks" in (local.refusal("pve1") or "")
+    gpu = client.migrate_precondition("pve3", 105)
+    assert not gpu.allows("pve1") and gpu.local_resources == ("hostpci0",)
 
 
 def test_locked_vm_migration_is_refused_without_retry(pvesim: RunningSim) -> None:

@@ -129,45 +129,55 @@ def test_ha_status_tolerates_empty_and_garbage() -> None:
     assert status.node_status == {"pve2": "maintenance"} and status.services == {}
 
 
+#: Shape of qemu-server's migrate_vm_precondition: every other node keyed, `{}` when clean.
 PRE_OK: dict[str, Any] = {
-    "running": 1, "allowed_nodes": ["pve2", "pve3"], "not_allowed_nodes": {},
+    "running": 1, "allowed_nodes": ["pve2", "pve3"],
+    "not_allowed_nodes": {"pve2": {}, "pve3": {}},
     "local_disks": [], "local_resources": [], "mapped-resources": [],
     "mapped-resource-info": {}, "has-dbus-vmstate": 1,
 }
 
 
 def test_precondition_allowed() -> None:
-    pre = parse_precondition(PRE_OK, "pve1", 100, "pve2")
-    assert pre.allowed and pre.running and pre.reason is None
+    pre = parse_precondition(PRE_OK, "pve1", 100)
+    assert pre.running and pre.blockers == () and pre.refused_nodes == {}
+    assert pre.allows("pve2") and pre.allows("pve3")
 
 
 def test_precondition_local_disk_blocks_but_cloudinit_does_not() -> None:
     payload = dict(PRE_OK, local_disks=[
         {"volid": "local-lvm:vm-100-disk-0", "size": 1, "is_attached": 1, "drivename": "scsi0"},
         {"volid": "local-lvm:vm-100-cloudinit", "is_cloudinit": 1}])
-    pre = parse_precondition(payload, "pve1", 100, "pve2")
-    assert not pre.allowed and pre.local_disks == ("local-lvm:vm-100-disk-0",)
-    assert pre.reason == "local disks: local-lvm:vm-100-disk-0"
+    pre = parse_precondition(payload, "pve1", 100)
+    assert pre.local_disks == ("local-lvm:vm-100-disk-0",)
+    assert pre.refusal("pve2") == pre.refusal("pve3") == "local disks: local-lvm:vm-100-disk-0"
 
 
 def test_precondition_live_mapped_device_is_fine_raw_passthrough_is_not() -> None:
     payload = dict(PRE_OK, local_resources=["hostpci0", "usb0"],
                    **{"mapped-resource-info": {"hostpci0": {"name": "gpu", "live-migration": 1}}})
-    pre = parse_precondition(payload, "pve1", 100, "pve2")
-    assert not pre.allowed and pre.local_resources == ("usb0",)
+    pre = parse_precondition(payload, "pve1", 100)
+    assert not pre.allows("pve2") and pre.local_resources == ("usb0",)
 
 
 def test_precondition_target_not_allowed_explains() -> None:
     payload = dict(PRE_OK, allowed_nodes=["pve3"], not_allowed_nodes={
         "pve2": {"unavailable_storages": ["zfs-a"],
-                 "blocking-ha-resources": [{"sid": "vm:102", "cause": "resource-affinity"}]}})
-    pre = parse_precondition(payload, "pve1", 100, "pve2")
-    assert not pre.allowed
-    assert pre.reason is not None
-    assert "zfs-a" in pre.reason and "vm:102 (resource-affinity)" in pre.reason
-    assert parse_precondition(payload, "pve1", 100, "pve3").allowed
-    unknown = parse_precondition(PRE_OK, "pve1", 100, "pve9")
-    assert not unknown.allowed and "pve9" in (unknown.reason or "")
+                 "blocking-ha-resources": [{"sid": "vm:102", "cause": "resource-affinity"}]},
+        "pve3": {}})
+    pre = parse_precondition(payload, "pve1", 100)
+    reason = pre.refusal("pve2")
+    assert reason is not None
+    assert "zfs-a" in reason and "vm:102 (resource-affinity)" in reason
+    assert pre.allows("pve3") and pre.blockers == ()
+    unknown = parse_precondition(PRE_OK, "pve1", 100)
+    assert "pve9" in (unknown.refusal("pve9") or "")
+
+
+def test_precondition_unreadable_entry_refuses_that_node_only() -> None:
+    payload = dict(PRE_OK, not_allowed_nodes={"pve2": "nope", "pve3": {}})
+    pre = parse_precondition(payload, "pve1", 100)
+    assert not pre.allows("pve2") and pre.allows("pve3")
 
 
 def test_vm_status_ha_and_lock() -> None:
@@ -205,8 +215,11 @@ def test_parsers_survive_any_json(tasks: Any, ha: Any, resources: Any, pre: Any,
     parsed = parse_tasks(tasks)
     moving = find_running_migrations(parsed, parse_ha_status(ha), resources)
     assert all(isinstance(m.vmid, int) for m in moving)
-    pre_result = parse_precondition(pre, "pve1", 100, "pve2")
-    assert pre_result.allowed is (pre_result.reason is None)
+    pre_result = parse_precondition(pre, "pve1", 100)
+    verdict = pre_result.refusal("pve2")
+    assert verdict is None or isinstance(verdict, str)
+    if isinstance(pre, dict) and not isinstance(pre.get("not_allowed_nodes", {}), dict):
+        assert verdict is not None  # an unreadable check never passes
     parse_cluster_options(options)
     try:
         parse_vm_status(vm, "pve1", 100)
