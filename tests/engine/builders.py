@@ -76,16 +76,21 @@ def steady(nodes: Iterable[Node], samples: int = FULL) -> dict[str, CpuReading]:
 
 def engine_input(snap: ClusterSnapshot, cpu: Mapping[str, CpuReading] | None = None,
                  blocked: Mapping[int, str] | None = None,
-                 cfg: BalancingConfig | None = None, seed: int = 0) -> EngineInput:
+                 cfg: BalancingConfig | None = None, seed: int = 0,
+                 refused_targets: Mapping[int, Mapping[str, str]] | None = None,
+                 ) -> EngineInput:
     return EngineInput(snapshot=snap, cpu=steady(snap.nodes) if cpu is None else cpu,
-                       blocked=blocked or {}, config=cfg or config(), seed=seed)
+                       blocked=blocked or {}, config=cfg or config(), seed=seed,
+                       refused_targets=refused_targets or {})
 
 
 def context(snap: ClusterSnapshot, cpu: Mapping[str, CpuReading] | None = None,
             blocked: Mapping[int, str] | None = None,
-            cfg: BalancingConfig | None = None) -> Context:
+            cfg: BalancingConfig | None = None,
+            refused_targets: Mapping[int, Mapping[str, str]] | None = None) -> Context:
     """The per-decision context, for calling checks and filters directly."""
-    return build_context(engine_input(snap, cpu, blocked, cfg))
+    return build_context(engine_input(snap, cpu, blocked, cfg,
+                                      refused_targets=refused_targets))
 
 
 def placement(ctx: Context, vmid: int, target: str,
