@@ -200,6 +200,7 @@ class Api:
                     data=data,
                     status=response.status,
                     user=authid,
+                    user_agent=headers.get("User-Agent", ""),
                 )
             )
         return response

@@ -117,6 +117,7 @@ class RequestRecord:
     data: dict[str, str]
     status: int
     user: str | None
+    user_agent: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import requests
@@ -53,6 +54,16 @@ from balancer.pve.records import (
 )
 
 log = logging.getLogger(__name__)
+
+#: How the client names itself to PVE; pvesim's conformance check selects our requests by it.
+def _user_agent() -> str:
+    try:
+        return f"pve-balancer/{metadata.version('pve-balancer')}"
+    except metadata.PackageNotFoundError:
+        return "pve-balancer/unknown"
+
+
+USER_AGENT = _user_agent()
 
 #: Seconds the slow-changing reads (HA rules, HA status, cluster options) are shared.
 SLOW_TTL_SECONDS = 60.0
@@ -156,6 +167,9 @@ class PveClient:
                              token_name=self.config.token_name,
                              token_value=self.config.token_value.reveal(),
                              verify_ssl=self._verify, timeout=self.config.timeout_seconds)
+            session = getattr(api, "_store", {}).get("session")
+            if session is not None:  # name ourselves in PVE's logs (and in pvesim's)
+                session.headers["User-Agent"] = USER_AGENT
             self._apis[host] = api
         return api
 

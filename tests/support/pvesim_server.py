@@ -1,5 +1,9 @@
 """The simulated PVE 9 cluster (pvesim) over real HTTPS, for tests.
 
+Every request the balancer sends to a simulator started here is checked, at teardown, against
+PVE's own API schema (tests/conformance/pve_schema.py): a test whose traffic PVE would reject
+fails, whatever it asserted itself.
+
 `pvesim_factory(scenario, speed=1.0)` starts one from a dict or file and returns a RunningSim;
 `pvesim` is a RunningSim on SMALL_SCENARIO (3 nodes). Everything is stopped at teardown.
 """
@@ -15,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from pvesim import SimServer, Simulator
+from tests.conformance.pve_schema import request_problems
 from tests.support.waiting import wait_until
 
 T = TypeVar("T")
@@ -137,6 +142,18 @@ def pvesim_factory() -> Iterator[PvesimFactory]:
     yield start
     for running in started:
         running.stop()
+    problems = [problem for running in started for problem in client_request_problems(running)]
+    if problems:
+        pytest.fail("the balancer sent requests PVE's API schema rejects:\n"
+                    + "\n".join(sorted(set(problems))[:20]), pytrace=False)
+
+
+def client_request_problems(running: RunningSim) -> list[str]:
+    """Every request our client sent (its User-Agent) checked against PVE's API schema."""
+    return [problem for record in running.sim.request_log
+            if record.user_agent.startswith("pve-balancer/")
+            for problem in request_problems(record.method, record.path,
+                                            {**record.query, **record.data})]
 
 
 @pytest.fixture
