@@ -95,6 +95,18 @@ class Guest:
 
 
 @dataclass(frozen=True, slots=True)
+class UnreadableGuest:
+    """A guest entry the snapshot had to leave out. It never moves, but it still occupies a
+    node: where it may be an anti-affinity partner, the engine must refuse the targets it
+    cannot rule out. `None` means that part of the entry was unreadable too."""
+
+    vmid: int | None
+    node: str | None
+    tags: frozenset[str] | None
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
 class NodeAffinityRule:
     """PVE 9 HA node-affinity rule (enabled ones only reach the engine)."""
 
@@ -126,6 +138,7 @@ class ClusterSnapshot:
     cluster_name: str = ""
     taken_at: float = 0.0
     warnings: tuple[str, ...] = field(default=())
+    unreadable_guests: tuple[UnreadableGuest, ...] = ()
 
     def node(self, name: str) -> Node | None:
         for node in self.nodes:

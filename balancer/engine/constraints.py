@@ -21,14 +21,28 @@ PLB_ANTI_AFFINITY = "plb_anti_affinity_"
 
 @dataclass(frozen=True)
 class AntiAffinityGroup:
-    """Guests that must never share a node, and where each member runs now."""
+    """Guests that must never share a node, and where each member runs now.
+
+    Members from guest entries the snapshot could not read are `suspected`: they count where
+    they run, and one whose node is unknown (`anywhere`) counts on every node. Unreadable ids
+    are negative when PVE's entry had no readable vmid."""
 
     label: str
     members_by_node: Mapping[str, frozenset[int]]
+    anywhere: frozenset[int] = frozenset()
+    suspected: frozenset[int] = frozenset()
 
     def others_on(self, node: str, vmid: int) -> list[int]:
         """Members on `node` other than `vmid`: a guest never counts against itself."""
-        return sorted(m for m in self.members_by_node.get(node, ()) if m != vmid)
+        here = self.members_by_node.get(node, frozenset()) | self.anywhere
+        return sorted(m for m in here if m != vmid)
+
+    def describe(self, vmids: list[int]) -> str:
+        """`vm 101, vm 102 (unreadable entry: may be a member)`."""
+        return ", ".join(
+            (f"vm {m}" if m > 0 else "a guest without a readable vmid")
+            + (" (unreadable entry: may be a member)" if m in self.suspected else "")
+            for m in vmids)
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,8 @@ class _Draft:
     excluded_tag: dict[int, str] = field(default_factory=dict)
     pins: dict[int, set[str]] = field(default_factory=lambda: defaultdict(set))
     groups: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    #: Unreadable guests whose tags are unknown: possible members of every tag group.
+    maybe_in_every_tag_group: set[int] = field(default_factory=set)
 
 
 def derive_constraints(snapshot: ClusterSnapshot, config: BalancingConfig) -> Constraints:
@@ -63,7 +79,8 @@ def derive_constraints(snapshot: ClusterSnapshot, config: BalancingConfig) -> Co
     excluded = frozenset(tag.lower() for tag in config.exclude_tags)
     for guest in snapshot.guests:
         if guest.tags:
-            _read_tags(guest, excluded, config.proxlb_tags, draft)
+            _read_tags(guest.vmid, guest.tags, excluded, config.proxlb_tags, draft)
+    unreadable = _unreadable_members(snapshot, excluded, config.proxlb_tags, draft)
     return Constraints(
         node_affinity={v: r.name for r in snapshot.node_affinity for v in r.vmids},
         positive_affinity={v: r.name for r in snapshot.resource_affinity if r.positive
@@ -72,41 +89,69 @@ def derive_constraints(snapshot: ClusterSnapshot, config: BalancingConfig) -> Co
         plb_ignore=draft.plb_ignore,
         excluded_tag=draft.excluded_tag,
         pins={vmid: frozenset(nodes) for vmid, nodes in draft.pins.items()},
-        anti_affinity=_anti_affinity(draft.groups, snapshot.guests),
+        anti_affinity=_anti_affinity(draft, snapshot.guests, unreadable),
     )
 
 
-def _read_tags(guest: Guest, excluded: frozenset[str], proxlb: bool, draft: _Draft) -> None:
-    for tag in sorted(t.lower() for t in guest.tags):
+def _read_tags(vmid: int, tags: Iterable[str], excluded: frozenset[str], proxlb: bool,
+               draft: _Draft) -> None:
+    for tag in sorted(t.lower() for t in tags):
         if tag in excluded:
-            draft.excluded_tag.setdefault(guest.vmid, tag)
+            draft.excluded_tag.setdefault(vmid, tag)
         if not proxlb:
             continue
         if tag.startswith(PLB_IGNORE):
-            draft.plb_ignore.setdefault(guest.vmid, tag)
+            draft.plb_ignore.setdefault(vmid, tag)
         elif tag.startswith(PLB_PIN) and len(tag) > len(PLB_PIN):
-            draft.pins[guest.vmid].add(tag[len(PLB_PIN):])
+            draft.pins[vmid].add(tag[len(PLB_PIN):])
         elif tag.startswith(PLB_AFFINITY):
-            draft.plb_affinity.setdefault(guest.vmid, tag)
+            draft.plb_affinity.setdefault(vmid, tag)
         elif tag.startswith(PLB_ANTI_AFFINITY):
-            draft.groups[f"tag {tag}"].add(guest.vmid)
+            draft.groups[f"tag {tag}"].add(vmid)
 
 
-def _anti_affinity(
-    groups: Mapping[str, set[int]], guests: Iterable[Guest]
-) -> dict[int, tuple[AntiAffinityGroup, ...]]:
+def _unreadable_members(snapshot: ClusterSnapshot, excluded: frozenset[str], proxlb: bool,
+                        draft: _Draft) -> dict[int, str | None]:
+    """Guests the snapshot left out, by id (negative when the vmid was unreadable) -> node
+    (None: unknown). Their readable tags join the groups; unknown tags may mean any group."""
+    found: dict[int, str | None] = {}
+    for i, guest in enumerate(snapshot.unreadable_guests, start=1):
+        vmid = guest.vmid if guest.vmid is not None else -i
+        found[vmid] = guest.node
+        if guest.tags is None:
+            if proxlb:
+                draft.maybe_in_every_tag_group.add(vmid)
+        elif guest.tags:
+            _read_tags(vmid, guest.tags, excluded, proxlb, draft)
+    return found
+
+
+def _anti_affinity(draft: _Draft, guests: Iterable[Guest], unreadable: Mapping[int, str | None],
+                   ) -> dict[int, tuple[AntiAffinityGroup, ...]]:
     """Place every group's members on their nodes once, then index the groups by member."""
+    groups = draft.groups
     if not groups:
         return {}
+    for label in groups:
+        if label.startswith("tag "):
+            groups[label] |= draft.maybe_in_every_tag_group
     members = set().union(*groups.values())
-    where = {g.vmid: g.node for g in guests if g.vmid in members}
+    where: dict[int, str | None] = {g.vmid: g.node for g in guests if g.vmid in members}
+    where.update((vmid, node) for vmid, node in unreadable.items() if vmid in members)
     by_vmid: dict[int, list[AntiAffinityGroup]] = defaultdict(list)
     for label in sorted(groups):
         placed: dict[str, set[int]] = defaultdict(set)
+        anywhere: set[int] = set()
         for vmid in groups[label]:
-            if vmid in where:
-                placed[where[vmid]].add(vmid)
-        group = AntiAffinityGroup(label, {n: frozenset(v) for n, v in placed.items()})
+            if vmid not in where:
+                continue  # named by an HA rule but not in the cluster: nothing to keep apart
+            node = where[vmid]
+            if node is None:
+                anywhere.add(vmid)
+            else:
+                placed[node].add(vmid)
+        group = AntiAffinityGroup(label, {n: frozenset(v) for n, v in placed.items()},
+                                  frozenset(anywhere), frozenset(groups[label] & unreadable.keys()))
         for vmid in groups[label]:
             by_vmid[vmid].append(group)
     return {vmid: tuple(found) for vmid, found in by_vmid.items()}

@@ -149,9 +149,9 @@ def anti_affinity(p: Placement, ctx: Context) -> Rejection | None:
     for group in ctx.constraints.anti_affinity.get(p.guest.vmid, ()):
         others = group.others_on(p.target.name, p.guest.vmid)
         if others:
-            members = ", ".join(f"vm {vmid}" for vmid in others)
             return reject(Rule.ANTI_AFFINITY, p.target.name,
-                          f"hosts {members} of {group.label} with vm {p.guest.vmid}")
+                          f"hosts {group.describe(others)} of {group.label} "
+                          f"with vm {p.guest.vmid}")
     return None
 
 

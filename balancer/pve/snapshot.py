@@ -25,6 +25,7 @@ from balancer.model import (
     Guest,
     GuestType,
     Node,
+    UnreadableGuest,
 )
 from balancer.pve.errors import SnapshotUnusable
 from balancer.pve.parse import (
@@ -117,7 +118,7 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
     nodes = _nodes(node_entries, cluster.online, warnings)
     if not any(node.online for node in nodes):
         raise SnapshotUnusable("resources: no online node with usable numbers")
-    guests = _guests(guest_entries, {node.name for node in nodes}, warnings)
+    guests, unreadable = _guests(guest_entries, {node.name for node in nodes}, warnings)
 
     ha_rules = parse_ha_rules(rules)
     warnings.extend(ha_rules.warnings)
@@ -134,6 +135,7 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
         cluster_name=cluster.name,
         taken_at=taken_at,
         warnings=tuple(warnings),
+        unreadable_guests=tuple(unreadable),
     )
 
 
@@ -188,7 +190,8 @@ def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
 
 
 def _guests(entries: list[tuple[Mapping[str, Any], GuestType]], node_names: set[str],
-            warnings: list[str]) -> list[Guest]:
+            warnings: list[str]) -> tuple[list[Guest], list[UnreadableGuest]]:
+    """The readable guests, and what is known of the others (they still occupy a node)."""
     vmids = [integer(entry.get("vmid")) for entry, _ in entries]
     duplicates = sorted(v for v, count in Counter(v for v in vmids if v is not None).items()
                         if count > 1)
@@ -196,16 +199,30 @@ def _guests(entries: list[tuple[Mapping[str, Any], GuestType]], node_names: set[
         raise SnapshotUnusable(f"resources: VMID(s) listed more than once: "
                                f"{', '.join(map(str, duplicates[:10]))}")
     guests: list[Guest] = []
+    unreadable: list[UnreadableGuest] = []
     for (entry, kind), vmid in zip(entries, vmids, strict=True):
         if vmid is None or vmid < 1:
             warnings.append(f"resources: ignored a guest with vmid {entry.get('vmid')!r}")
+            unreadable.append(_unreadable(entry, None, "no readable vmid", node_names))
             continue
         guest, problem = _guest(entry, kind, vmid, node_names)
         if guest is None:
             warnings.append(f"guest {vmid}: {problem}; left out")
+            unreadable.append(_unreadable(entry, vmid, problem, node_names))
         else:
             guests.append(guest)
-    return guests
+    return guests, unreadable
+
+
+def _unreadable(entry: Mapping[str, Any], vmid: int | None, problem: str,
+                node_names: set[str]) -> UnreadableGuest:
+    node = text(entry.get("node"))
+    tags = entry.get("tags")
+    return UnreadableGuest(
+        vmid=vmid, node=node if node in node_names else None,
+        tags=frozenset() if tags is None else split_tags(tags) if isinstance(tags, str)
+        else None,
+        problem=problem)
 
 
 def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,

@@ -211,6 +211,20 @@ def test_guest_on_unknown_node_is_left_out() -> None:
     res.append(p.vm(300, "ghost"))
     snap = build(res)
     assert snap.guest(300) is None and any("ghost" in w for w in snap.warnings)
+    [ghost] = snap.unreadable_guests
+    assert (ghost.vmid, ghost.node) == (300, None)  # could be anywhere
+
+
+def test_left_out_guests_keep_what_is_readable_for_anti_affinity() -> None:
+    res = p.resources()
+    res[1]["cpu"] = float("nan")  # vm 100 on pve1, tags prod;web
+    res[3]["tags"] = ["plb_anti_affinity_db"]  # vm 102 on pve1: tags unreadable
+    res.append({"id": "qemu/x", "vmid": "x", "type": "qemu", "node": "pve3",
+                "tags": "plb_anti_affinity_db"})
+    snap = build(res)
+    found = {(u.vmid, u.node, u.tags) for u in snap.unreadable_guests}
+    assert found == {(100, "pve1", frozenset({"prod", "web"})), (102, "pve1", None),
+                     (None, "pve3", frozenset({"plb_anti_affinity_db"}))}
 
 
 # --- fuzzing -------------------------------------------------------------------------------
