@@ -29,6 +29,9 @@ from balancer.pve.records import (
     VmStatus,
 )
 
+#: CRS schedulers under which PVE's HA auto-rebalance runs at all.
+AUTO_REBALANCE_SCHEDULERS = frozenset({"static", "dynamic"})
+
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 _TAG_SPLIT = re.compile(r"[;,\s]+")
@@ -222,9 +225,8 @@ def parse_ha_rules(payload: Any) -> HaRules:
         if name is None:
             warnings.append(f"HA rules: ignored a rule without a name: {_brief(entry)}")
             continue
-        disable = entry.get("disable")
-        if disable is not None and flag(disable) is not False:
-            # Anything but an explicit 0 counts as disabled: the safe reading of a bad value.
+        if "disable" in entry:
+            # pve-ha-manager Rules.pm skips a rule whenever the key is set, whatever its value.
             disabled.append(name)
             continue
         if entry.get("errors"):
@@ -241,7 +243,8 @@ def parse_ha_rules(payload: Any) -> HaRules:
             if not nodes:
                 warnings.append(f"HA rule {name}: no usable nodes; ignored")
                 continue
-            strict = flag(entry.get("strict", 0))
+            raw_strict = entry.get("strict")
+            strict = False if raw_strict is None else flag(raw_strict)  # null: ha-group-* rules
             if strict is None:
                 warnings.append(f"HA rule {name}: strict is {entry.get('strict')!r}; "
                                 "taken as strict")
@@ -303,6 +306,13 @@ def parse_cluster_options(payload: Any) -> ClusterOptions:
                             f"{crs['ha-auto-rebalance']!r}; taken as on")
             parsed = True
         auto = parsed
+    scheduler = crs.get("ha", "basic")
+    if auto and scheduler not in AUTO_REBALANCE_SCHEDULERS:
+        # pve-ha-manager Manager.pm (b71218f) returns before rebalancing unless the CRS
+        # scheduler is static or dynamic: the flag alone moves nothing.
+        warnings.append(f"/cluster/options: ha-auto-rebalance is set but the HA scheduler is "
+                        f"{scheduler!r}; PVE rebalances only with ha=static or ha=dynamic")
+        auto = False
     return ClusterOptions(crs=crs, ha_auto_rebalance=auto, warnings=tuple(warnings))
 
 

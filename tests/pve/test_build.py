@@ -141,9 +141,31 @@ def test_ha_rules_garbage_entries_are_skipped_with_warnings() -> None:
     ("ha=dynamic,ha-auto-rebalance=0,ha-auto-rebalance-threshold=30", False),
     ({"ha": "static", "ha-auto-rebalance": 1}, True),
     ({"ha": "static", "ha-auto-rebalance": "0"}, False),
+    # pve-ha-manager Manager.pm: the rebalancer only runs under the static/dynamic scheduler.
+    ({"ha-auto-rebalance": 1}, False),
+    ({"ha": "basic", "ha-auto-rebalance": 1}, False),
 ])
 def test_ha_auto_rebalance_from_crs(crs: Any, expected: bool) -> None:
     assert build(options=p.options(crs)).ha_auto_rebalance is expected
+
+
+def test_auto_rebalance_under_the_basic_scheduler_is_reported() -> None:
+    snap = build(options=p.options({"ha-auto-rebalance": 1}))
+    assert any("scheduler is 'basic'" in w for w in snap.warnings)
+
+
+@pytest.mark.parametrize("disable", [1, 0, "0", None])
+def test_a_rule_with_disable_set_is_disabled_whatever_its_value(disable: Any) -> None:
+    rule = {"rule": "apart", "type": "resource-affinity", "affinity": "negative",
+            "resources": "vm:100,vm:102", "disable": disable}
+    assert build(rules=[rule]).resource_affinity == ()
+
+
+def test_generated_group_rule_with_null_strict_is_not_strict_and_not_warned() -> None:
+    rule = {"rule": "ha-group-fast", "type": "node-affinity", "resources": "vm:100",
+            "nodes": "pve1", "strict": None}
+    snap = build(rules=[rule])
+    assert [r.strict for r in snap.node_affinity] == [False] and snap.warnings == ()
 
 
 # --- what must skip the cycle --------------------------------------------------------------
@@ -312,7 +334,7 @@ def assert_sane(snap: ClusterSnapshot) -> None:
         assert type(g.vmid) is int and g.vmid >= 1
         assert g.node in names and isinstance(g.type, GuestType)
         assert type(g.cpu) is float and math.isfinite(g.cpu) and 0.0 <= g.cpu <= GUEST_CPU_MAX
-        assert type(g.maxcpu) is int and g.maxcpu >= 1
+        assert type(g.maxcpu) is float and math.isfinite(g.maxcpu) and g.maxcpu > 0
         assert type(g.mem) is int and g.mem >= 0 and type(g.maxmem) is int and g.maxmem >= 0
         assert g.memhost is None or (type(g.memhost) is int and g.memhost >= 0)
         if g.running:
