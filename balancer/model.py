@@ -66,7 +66,7 @@ class Guest:
     node: str
     status: str
     cpu: float = 0.0
-    maxcpu: int = 1
+    maxcpu: float = 1.0
     mem: int = 0
     maxmem: int = 0
     memhost: int | None = None
@@ -87,7 +87,8 @@ class Guest:
 
     @property
     def ha_managed(self) -> bool:
-        return self.hastate is not None
+        """`ignored` resources are out of HA's hands (pve-ha-manager Config.pm)."""
+        return self.hastate is not None and self.hastate != "ignored"
 
     @property
     def running(self) -> bool:

@@ -118,7 +118,8 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
     nodes = _nodes(node_entries, cluster.online, warnings)
     if not any(node.online for node in nodes):
         raise SnapshotUnusable("resources: no online node with usable numbers")
-    guests, unreadable = _guests(guest_entries, {node.name for node in nodes}, warnings)
+    guests, unreadable = _guests(guest_entries, {node.name: node.online for node in nodes},
+                                 warnings)
 
     ha_rules = parse_ha_rules(rules)
     warnings.extend(ha_rules.warnings)
@@ -189,7 +190,7 @@ def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
     return list(nodes.values())
 
 
-def _guests(entries: list[tuple[Mapping[str, Any], GuestType]], node_names: set[str],
+def _guests(entries: list[tuple[Mapping[str, Any], GuestType]], node_names: Mapping[str, bool],
             warnings: list[str]) -> tuple[list[Guest], list[UnreadableGuest]]:
     """The readable guests, and what is known of the others (they still occupy a node)."""
     vmids = [integer(entry.get("vmid")) for entry, _ in entries]
@@ -215,7 +216,7 @@ def _guests(entries: list[tuple[Mapping[str, Any], GuestType]], node_names: set[
 
 
 def _unreadable(entry: Mapping[str, Any], vmid: int | None, problem: str,
-                node_names: set[str]) -> UnreadableGuest:
+                node_names: Mapping[str, bool]) -> UnreadableGuest:
     node = text(entry.get("node"))
     tags = entry.get("tags")
     return UnreadableGuest(
@@ -226,7 +227,9 @@ def _unreadable(entry: Mapping[str, Any], vmid: int | None, problem: str,
 
 
 def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
-           node_names: set[str]) -> tuple[Guest | None, str]:
+           node_names: Mapping[str, bool]) -> tuple[Guest | None, str]:
+    """One guest entry as pve-manager's `resources` (API2/Cluster.pm, 14a22df) builds it from
+    pvestatd's RRD broadcast; see pvesim/CONFORMANCE.md for the values PVE really sends."""
     node = text(entry.get("node"))
     if node is None:
         return None, f"node is {entry.get('node')!r}"
@@ -237,6 +240,9 @@ def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
         status = "unknown"
     if not isinstance(status, str):
         return None, f"status is {status!r}"
+    if not node_names[node]:
+        # pmxcfs keeps an offline node's last broadcast for 5 minutes (status.c): stale.
+        status = "unknown"
     running = status == "running"
 
     tags_raw = entry.get("tags")
@@ -248,6 +254,10 @@ def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
     hastate = entry.get("hastate")
     if hastate is not None and not isinstance(hastate, str):
         return None, f"hastate is {hastate!r}"
+    if "hastate" in entry and hastate is None:
+        # An HA resource added without a state, not yet seen by the CRM (Cluster.pm sends the
+        # raw resources.cfg value, undef): HA is about to act on it.
+        hastate = "unknown"
     if hastate and hastate not in GUEST_HA_STATES:
         hastate = "unknown"  # an HA state we do not know: HA may be acting; never a candidate
     template = flag(entry.get("template", 0))
@@ -255,41 +265,64 @@ def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
         return None, f"template is {entry.get('template')!r}"
 
     # Numbers: a running guest must have all of them; others may lack them (no RRD data yet).
-    values: dict[str, int | float] = {}
-    defaults: dict[str, int | float] = {"cpu": 0.0, "maxcpu": 1, "mem": 0, "maxmem": 0}
+    values: dict[str, float] = {}
+    defaults: dict[str, float] = {"cpu": 0.0, "maxcpu": 1.0, "mem": 0, "maxmem": 0}
     for key, default in defaults.items():
         raw = entry.get(key)
-        parsed: int | float | None
-        parsed = number(raw) if key == "cpu" else integer(raw)
+        parsed = _guest_number(key, raw)
         if parsed is not None and _plausible(key, parsed, running):
             values[key] = parsed
         elif running or raw is not None:
             return None, f"{key} is {raw!r}"
         else:
             values[key] = default
-    memhost_raw = entry.get("memhost")
-    memhost = integer(memhost_raw)
-    if memhost is not None and not 0 <= memhost <= MAX_MEMORY:
-        memhost = None
-    if memhost_raw is not None and memhost is None:
-        return None, f"memhost is {memhost_raw!r}"
+    memhost, readable = _memhost(entry.get("memhost"), kind)
+    if not readable:
+        return None, f"memhost is {entry.get('memhost')!r}"
     name = entry.get("name")
     return Guest(
         vmid=vmid, name=name if isinstance(name, str) else "", type=kind, node=node,
-        status=status, cpu=float(values["cpu"]), maxcpu=int(values["maxcpu"]),
-        mem=int(values["mem"]), maxmem=int(values["maxmem"]), memhost=memhost,
+        status=status, cpu=values["cpu"], maxcpu=values["maxcpu"],
+        mem=int(values["mem"]), maxmem=int(values["maxmem"]),
+        memhost=memhost,
         template=template, tags=split_tags(tags_raw) if tags_raw else frozenset(),
         lock=lock or None, hastate=hastate or None,
     ), ""
+
+
+def _guest_number(key: str, raw: Any) -> float | None:
+    """`cpu` and `maxcpu` are fractions (a container's maxcpu is `cores || cpulimit`, e.g. 1.5:
+    pve-container LXC.pm vmstatus); memory is whole bytes. A container's first CPU sample
+    after a restart or a return migration is negative (LXC.pm keys the previous sample by
+    vmid): that is "not measured yet", so it reads as 0."""
+    if key == "cpu":
+        value = number(raw)
+        return None if value is None else max(0.0, value)
+    if key == "maxcpu":
+        return number(raw)
+    whole = integer(raw)
+    return None if whole is None else float(whole)
+
+
+def _memhost(raw: Any, kind: GuestType) -> tuple[int | None, bool]:
+    """(PVE 9's host view of a VM's memory, readable?). Containers always send 0 (pvestatd
+    broadcasts undef for them) and so does a VM whose cgroup could not be read: 0 means "not
+    measured", and the guest's `mem` stands in for it (None)."""
+    if raw is None:
+        return None, True
+    value = integer(raw)
+    if value is None or not 0 <= value <= MAX_MEMORY:
+        return None, False
+    return (value if kind is GuestType.QEMU and value > 0 else None), True
 
 
 def _plausible(key: str, value: float, running: bool) -> bool:
     """Whether a guest number is one PVE could report: within physical bounds, and present
     (not zero) where a running guest must have it."""
     if key == "cpu":
-        return 0.0 <= value <= GUEST_CPU_MAX
+        return value <= GUEST_CPU_MAX
     if key == "maxcpu":
-        return 1 <= value <= MAX_GUEST_VCPUS
+        return 0 < value <= MAX_GUEST_VCPUS
     low = 1 if key == "maxmem" and running else 0
     return low <= value <= MAX_MEMORY
 
