@@ -83,7 +83,8 @@ def cluster_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
 
 
 def guest_resource(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
-    """A `/cluster/resources` entry for a guest (reduced when its node is offline)."""
+    """A `/cluster/resources` entry for a guest (reduced when its node is offline), as
+    pve-manager `API2Tools::extract_vm_stats` builds it from the pvestatd row."""
     node = g.node.current
     entry: dict[str, Any] = {"id": f"{_gtype_dir(g)}/{g.vmid}", "vmid": g.vmid, "node": node,
                              "type": _gtype_dir(g)}
@@ -96,8 +97,8 @@ def guest_resource(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
             "disk": _guest_disk(g), "netin": m.netin, "netout": m.netout,
             "diskread": m.diskread, "diskwrite": m.diskwrite,
         })
-        if g.type == "qemu":
-            entry["memhost"] = m.memhost
+        # PVE 9 sends memhost for both types; pvestatd's lxc row leaves it undef, so 0.
+        entry["memhost"] = m.memhost if g.type == "qemu" else 0
     else:
         entry["status"] = "unknown"
     if g.spec.pool:

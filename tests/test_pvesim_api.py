@@ -49,7 +49,7 @@ def test_cluster_resources_fields_and_units(pvesim: RunningSim) -> None:
     assert web["tags"] == "prod;web"
     assert "lock" not in web and "hastate" not in web
     assert vms[101]["hastate"] == "started"
-    assert vms[104]["type"] == "lxc" and "memhost" not in vms[104]
+    assert vms[104]["type"] == "lxc" and vms[104]["memhost"] == 0  # PVE 9: always 0 for CTs
     assert vms[9000]["template"] == 1 and vms[9000]["status"] == "stopped"
     assert [r["vmid"] for r in vms.values()] == sorted(vms, key=str)
 
