@@ -73,7 +73,8 @@ TASKS_TTL_SECONDS = 10.0
 #: 500 answers that are PVE's verdict on the request, not a sick host: never retried.
 _DEFINITIVE_500 = re.compile(
     r"does not exist|is locked|no such|not implemented|only root|can't migrate|"
-    r"already|not running|parameter verification|hostname lookup", re.IGNORECASE)
+    r"already|not running|parameter verification|hostname lookup|not available on node|"
+    r"is disabled|cannot live-migrate|content type", re.IGNORECASE)
 _PERMISSION = re.compile(r"Permission check failed \(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)")
 
 #: Task types a migrate POST of ours leaves behind (plain VM / HA-managed VM).

@@ -449,6 +449,8 @@ def parse_vm_status(payload: Any, node: str, vmid: int) -> VmStatus:
     ha = payload.get("ha")
     managed = isinstance(ha, Mapping) and flag(ha.get("managed")) is True
     ha_state = text(ha.get("state")) if isinstance(ha, Mapping) and managed else None
+    if managed and ha_state is None:
+        ha_state = "unknown"  # a resource the CRM has not seen yet: a hamigrate would be lost
     return VmStatus(vmid=vmid, node=node, status=status, running=status == "running",
                     lock=text(payload.get("lock")), ha_managed=managed, ha_state=ha_state,
                     qmpstatus=text(payload.get("qmpstatus")))
@@ -479,6 +481,11 @@ def parse_precondition(payload: Any, node: str, vmid: int) -> Precondition:
         blockers.append(f"local disks: {', '.join(disks)}")
     if resources:
         blockers.append(f"local resources: {', '.join(resources)}")
+    dependents = payload.get("dependent-ha-resources")
+    if isinstance(dependents, list) and dependents:
+        # HA migrates positive-affinity partners along (pve-ha-manager Manager.pm): one POST
+        # would move guests the decision never weighed.
+        blockers.append("HA would move along: " + ", ".join(str(d) for d in dependents))
     raw_allowed = payload.get("allowed_nodes")
     allowed = frozenset(n for n in raw_allowed if isinstance(n, str)) if isinstance(
         raw_allowed, list) else frozenset()
@@ -495,27 +502,36 @@ def parse_precondition(payload: Any, node: str, vmid: int) -> Precondition:
 
 
 def _blocking_local_disks(raw: Any) -> list[str]:
+    """Local volumes we will not copy. Our policy is no disk copy at all, except the small
+    volumes qemu-server copies offline on every migration anyway (QemuMigrate.pm
+    scan_local_volumes, e6352be): the cloud-init drive and the TPM state of the VM itself."""
     disks: list[str] = []
     for disk in raw if isinstance(raw, list) else []:
         if not isinstance(disk, Mapping):
             continue
         if flag(disk.get("is_cloudinit")) is True:
-            continue  # regenerated on the target
+            continue
+        if flag(disk.get("is_tpmstate")) is True and flag(disk.get("is_attached")) is True:
+            continue
         disks.append(text(disk.get("volid")) or text(disk.get("drivename")) or "?")
     return disks
 
 
 def _blocking_local_resources(payload: Mapping[str, Any], running: bool) -> list[str]:
-    """Passthrough devices and the like; a mapped device that supports live migration is
-    fine for a running VM."""
+    """Passthrough devices and the like. A mapped device stops a running VM unless its mapping
+    supports live migration (QemuMigrate.pm prepare; the GUI's Migrate.js reads it the same
+    way), whether or not PVE also listed it in `local_resources`."""
     mapped = payload.get("mapped-resource-info")
-    live_mapped = {
-        key for key, info in (mapped.items() if isinstance(mapped, Mapping) else [])
-        if isinstance(info, Mapping) and flag(info.get("live-migration")) is True
-    }
+    mapped_items = list(mapped.items()) if isinstance(mapped, Mapping) else []
+    live_mapped = {key for key, info in mapped_items
+                   if isinstance(info, Mapping) and flag(info.get("live-migration")) is True}
     raw = payload.get("local_resources")
-    return [res for res in (raw if isinstance(raw, list) else [])
-            if isinstance(res, str) and not (running and res in live_mapped)]
+    blocking = [res for res in (raw if isinstance(raw, list) else [])
+                if isinstance(res, str) and not (running and res in live_mapped)]
+    if running:
+        blocking += [str(key) for key, _ in mapped_items
+                     if key not in live_mapped and key not in blocking]
+    return blocking
 
 
 def _node_refusal(target: str, why: Any) -> str | None:

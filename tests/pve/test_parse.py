@@ -225,3 +225,38 @@ def test_parsers_survive_any_json(tasks: Any, ha: Any, resources: Any, pre: Any,
         parse_vm_status(vm, "pve1", 100)
     except SnapshotUnusable:
         assert not isinstance(vm, dict)
+
+
+# --- the precondition's other fields, as qemu-server e6352be writes them ----------------------
+
+def test_precondition_positive_ha_partners_would_move_along() -> None:
+    payload = dict(PRE_OK, **{"dependent-ha-resources": ["vm:104"]})
+    assert "HA would move along: vm:104" in (parse_precondition(payload, "pve1", 100)
+                                             .refusal("pve2") or "")
+    assert parse_precondition(dict(PRE_OK, **{"dependent-ha-resources": []}), "pve1",
+                              100).allows("pve2")
+
+
+def test_precondition_own_tpm_state_is_copied_by_pve_an_unused_disk_is_ours_to_refuse() -> None:
+    tpm = {"volid": "local-lvm:vm-100-disk-1", "is_tpmstate": 1, "is_attached": 1, "cdrom": 0,
+           "is_cloudinit": 0, "is_unused": 0, "is_vmstate": 0, "replicate": 1, "shared": 0,
+           "drivename": "tpmstate0"}
+    unused = dict(tpm, volid="local-lvm:vm-100-disk-2", is_tpmstate=0, is_attached=0,
+                  is_unused=1)
+    assert parse_precondition(dict(PRE_OK, local_disks=[tpm]), "pve1", 100).allows("pve2")
+    refused = parse_precondition(dict(PRE_OK, local_disks=[tpm, unused]), "pve1", 100)
+    assert refused.local_disks == ("local-lvm:vm-100-disk-2",)
+
+
+def test_precondition_mapped_device_without_live_migration_stops_a_running_vm() -> None:
+    payload = dict(PRE_OK, **{"mapped-resource-info": {"hostpci0": {"name": "gpu1"}},
+                              "mapped-resources": ["hostpci0"]})
+    assert parse_precondition(payload, "pve1", 100).local_resources == ("hostpci0",)
+    stopped = dict(payload, running=0)
+    assert parse_precondition(stopped, "pve1", 100).allows("pve2")
+
+
+def test_vm_status_ha_resource_without_crm_state_is_unknown() -> None:
+    status = parse_vm_status({"status": "running", "ha": {"managed": 1, "state": None}},
+                             "pve1", 100)
+    assert status.ha_managed and status.ha_state == "unknown"
