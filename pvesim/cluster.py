@@ -287,9 +287,9 @@ class Cluster:
             return mem, mem
         return mem, max(0, mem + g.spec.memhost - g.spec.mem)
 
-    def guest_maxcpu(self, g: GuestState) -> int:
-        threads = self.nodes[g.node.current].spec.threads
-        return min(g.spec.cpus, threads)
+    def guest_maxcpu(self, g: GuestState) -> float:
+        """The guest's `maxcpu` on the node it is on now (see GuestSpec.maxcpu)."""
+        return g.spec.maxcpu(self.nodes[g.node.current].spec.threads)
 
     def guest_metrics(self, g: GuestState, t: float) -> GuestMetrics:
         if not self.guest_running(g, t):
@@ -358,7 +358,8 @@ class Cluster:
             if g.node.at(t) != name or g.status.at(t) != "running":
                 continue
             # node online, guest here and running: guest_cpu/guest_mem without re-checking
-            demand += self._running_cpu(g, t) * min(g.spec.cpus, threads) / threads
+            # PVE's guest cpu is a share of its maxcpu (vmstatus), so this many threads
+            demand += self._running_cpu(g, t) * g.spec.maxcpu(threads) / threads
             mem += self._running_mem(g, t)[1]
         for mig in self._incoming[name]:
             if mig.live and mig.start <= t < mig.end:

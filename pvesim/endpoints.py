@@ -575,8 +575,8 @@ def qemu_config(c: Cluster, g: GuestState) -> dict[str, Any]:
         "vmgenid": f"00000000-0000-4000-9000-{spec.vmid:012d}",
         "meta": "creation-qemu=10.0.2,ctime=1735689600",
     }
-    if spec.cpus != spec.sockets * spec.cores:
-        cfg["vcpus"] = spec.cpus
+    if spec.vcpus:
+        cfg["vcpus"] = spec.vcpus
     boot = []
     for disk in spec.disks:
         if disk.cdrom:
@@ -608,11 +608,15 @@ def _with_common_keys(cfg: dict[str, Any], g: GuestState) -> dict[str, Any]:
 def lxc_config(c: Cluster, g: GuestState) -> dict[str, Any]:
     spec = g.spec
     cfg: dict[str, Any] = {
-        "arch": "amd64", "cores": spec.cpus, "hostname": spec.name,
+        "arch": "amd64", "hostname": spec.name,
         "memory": spec.maxmem // MIB, "swap": spec.swap // MIB, "ostype": "debian",
         "unprivileged": 1, "features": "nesting=1",
         "net0": f"name=eth0,bridge=vmbr0,hwaddr={_mac(spec.vmid)},ip=dhcp,type=veth",
     }
+    if spec.cores:
+        cfg["cores"] = spec.cores
+    if spec.cpulimit:
+        cfg["cpulimit"] = spec.cpulimit
     for disk in spec.disks:
         if not disk.cdrom:
             mount = "" if disk.key == "rootfs" else f",mp=/mnt/{disk.key}"

@@ -119,7 +119,7 @@ def guest_rrd(
     nodes = cluster.nodes
     stopped = (0.0,) * len(_GUEST_KEYS)  # no cpu, memory, traffic or pressure
     fixed = {
-        "maxcpu": spec.cpus,
+        "maxcpu": cluster.guest_maxcpu(g),
         "maxmem": maxmem,
         "maxdisk": maxdisk,
         "disk": 0 if spec.type == "qemu" else int(maxdisk * 0.4),

@@ -8,6 +8,7 @@ producing a quietly different cluster. See pvesim/README.md for the format.
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -111,7 +112,12 @@ class HAResourceSpec:
 
 @dataclass(frozen=True)
 class GuestSpec:
-    """A VM or container; cpu is a share of its own vCPUs, memory values are bytes."""
+    """A VM or container; cpu is a share of its own `maxcpu`, memory values are bytes.
+
+    `cpus` is the nominal vCPU count (qemu: vcpus or sockets x cores; lxc: cores, else
+    cpulimit rounded up, else the node's threads). For lxc, `cores` is the config's `cores`
+    line (0: none) and `cpulimit` its `cpulimit` (0: none).
+    """
 
     vmid: int
     name: str
@@ -138,10 +144,27 @@ class GuestSpec:
     uptime: int = 86_400
     net_rate: float = 20_000.0
     swap: int = 512 * MIB
+    cpulimit: float = 0
 
     @property
     def sid(self) -> str:
         return f"{'vm' if self.type == 'qemu' else 'ct'}:{self.vmid}"
+
+    @property
+    def vcpus(self) -> int | None:
+        """The qemu config's `vcpus` line: written when the vCPUs differ from the topology."""
+        if self.type != "qemu" or self.cpus == self.sockets * self.cores:
+            return None
+        return self.cpus
+
+    def maxcpu(self, threads: int) -> float:
+        """`maxcpu` on a node with `threads` host threads, as PVE's vmstatus computes it:
+        qemu-server QemuServer.pm `vmstatus` caps sockets x cores at the host's threads, then
+        `vcpus` overrides; pve-container LXC.pm `vmstatus` takes `cores || cpulimit`, else the
+        host's threads (uncapped, and fractional with a cpulimit like 1.5)."""
+        if self.type == "qemu":
+            return self.vcpus or min(self.sockets * self.cores, threads)
+        return self.cores or self.cpulimit or threads
 
 
 @dataclass(frozen=True)
@@ -525,6 +548,12 @@ def _parse_guest(
         cpus = sockets * (cores or 2)
     if not cores:
         cores = max(1, cpus // sockets)
+    cpulimit: float = 0
+    if gtype == "lxc":
+        cpus, cores, cpulimit = _lxc_cpus(f, cpus, nodes.get(node))
+    elif f.has("cpulimit"):
+        f.problem("'cpulimit' is modelled for containers only")
+        f.raw("cpulimit")
     maxmem = f.size("memory", None) or f.size("maxmem", None) or 2 * GIB
     running = status == "running"
     cpu = f.number("cpu", 0.05 if running else 0.0)
@@ -576,11 +605,26 @@ def _parse_guest(
         uptime=f.integer("uptime", 86_400 + vmid * 37, minimum=0),
         net_rate=f.number("net_rate", 5_000.0 + (vmid * 7919) % 95_000),
         swap=f.size("swap", 512 * MIB) or 0,
+        cpulimit=cpulimit,
     )
     if spec.ha is not None and template:
         f.problem("a template cannot be HA-managed")
     f.finish()
     return spec
+
+
+def _lxc_cpus(f: _Fields, cpus: int, node: NodeSpec | None) -> tuple[int, int, float]:
+    """(nominal cpus, `cores` line or 0, `cpulimit` or 0) of a container. A `cpulimit`
+    without cores/cpus leaves the config without `cores`, as `pct set --cpulimit` does."""
+    cpulimit = f.number("cpulimit", 0.0)
+    if cpulimit > 8192:
+        f.problem(f"'cpulimit' must be <= 8192, got {cpulimit}")
+        cpulimit = 0.0
+    limit: float = int(cpulimit) if cpulimit.is_integer() else cpulimit
+    if f.has("cpulimit") and not any(f.has(k) for k in ("cores", "cpus", "vcpus")):
+        threads = node.threads if node is not None else 1
+        return math.ceil(limit) or threads, 0, limit
+    return cpus, cpus, limit
 
 
 def _parse_rule_nodes(raw: object, f: _Fields) -> tuple[tuple[str, int], ...]:

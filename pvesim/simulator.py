@@ -51,7 +51,7 @@ class GuestInfo:
     cpu: float
     mem: int
     memhost: int
-    maxcpu: int
+    maxcpu: float
     maxmem: int
     template: bool
     tags: tuple[str, ...]

@@ -135,3 +135,29 @@ def test_generate_is_deterministic_and_hot() -> None:
     assert max(v for k, v in loads.items() if k not in ("pve01", "pve02")) < 0.6
     assert all(n.mem < n.maxmem * 0.8 for n in sim.nodes())
     assert len(sim.guests()) == 400
+
+
+def test_maxcpu_follows_pves_vmstatus() -> None:
+    # qemu-server vmstatus: sockets x cores capped at the host threads, vcpus overrides;
+    # pve-container vmstatus: cores (uncapped) || cpulimit || host threads.
+    data = _scenario(guests=[
+        {"vmid": 200, "node": "pve1", "sockets": 2, "cores": 16},
+        {"vmid": 201, "node": "pve1", "sockets": 2, "cores": 16, "vcpus": 20},
+        {"vmid": 202, "node": "pve1", "type": "lxc", "cores": 24},
+        {"vmid": 203, "node": "pve1", "type": "lxc", "cpulimit": 1.5},
+        {"vmid": 204, "node": "pve1", "type": "lxc", "cpulimit": 0},
+        {"vmid": 205, "node": "pve1", "type": "lxc", "cores": 2, "cpulimit": 0.5},
+        {"vmid": 206, "node": "pve1", "type": "lxc"},
+    ], ha_rules=[])
+    sim = Simulator(data)
+    assert {g.vmid: g.maxcpu for g in sim.guests()} == {
+        200: 16, 201: 20, 202: 24, 203: 1.5, 204: 16, 205: 2, 206: 2,
+    }
+    listed = {g["vmid"]: g for g in sim.call("GET", "/cluster/resources", type="vm")}
+    assert listed[203]["maxcpu"] == 1.5 and listed[204]["maxcpu"] == 16
+    assert sim.call("GET", "/nodes/pve1/lxc/203/config")["cpulimit"] == 1.5
+    assert "cores" not in sim.call("GET", "/nodes/pve1/lxc/203/config")
+    assert sim.call("GET", "/nodes/pve1/qemu/201/config")["vcpus"] == 20
+    with pytest.raises(ScenarioError, match="'cpulimit' is modelled for containers only"):
+        load_scenario(_scenario(guests=[{"vmid": 300, "node": "pve1", "cpulimit": 2}],
+                                ha_rules=[]))
