@@ -67,6 +67,8 @@ USER_AGENT = _user_agent()
 
 #: Seconds the slow-changing reads (HA rules, HA status, cluster options) are shared.
 SLOW_TTL_SECONDS = 60.0
+#: Tasks one node's history read returns at most (PVE's default is 50; 0 returns nothing).
+TASK_HISTORY_LIMIT = 1000
 #: Seconds `/cluster/tasks` is shared; PVE refreshes it about every 10 s anyway.
 TASKS_TTL_SECONDS = 10.0
 
@@ -392,7 +394,8 @@ class PveClient:
         read fresh when not given)."""
         if resources is None:
             resources = self.cluster_resources()
-        return find_running_migrations(self.cluster_tasks(), self.ha_status(), resources)
+        return find_running_migrations(self.cluster_tasks(), self.ha_status(), resources,
+                                       now=self.clock())
 
     def migrate_precondition(self, node: str, vmid: int) -> Precondition:
         """PVE's verdict on moving `vmid` to each other node. No `target` is sent: PVE accepts
@@ -407,7 +410,7 @@ class PveClient:
     def task_status(self, upid: str) -> TaskStatus:
         try:
             node = Tasks.decode_upid(upid)["node"]
-        except AssertionError:
+        except (AssertionError, ValueError):
             raise PveError(f"not a UPID: {upid!r}") from None
         return parse_task_status(self.get(f"nodes/{node}/tasks/{upid}/status"), upid)
 
@@ -420,12 +423,19 @@ class PveClient:
         return [t for t in parse_tasks(payload)
                 if t.starttime >= int(since) and (typefilter is None or t.type == typefilter)]
 
-    def recent_balancer_migrations(self, since: float) -> list[TaskInfo]:
-        """Our own migrate tasks (qmigrate/hamigrate by this token) since `since`, read fresh
-        from `/cluster/tasks`: enough to rebuild cooldowns after the state store was wiped."""
-        tasks = parse_tasks(self.get("cluster/tasks"))
-        return sorted((t for t in tasks if self.started_migration(t) and t.starttime >= since),
-                      key=lambda t: t.starttime)
+    def recent_balancer_migrations(self, since: float,
+                                   nodes: list[str]) -> list[TaskInfo]:
+        """Our own migrate tasks (qmigrate/hamigrate by this token) started on `nodes` since
+        `since`: enough to rebuild cooldowns after the state store was wiped. Read per node:
+        `/cluster/tasks` keeps only ~25 finished tasks per node (pve-common
+        RESTEnvironment.pm), which a busy node's backups and consoles push out in minutes."""
+        found: list[TaskInfo] = []
+        for node in nodes:
+            payload = self.get(f"nodes/{node}/tasks", source="all", since=int(since),
+                               userfilter=self.config.user, limit=TASK_HISTORY_LIMIT)
+            found += (t for t in parse_tasks(payload)
+                      if self.started_migration(t) and t.starttime >= since)
+        return sorted(found, key=lambda t: t.starttime)
 
     def started_migration(self, task: TaskInfo) -> bool:
         """Whether `task` is a migrate task this client's token started."""
@@ -490,7 +500,10 @@ class PveClient:
         since = int(started) - 60  # PVE's clock may lag ours a little
         listed = True
         try:
-            tasks = parse_tasks(self.get(f"nodes/{node}/tasks", source="active", vmid=vmid))
+            # source=all: PVE's `active` list drops a task the moment it ends (Tasks.pm), and a
+            # hamigrate or an early abort ends within a second.
+            tasks = parse_tasks(self.get(f"nodes/{node}/tasks", source="all", vmid=vmid,
+                                         since=since))
         except PveError as exc:
             log.warning("could not list tasks of %s on %s: %s", vmid, node, exc)
             tasks, listed = [], False

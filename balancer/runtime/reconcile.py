@@ -176,7 +176,10 @@ def rebuild_cooldowns_if_lost(rt: Runtime, snapshot: ClusterSnapshot) -> None:
     cooldown = rt.config.balancing.migration_cooldown_seconds
     now = rt.clock()
     try:
-        tasks = rt.client.recent_balancer_migrations(since=now - cooldown)
+        # A move's task lives on its source node; an offline node cannot be asked (its moves'
+        # VMs are elsewhere by now, or nowhere we could move them from).
+        tasks = rt.client.recent_balancer_migrations(
+            since=now - cooldown, nodes=[n.name for n in snapshot.nodes if n.online])
     except PveError as exc:
         raise Skip("read_failed", f"cannot rebuild cooldowns from PVE tasks: {exc}") from None
     known = _known_upids(rt.store.history.migrations())

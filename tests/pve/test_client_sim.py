@@ -303,7 +303,8 @@ def test_migrate_sends_online_as_1_and_is_followed(pvesim: RunningSim) -> None:
     guest = read_snapshot(client).snapshot.guest(100)
     assert guest is not None and guest.node == "pve2"
     since = pvesim.sim.start_time - 1
-    assert [t.upid for t in client.recent_balancer_migrations(since)] == [upid]
+    nodes = ["pve1", "pve2", "pve3"]
+    assert [t.upid for t in client.recent_balancer_migrations(since, nodes)] == [upid]
 
 
 def test_recent_balancer_migrations_ignores_other_users(pvesim: RunningSim) -> None:
@@ -311,9 +312,27 @@ def test_recent_balancer_migrations_ignores_other_users(pvesim: RunningSim) -> N
     ours = client.migrate("pve1", 100, "pve3")
     pvesim.sim.start_migration(106, "pve1", user="root@pam", with_local_disks=True)
     pvesim.sim.advance(120)
-    recent = client.recent_balancer_migrations(pvesim.sim.start_time - 1)
+    recent = client.recent_balancer_migrations(pvesim.sim.start_time - 1,
+                                               ["pve1", "pve2", "pve3"])
     assert [(t.upid, t.type, t.user) for t in recent] == [
         (ours, "qmigrate", "balancer@pve!balancer")]
+
+
+def test_recent_balancer_migrations_outlive_the_cluster_task_list(pvesim: RunningSim) -> None:
+    """/cluster/tasks keeps ~25 finished tasks per node; a node's own history keeps ours."""
+    client = make_client(pvesim)
+    ours = client.migrate("pve1", 100, "pve3")
+    pvesim.sim.advance(60)
+    for _ in range(30):  # a busy pve1: someone moves vm 106 there and back, 30 times
+        pvesim.sim.start_migration(106, "pve1", user="root@pam", with_local_disks=True)
+        pvesim.sim.advance(120)
+        pvesim.sim.start_migration(106, "pve2", user="root@pam", with_local_disks=True)
+        pvesim.sim.advance(120)
+    listed = {t["upid"] for t in pvesim.proxmox().cluster.tasks.get()}
+    assert ours not in listed
+    recent = client.recent_balancer_migrations(pvesim.sim.start_time - 1,
+                                               ["pve1", "pve2", "pve3"])
+    assert [t.upid for t in recent] == [ours]
 
 
 def test_ha_vm_migrate_returns_hamigrate_and_ha_qmigrate_is_found(pvesim: RunningSim) -> None:
@@ -376,8 +395,24 @@ def test_gateway_error_on_migrate_is_not_retried_and_unconfirmed(pvesim: Running
     assert len(calls(pvesim, "POST")) == 1  # not sent to the second host either
     looked = calls(pvesim, "GET", lambda p: p == "/nodes/pve1/tasks")
     assert len(looked) == 2 and looked[0].query["vmid"] == "100"
-    assert looked[0].query["source"] == "active"
+    assert looked[0].query["source"] == "all" and "since" in looked[0].query
     assert pvesim.sim.migration_log == []
+
+
+def test_lost_answer_for_an_ha_vm_finds_the_already_finished_hamigrate(
+        pvesim: RunningSim) -> None:
+    """PVE's `active` task list forgets a task the moment it ends; a hamigrate ends within
+    a second, so the lookup must read the node's whole recent history."""
+    pvesim.sim.set_faults(latency_seconds=1.0, paths=[r"/qemu/101/migrate$"], methods=["POST"])
+
+    def pause(seconds: float) -> None:
+        wait_until(lambda: calls(pvesim, "POST"), timeout=10, what="the delayed POST")
+        pvesim.sim.advance(15)  # the hamigrate task has long ended when we look again
+
+    client = make_client(pvesim, timeout=0.5, confirm_delay=3.0, sleep=pause)
+    upid = client.migrate("pve1", 101, "pve3")
+    assert ":hamigrate:101:balancer@pve!balancer:" in upid
+    assert client.task_status(upid).ok and len(calls(pvesim, "POST")) == 1
 
 
 def test_internal_error_on_migrate_is_checked_once_then_raised(pvesim: RunningSim) -> None:
