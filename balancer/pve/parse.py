@@ -29,6 +29,10 @@ from balancer.pve.records import (
     VmStatus,
 )
 
+#: How long after a `hamigrate` ended the CRM may still be about to start the move (one CRM
+#: round is ~10 s; our HA status is cached up to a minute).
+HAMIGRATE_PICKUP_SECONDS = 60.0
+
 #: CRS schedulers under which PVE's HA auto-rebalance runs at all.
 AUTO_REBALANCE_SCHEDULERS = frozenset({"static", "dynamic"})
 
@@ -394,10 +398,17 @@ def parse_task_status(payload: Any, upid: str) -> TaskStatus:
 
 # --- migrations in flight ------------------------------------------------------------------
 
-def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus,
-                            resources: Any) -> list[RunningMigration]:
+def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus, resources: Any,
+                            offline_nodes: frozenset[str] = frozenset(),
+                            now: float | None = None) -> list[RunningMigration]:
     """Every guest being moved: running migrate tasks, HA services in migrate/relocate, and
-    guests whose resources entry says `lock: migrate` or `hastate: migrate|relocate`."""
+    guests whose resources entry says `lock: migrate` or `hastate: migrate|relocate`.
+
+    Two task-list facts from PVE's code: pmxcfs keeps an offline node's last task list, so a
+    task "running" there is stale (a crashed node would stall us until it rejoins; the lock
+    and HA state still show a real move); and a `hamigrate` only queues a request that the
+    CRM picks up on its next round, so for `HAMIGRATE_PICKUP_SECONDS` after it ended OK
+    nothing else shows the move yet."""
     found: dict[int, dict[str, Any]] = {}
 
     def note(vmid: int, evidence: str, *, source: str | None = None,
@@ -412,10 +423,19 @@ def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus,
             if item[key] is None and value is not None:
                 item[key] = value
 
+    placed = {integer(e.get("vmid")): e.get("node") for e in resources
+              if isinstance(e, Mapping)} if isinstance(resources, list) else {}
     for task in tasks:
         vmid = task.vmid
-        if task.type in MIGRATION_TASK_TYPES and task.running and vmid is not None:
+        if vmid is None or task.type not in MIGRATION_TASK_TYPES or task.node in offline_nodes:
+            continue
+        if task.running:
             note(vmid, f"task:{task.type}", source=task.node or None, upid=task.upid,
+                 user=task.user or None)
+        elif (task.type == "hamigrate" and task.status == "OK" and now is not None
+              and task.endtime is not None and now - task.endtime < HAMIGRATE_PICKUP_SECONDS
+              and placed.get(vmid, task.node) == task.node):  # not moved yet
+            note(vmid, "task:hamigrate queued", source=task.node or None, upid=task.upid,
                  user=task.user or None)
     for service in ha.services.values():
         if service.state in HA_MOVING_STATES and service.vmid is not None:

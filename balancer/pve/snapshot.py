@@ -169,6 +169,11 @@ def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
                 maxcpu=maxcpu if maxcpu is not None and maxcpu > 0 else 0, mem=0,
                 maxmem=maxmem if maxmem is not None and maxmem > 0 else 0, hastate=hastate)
             continue
+        if not any(key in entry for key in ("cpu", "maxcpu", "mem", "maxmem")):
+            # pve-manager Cluster.pm leaves a node's numbers out when the reader lacks
+            # Sys.Audit on /nodes/NAME (exclude_stats).
+            raise SnapshotUnusable(f"online node {name} has no usage numbers: the token may "
+                                   f"lack Sys.Audit on /nodes/{name}")
         cpu = number(entry.get("cpu"))
         mem = integer(entry.get("mem"))
         problems = []
@@ -357,7 +362,8 @@ def read_snapshot(client: PveClient) -> SnapshotRead:
     snapshot = build_snapshot(resources, status, rules, options, taken_at)
     tasks = parse_tasks(client.cluster_tasks_payload())
     ha = parse_ha_status(client.ha_status_payload())
-    moving = find_running_migrations(tasks, ha, resources)
+    offline = frozenset(node.name for node in snapshot.nodes if not node.online)
+    moving = find_running_migrations(tasks, ha, resources, offline, now=taken_at)
     _log_warnings(snapshot.warnings)
     return SnapshotRead(snapshot=snapshot, running_migrations=tuple(moving),
                         api_calls=client.api_calls - calls_before)
