@@ -15,8 +15,9 @@ from balancer.pve.snapshot import read_snapshot
 #: (privilege, ACL path, why the balancer needs it)
 REQUIRED_PRIVILEGES: tuple[tuple[str, str, str], ...] = (
     ("Sys.Audit", "/",
-     "without it /cluster/tasks lists only this token's own tasks, so migrations run by HA "
-     "(as root@pam) go unseen, and HA rules, HA status and cluster options cannot be read"),
+     "without it /cluster/tasks lists no task at all for a token (PVE compares the task's "
+     "user with the token id), so migrations run by people or HA go unseen, and HA rules, "
+     "HA status and cluster options cannot be read"),
     ("Sys.Audit", "/nodes",
      "nodes are missing from /cluster/resources (grant Sys.Audit on / with propagate)"),
     ("VM.Audit", "/vms", "guests are missing from /cluster/resources"),
@@ -37,13 +38,19 @@ class CheckReport:
     snapshot: ClusterSnapshot | None = None
 
 
+#: Paths `/access/permissions` always evaluates (pve-access-control RPCEnvironment.pm
+#: get_effective_permissions, 5ccd07d); one missing from the answer grants nothing.
+ALWAYS_LISTED_PATHS = frozenset({"/", "/access", "/access/groups", "/nodes", "/pool", "/sdn",
+                                 "/storage", "/vms"})
+
+
 def has_privilege(permissions: Mapping[str, Mapping[str, bool]], privilege: str,
                   path: str) -> bool:
     """Whether `privilege` holds on `path` given `/access/permissions` output: the entry for
     the path itself, else the nearest listed ancestor whose grant propagates."""
     if privilege in permissions.get(path, {}):
         return True
-    if path in permissions:
+    if path in permissions or path in ALWAYS_LISTED_PATHS:
         return False
     parent = path
     while parent not in ("", "/"):
