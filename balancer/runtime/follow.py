@@ -36,11 +36,28 @@ def poll_migration(rt: Runtime, dispatch: Dispatcher, upid: str,
         return _keep_following(rt, dispatch, upid, lock_token, "running")
     assert holder.vmid is not None
     if not task.ok:
+        if _landed_anyway(rt, holder, task.exitstatus):
+            return succeed(rt, lock_token, holder, upid)
         return fail(rt, lock_token, holder.vmid, holder.source, holder.target,
                     task.exitstatus or "task failed", upid, holder)
     if task.type == "hamigrate":
         return _follow_ha(rt, dispatch, holder, upid, lock_token)
     return succeed(rt, lock_token, holder, upid)
+
+
+def _landed_anyway(rt: Runtime, holder: LockInfo, exitstatus: str | None) -> bool:
+    """`migration problems` (pve-guest-common AbstractMigrate.pm, 4a8f6cb) ends a migration
+    whose phase 2 or 3 failed: the VM may already run on the target. Where it is decides."""
+    if exitstatus != "migration problems" or holder.target is None or holder.vmid is None:
+        return False
+    try:
+        status = rt.client.vm_status(holder.target, holder.vmid)
+    except PveError:
+        return False  # no config on the target (or no answer): it did not land there
+    if status.running:
+        log.warning("migration task reported problems, but the VM runs on the target",
+                    extra=event_fields(vmid=holder.vmid, target=holder.target))
+    return status.running
 
 
 def _keep_following(rt: Runtime, dispatch: Dispatcher, upid: str, token: str,
