@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from typing import Any
 
@@ -25,7 +26,6 @@ from pvesim.units import GIB, MIB, format_pve_size
 
 KERNEL = "6.14.8-2-pve"
 KVERSION = f"Linux {KERNEL} #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z) x86_64"
-ACTIVE_WINDOW = 10.0  # finished tasks stay in the "active" list this long (sim seconds)
 CLUSTER_TASKS_FINISHED_PER_NODE = 25
 
 
@@ -772,51 +772,72 @@ _TASKS_SCHEMA = {
 }
 
 
+def _status_filter(p: dict[str, Any]) -> set[str]:
+    """Tasks.pm `node_tasks`: `errors` only switches `ok` off and makes `statusfilter`
+    ignored; a given `statusfilter` (even empty) lists exactly its classes."""
+    if p.get("errors"):
+        return {"warning", "error", "unknown"}
+    if "statusfilter" in p:
+        return {s.lower() for s in re.split(r"[,;\s]+", str(p["statusfilter"])) if s}
+    return {"ok", "warning", "error", "unknown"}
+
+
+def _task_items(c: Cluster, node: str, source: str) -> list[tuple[dict[str, Any], Task]]:
+    """Tasks.pm `node_tasks` sources: the `active` file's unsaved (running) tasks, oldest
+    first and not token-converted (`user` is the full authid, `saved` "0", status RUNNING);
+    then the archive index read backwards (newest archived first), decoded and converted.
+    Finished tasks are archived when the worker exits, so none stays in `active`."""
+    tasks = c.node_tasks[node]
+    items: list[tuple[dict[str, Any], Task]] = []
+    if source in ("active", "all"):
+        for task in tasks:
+            if task.endtime is None:
+                items.append(({**task.decoded(), "saved": "0", "status": "RUNNING"}, task))
+    if source != "active":
+        done = [task for task in tasks if task.endtime is not None]
+        done.sort(key=lambda task: (task.endtime or 0, task.started), reverse=True)
+        for task in done:
+            item = {**task.decoded(), **task.user_fields(), "endtime": int(task.endtime or 0),
+                    "status": task.exitstatus}
+            items.append((item, task))
+    return items
+
+
+def _task_listed(
+    item: dict[str, Any], task: Task, p: dict[str, Any], statuses: set[str], ctx: Ctx
+) -> bool:
+    """Tasks.pm `$filter_task`, before `start`/`limit`; `userfilter` is a case-insensitive
+    substring of the entry's `user` (the full authid for active entries, else split)."""
+    userfilter = p.get("userfilter")
+    if userfilter and userfilter.lower() not in item["user"].lower():
+        return False
+    if not _visible(task, ctx):
+        return False
+    if p.get("typefilter") and item["type"] != p["typefilter"]:
+        return False
+    if p.get("vmid") and item["id"] != str(p["vmid"]):
+        return False
+    if "since" in p and item["starttime"] < p["since"]:
+        return False
+    if "until" in p and item["starttime"] > p["until"]:
+        return False
+    return task.status_class() in statuses
+
+
 @route("GET", "/nodes/{node}/tasks", _TASKS_SCHEMA, proxy=True)
 def node_tasks(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    t = ctx.now
-    source = p.get("source", "archive")
-    statuses = {s for s in str(p.get("statusfilter", "")).split(",") if s}
-    selected: list[Task] = []
-    for task in c.node_tasks[p["node"]]:
-        finished = task.endtime is not None
-        active = not finished or (task.endtime or 0) > t - ACTIVE_WINDOW
-        if source == "archive" and not finished:
+    """Tasks.pm `node_tasks`: `total` counts every match; `limit=0` lists none of them."""
+    statuses = _status_filter(p)
+    start, limit = p.get("start", 0), p.get("limit", 50)
+    count = 0
+    page: list[dict[str, Any]] = []
+    for item, task in _task_items(c, p["node"], p.get("source", "archive")):
+        if not _task_listed(item, task, p, statuses, ctx):
             continue
-        if source == "active" and not active:
-            continue
-        if not _visible(task, ctx):
-            continue
-        if p.get("typefilter") and task.type != p["typefilter"]:
-            continue
-        if "vmid" in p and task.id != str(p["vmid"]):
-            continue
-        if p.get("userfilter") and p["userfilter"].lower() not in task.authid.lower():
-            continue
-        if p.get("errors") and task.status_class() in ("ok", "unknown"):
-            continue
-        if "since" in p and task.starttime < p["since"]:
-            continue
-        if "until" in p and task.starttime > p["until"]:
-            continue
-        if statuses and task.status_class() not in statuses:
-            continue
-        selected.append(task)
-    selected.sort(key=lambda task: (task.endtime is None, task.started), reverse=True)
-    start = p.get("start", 0)
-    limit = p.get("limit", 50)
-    page = selected[start:] if limit == 0 else selected[start : start + limit]
-    items = []
-    for task in page:
-        item: dict[str, Any] = {
-            "upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart,
-            "starttime": task.starttime, "type": task.type, "id": task.id,
-            **task.user_fields(), "status": task.status_word(),
-        }
-        if task.endtime is not None:
-            item["endtime"] = int(task.endtime)
-        items.append(item)
-    return Paged(items, len(selected))
+        count += 1
+        if count > start and len(page) < limit:
+            page.append(item)
+    return Paged(page, count)
 
 
 def _task(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Task:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -78,11 +79,13 @@ class Task:
     def log_lines(self, t: float) -> list[str]:
         return [line for when, line in self.log if when <= t]
 
-    def status_word(self) -> str:
-        """The `status` column of task lists: RUNNING, OK, or the error text."""
-        if self.exitstatus is None:
-            return "RUNNING"
-        return self.exitstatus
+    def decoded(self) -> dict[str, str | int]:
+        """What pve-common `PVE::UPID::decode` yields (plus the upid): `user` is the full
+        authid, token included."""
+        return {
+            "upid": self.upid, "node": self.node, "pid": self.pid, "pstart": self.pstart,
+            "starttime": self.starttime, "type": self.type, "id": self.id, "user": self.authid,
+        }
 
     def user_fields(self) -> dict[str, str]:
         user, token = split_authid(self.authid)
@@ -92,11 +95,13 @@ class Task:
         return fields
 
     def status_class(self) -> str:
-        """ok|warning|error|unknown, for `statusfilter`."""
-        if self.exitstatus is None:
+        """ok|warning|error|unknown, for `statusfilter` (pve-common UPID.pm
+        `normalize_status_type`; a running task has no status yet: unknown)."""
+        status = self.exitstatus
+        if not status or status == "unexpected status":
             return "unknown"
-        if self.exitstatus == "OK":
+        if status == "OK":
             return "ok"
-        if self.exitstatus.startswith("WARNINGS"):
+        if re.fullmatch(r"WARNINGS: \d+", status):
             return "warning"
         return "error"

@@ -406,3 +406,39 @@ def test_cluster_tasks_and_options(pvesim: RunningSim) -> None:
     assert {r["sid"] for r in prox.cluster.ha.resources.get()} == {"vm:101", "vm:102"}
     err = _error(lambda: prox.cluster.ha.groups.get())
     assert err.content == "cannot index groups: ha groups have been migrated to rules"
+
+
+def test_node_task_lists_follow_tasks_pm(pvesim: RunningSim) -> None:
+    prox = pvesim.proxmox()
+    sim = pvesim.sim
+    done = prox.nodes("pve1").qemu(9000).migrate.post(target="pve2")
+    sim.advance(30)
+    running = prox.nodes("pve1").qemu(100).migrate.post(target="pve3", online=1)
+    tasks = prox.nodes("pve1").tasks
+    # `active` holds only unfinished tasks, with the full token id and saved "0".
+    active = tasks.get(source="active")
+    assert [t["upid"] for t in active] == [running]
+    assert active[0]["user"] == "balancer@pve!balancer" and "tokenid" not in active[0]
+    assert (active[0]["saved"], active[0]["status"]) == ("0", "RUNNING")
+    assert active[0]["pstart"] and "endtime" not in active[0]
+    archived = tasks.get()
+    assert [t["upid"] for t in archived] == [done] and archived[0]["tokenid"] == "balancer"
+    assert "saved" not in archived[0]
+    # userfilter matches the entry's user: full id when active, split when archived.
+    assert [t["upid"] for t in tasks.get(source="all", userfilter="!balancer")] == [running]
+    # errors=1 keeps running tasks and overrides statusfilter; limit=0 lists nothing.
+    assert [t["upid"] for t in tasks.get(source="all", errors=1, statusfilter="ok")] == [
+        running]
+    assert [t["upid"] for t in tasks.get(source="all", statusfilter="ok")] == [done]
+    response = requests.get(
+        f"{pvesim.server.url}/api2/json/nodes/pve1/tasks?source=all&limit=0",
+        headers={"Authorization": f"PVEAPIToken={sim.auth.token_id}={pvesim.token_value}"},
+        verify=False, timeout=5,
+    ).json()
+    assert response == {"data": [], "total": 2}
+    page = requests.get(
+        f"{pvesim.server.url}/api2/json/nodes/pve1/tasks?source=all&start=1&limit=5",
+        headers={"Authorization": f"PVEAPIToken={sim.auth.token_id}={pvesim.token_value}"},
+        verify=False, timeout=5,
+    ).json()
+    assert [t["upid"] for t in page["data"]] == [done] and page["total"] == 2
