@@ -20,7 +20,7 @@ from pvesim.errors import ApiError, internal, param_error
 from pvesim.params import BOOL, INT, STR, Param, enum, required
 from pvesim.routing import Ctx, Paged, route
 from pvesim.scenario import HARuleSpec
-from pvesim.tasks import Task, parse_upid
+from pvesim.tasks import Task, parse_upid, split_authid, task_user_may_see
 from pvesim.tls import fingerprint
 from pvesim.units import GIB, MIB, format_pve_size
 
@@ -194,36 +194,41 @@ def cluster_resources(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     return result
 
 
-def _visible(task: Task, ctx: Ctx) -> bool:
-    return ctx.privileged or task.authid == ctx.authid
+def _broadcast_tasklist(c: Cluster, node: str, view: float) -> list[dict[str, Any]]:
+    """A node's tasklist as pve-common RESTEnvironment.pm `active_workers` leaves it for
+    the broadcast: running tasks (oldest first, no `pstart`), then the newest finished ones
+    by starttime (no `pid`), 25 entries at most; token tasks get `user`/`tokenid` split."""
+    tasks = [task for task in c.node_tasks[node] if task.started <= view]
+    running = [task for task in tasks if task.endtime is None or task.endtime > view]
+    finished = [task for task in tasks if task.endtime is not None and task.endtime <= view]
+    finished.sort(key=lambda task: task.started, reverse=True)
+    finished = finished[: max(0, CLUSTER_TASKS_FINISHED_PER_NODE - len(running))]
+    result: list[dict[str, Any]] = []
+    for task in running + finished:
+        item: dict[str, Any] = {
+            "upid": task.upid, "node": task.node, "starttime": task.starttime,
+            "type": task.type, "id": task.id, **task.user_fields(),
+        }
+        if task in running:
+            item.update({"saved": "0", "pid": task.pid})
+        else:
+            item.update({"saved": "1", "endtime": int(task.endtime or 0),
+                         "status": task.exitstatus})
+        result.append(item)
+    return result
 
 
 @route("GET", "/cluster/tasks")
 def cluster_tasks(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
+    """pve-manager Cluster.pm `tasks`: every node's list in node order. Without Sys.Audit
+    on / only entries whose (split) `user` equals the caller's authid remain, so a token
+    sees none, not even its own: PVE compares `balancer@pve` with `balancer@pve!balancer`."""
     view = ctx.now - c.cluster_tasks_lag
     result: list[dict[str, Any]] = []
     for name in c.nodes:
-        tasks = [
-            task for task in c.node_tasks[name] if task.started <= view and _visible(task, ctx)
-        ]
-        running = [task for task in tasks if task.endtime is None or task.endtime > view]
-        finished = [task for task in tasks if task.endtime is not None and task.endtime <= view]
-        finished.sort(key=lambda task: task.endtime or 0)
-        finished = finished[-CLUSTER_TASKS_FINISHED_PER_NODE:]
-        for task in running + finished:
-            item: dict[str, Any] = {
-                "upid": task.upid, "node": task.node, "starttime": task.starttime,
-                "type": task.type, "id": task.id, **task.user_fields(),
-            }
-            if task in running:
-                item["saved"] = "0"
-                item["pid"] = task.pid
-            else:
-                item["saved"] = "1"
-                item["endtime"] = int(task.endtime or 0)
-                item["status"] = task.exitstatus
-            result.append(item)
-    result.sort(key=lambda item: item["starttime"], reverse=True)
+        for item in _broadcast_tasklist(c, name, view):
+            if ctx.privileged or item["user"] == ctx.authid:
+                result.append(item)
     return result
 
 
@@ -811,7 +816,8 @@ def _task_listed(
     userfilter = p.get("userfilter")
     if userfilter and userfilter.lower() not in item["user"].lower():
         return False
-    if not _visible(task, ctx):
+    if not ctx.privileged and not task_user_may_see(item["user"], item.get("tokenid"),
+                                                    ctx.authid):
         return False
     if p.get("typefilter") and item["type"] != p["typefilter"]:
         return False
@@ -840,20 +846,35 @@ def node_tasks(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     return Paged(page, count)
 
 
-def _task(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Task:
-    upid = p["upid"]
-    task = c.tasks.get(upid)
-    parsed = parse_upid(upid)
+def _check_task_user(task_upid: dict[str, str | int], node: str, ctx: Ctx) -> None:
+    """Tasks.pm `read_task_status`/`read_task_log`: not the task's owner (after the token
+    split) and no Sys.Audit on /nodes/<node> is a 403, PVE's permission check failure."""
+    user, tokenid = split_authid(str(task_upid["user"]))
+    if not ctx.privileged and not task_user_may_see(user, tokenid, ctx.authid):
+        raise ApiError(403, f"Permission check failed (/nodes/{node}, Sys.Audit)")
+
+
+def _parsed_upid(p: dict[str, Any]) -> dict[str, str | int]:
+    parsed = parse_upid(p["upid"])
     if parsed is None:
         raise param_error({"upid": "unable to parse worker upid"})
-    if task is None or task.node != p["node"] or not _visible(task, ctx):
-        raise param_error({"upid": "no such task"})
-    return task
+    return parsed
+
+
+def _task_here(c: Cluster, p: dict[str, Any]) -> Task | None:
+    """The task whose log file is on the node asked (PVE proxies to it and looks there)."""
+    task = c.tasks.get(p["upid"])
+    return task if task is not None and task.node == p["node"] else None
 
 
 @route("GET", "/nodes/{node}/tasks/{upid}/status", proxy=True)
 def task_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    task = _task(c, ctx, p)
+    """Tasks.pm `read_task_status`: 'no such task' (400) before the owner check (403)."""
+    parsed = _parsed_upid(p)
+    task = _task_here(c, p)
+    if task is None:
+        raise param_error({"upid": "no such task"})
+    _check_task_user(parsed, p["node"], ctx)
     result: dict[str, Any] = {
         "upid": task.upid, "node": task.node, "pid": task.pid, "pstart": task.pstart,
         "starttime": task.starttime, "type": task.type, "id": task.id, **task.user_fields(),
@@ -868,7 +889,13 @@ def task_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
        {"start": Param("integer", minimum=0), "limit": Param("integer", minimum=0),
         "download": BOOL}, proxy=True)
 def task_log(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    task = _task(c, ctx, p)
+    """Tasks.pm `read_task_log`: owner check first; a missing log file is not an error but
+    pve-common Tools.pm `dump_logfile`'s one line."""
+    parsed = _parsed_upid(p)
+    _check_task_user(parsed, p["node"], ctx)
+    task = _task_here(c, p)
+    if task is None:
+        return Paged([{"n": 1, "t": "unable to open file - No such file or directory"}], 1)
     lines = task.log_lines(ctx.now)
     start = p.get("start", 0)
     limit = p.get("limit", 50)

@@ -298,7 +298,9 @@ class Simulator:
             self.cluster.options["crs"] = current
 
     def set_token_privileges(self, sys_audit: bool) -> None:
-        """Without Sys.Audit the token sees only its own tasks and gets 403 on HA endpoints."""
+        """Without Sys.Audit the token's /cluster/tasks is empty (PVE compares the split user
+        with the token id), node task lists show its own tasks only, other tasks' status and
+        log are 403, and HA endpoints 403."""
         with self.lock:
             self.cluster.sys_audit = sys_audit
 

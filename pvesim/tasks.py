@@ -40,6 +40,14 @@ def split_authid(authid: str) -> tuple[str, str | None]:
     return user, (token if sep else None)
 
 
+def task_user_may_see(user: str, tokenid: str | None, authid: str) -> bool:
+    """pve-manager Tasks.pm `$check_task_user`, on a task's `user`/`tokenid` as the list
+    shows them: a token sees only its own tasks, a user its own and its tokens'."""
+    if tokenid is not None:
+        return authid in (f"{user}!{tokenid}", user)
+    return authid == user
+
+
 def log_timestamp(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
