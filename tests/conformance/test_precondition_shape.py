@@ -41,3 +41,27 @@ def test_pvesim_serves_the_same_shape_whatever_the_target(pvesim: RunningSim) ->
     assert sorted(served["allowed_nodes"]) == ["pve2", "pve3"]
     for target in ("pve2", "pve3", "nosuchnode"):  # PVE checks the format, then ignores it
         assert prox.nodes("pve1").qemu(100).migrate.get(target=target) == served
+
+
+def test_an_attached_local_disk_refuses_every_target() -> None:
+    pre = parse_precondition(_payload("local_disk"), "pve1", 101)
+    assert pre.local_disks == ("local-lvm:vm-101-disk-0",)
+    assert pre.refusal("pve2") == pre.refusal("pve3") == "local disks: local-lvm:vm-101-disk-0"
+
+
+def test_raw_passthrough_refuses_every_target() -> None:
+    pre = parse_precondition(_payload("passthrough"), "pve1", 103)
+    assert pre.local_resources == ("hostpci0",) and not pre.allows("pve2")
+
+
+def test_a_mapped_device_that_cannot_live_migrate_refuses_every_target() -> None:
+    pre = parse_precondition(_payload("mapped_not_live"), "pve1", 103)
+    assert pre.local_resources == ("hostpci0",)
+    assert pre.refused_nodes == {
+        "pve3": "target pve3 not allowed (mapped resources missing there: hostpci0)"}
+    assert not pre.allows("pve2") and not pre.allows("pve3")
+
+
+def test_an_ha_vm_without_positive_partners_may_move() -> None:
+    pre = parse_precondition(_payload("ha_managed_clean"), "pve1", 100)
+    assert pre.allows("pve2") and pre.allows("pve3")
