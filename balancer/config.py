@@ -203,9 +203,14 @@ def _optional_text(key: str, value: Any) -> Any:
 
 
 def _secret(key: str, value: Any) -> Any:
-    if not isinstance(value, str) or not value:
-        # Never echo the value: it may be the secret itself.
+    """A secret, without the surrounding whitespace a file or an env var often adds (a
+    trailing newline would end up in an HTTP header). Never echo the value."""
+    if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key}: expected a non-empty string")
+    value = value.strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ConfigError(f"{key}: contains whitespace or control characters; a PVE token "
+                          "secret is one word (a UUID)")
     return Secret(value)
 
 

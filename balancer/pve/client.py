@@ -77,6 +77,7 @@ _DEFINITIVE_500 = re.compile(
     r"does not exist|is locked|no such|not implemented|only root|can't migrate|"
     r"already|not running|parameter verification|hostname lookup|not available on node|"
     r"is disabled|cannot live-migrate|content type", re.IGNORECASE)
+_AUTH_HEADER = re.compile(r"PVEAPIToken=[^'\"\s]*")
 _PERMISSION = re.compile(r"Permission check failed \(\s*([^,()]+?)\s*,\s*([^()]+?)\s*\)")
 
 #: Task types a migrate POST of ours leaves behind (plain VM / HA-managed VM).
@@ -180,9 +181,14 @@ class PveClient:
         return [self._active, *(h for h in self.config.hosts if h != self._active)]
 
     def _scrub(self, message: str) -> str:
-        """`message` without the token secret (belt and braces: none should contain it)."""
+        """`message` without the token secret or an Authorization header value (belt and
+        braces: none should contain them, but requests quotes a bad header in its error)."""
         secret = self.config.token_value.reveal()
-        return message.replace(secret, "***") if secret else message
+        if secret:
+            for form in {secret, secret.strip(), repr(secret)[1:-1]}:
+                if form:
+                    message = message.replace(form, "***")
+        return _AUTH_HEADER.sub("PVEAPIToken=***", message)
 
     def _send(self, host: str, method: str, path: str, params: Mapping[str, Any]) -> Any:
         """One HTTP request to one host: the decoded `data`, a `_Final` error, or a `_Failure`

@@ -180,3 +180,23 @@ def test_check_config_cli_fails_on_bad_config(
     err = capsys.readouterr().err
     assert "did you mean 'cpu_max'" in err
     assert TOKEN not in err
+
+
+def test_a_token_read_from_a_file_loses_its_trailing_newline() -> None:
+    """Issue 20.5: `PVE_TOKEN_VALUE=$(cat file)` or a YAML block scalar keeps the newline, which
+    requests then refuses in the Authorization header, quoting the secret."""
+    doc = minimal()
+    doc["proxmox"]["token_value"] = TOKEN + "\n"
+    assert parse_config(doc, env={}).proxmox.token_value.reveal() == TOKEN
+    env = parse_config(minimal(), env={"PVE_TOKEN_VALUE": f"  {TOKEN}\r\n"})
+    assert env.proxmox.token_value.reveal() == TOKEN
+
+
+@pytest.mark.parametrize("bad", ["two words", "tab\there", "nul\x00byte", "\n"])
+def test_a_token_with_inner_whitespace_or_control_characters_is_refused(bad: str) -> None:
+    doc = minimal()
+    doc["proxmox"]["token_value"] = bad
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, env={})
+    assert str(info.value).startswith("proxmox.token_value: ")
+    assert bad.strip() not in str(info.value) or not bad.strip()

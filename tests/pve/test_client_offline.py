@@ -99,3 +99,13 @@ def test_broken_cache_falls_back_to_fresh_reads() -> None:
     client = PveClient(config("pve1"), BrokenCache())
     client.get = lambda path, /, **params: {"crs": "ha=static"}  # type: ignore[method-assign]
     assert client.cluster_options().crs == {"ha": "static"}
+
+
+def test_no_error_text_carries_the_authorization_header() -> None:
+    """requests quotes a refused header value in its exception text (issue 20.5)."""
+    client = PveClient(ProxmoxConfig(hosts=("pve1:8006",), user="balancer@pve",
+                                     token_name="balancer", token_value=Secret("s3cr3t-uuid")))
+    quoted = ("Invalid leading whitespace, reserved character(s), or return character(s) in "
+              "header value: b'PVEAPIToken=balancer@pve!balancer=s3cr3t-uuid\\n'")
+    scrubbed = client._scrub(quoted)
+    assert "s3cr3t" not in scrubbed and "PVEAPIToken=***" in scrubbed
