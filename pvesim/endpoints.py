@@ -232,9 +232,29 @@ def cluster_tasks(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     return result
 
 
+MAC_PREFIX = "BC:24:11"  # Proxmox's OUI, pve-cluster DataCenterConfig.pm $PROXMOX_OUI
+
+
 @route("GET", "/cluster/options")
 def cluster_options(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    return json.loads(json.dumps(c.options))
+    """pve-manager Cluster.pm `get_options`: the parsed datacenter.cfg (pve-cluster
+    `parse_datacenter_config` always sets `description` and defaults `mac_prefix`) only with
+    Sys.Audit on /, else just `console`/`tag-style`; `allowed-tags` is always added."""
+    config: dict[str, Any] = {"description": "", **json.loads(json.dumps(c.options))}
+    config.setdefault("mac_prefix", MAC_PREFIX)
+    if ctx.privileged:
+        result = config
+    else:
+        result = {k: config[k] for k in ("console", "tag-style") if k in config}
+    result["allowed-tags"] = _allowed_tags(c)
+    return result
+
+
+def _allowed_tags(c: Cluster) -> list[str]:
+    """pve-guest-common GuestHelpers.pm `get_allowed_tags` with the default `user-allow=free`
+    and no registered tags: every tag of the guests the caller may audit (all of them here),
+    sorted."""
+    return sorted({tag for g in c.guests.values() for tag in g.spec.tags})
 
 
 # ----- HA --------------------------------------------------------------------------------

@@ -702,23 +702,87 @@ def _parse_rule(
     return spec
 
 
+#: pve-cluster DataCenterConfig.pm `$crs_format`: the value kinds of each `crs` key.
+CRS_BOOLEANS = ("ha-rebalance-on-start", "ha-auto-rebalance")
+CRS_NUMBERS: dict[str, tuple[float, float | None]] = {
+    "ha-auto-rebalance-threshold": (0, 100),
+    "ha-auto-rebalance-hold-duration": (0, None),
+    "ha-auto-rebalance-margin": (0, 100),
+}
+CRS_ENUMS: dict[str, tuple[str, ...]] = {
+    "ha": ("basic", "static", "dynamic"),
+    "ha-auto-rebalance-method": ("bruteforce", "topsis"),
+}
+#: Keys the format marks `requires => 'ha-auto-rebalance'`.
+CRS_NEED_AUTO_REBALANCE = (
+    "ha-auto-rebalance-threshold", "ha-auto-rebalance-method",
+    "ha-auto-rebalance-hold-duration", "ha-auto-rebalance-margin",
+)
+_NUMBER_RE = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def parse_crs(value: object) -> dict[str, Any]:
-    """`crs` as PVE returns it: an object; accepts the datacenter.cfg string form too."""
-    if isinstance(value, Mapping):
-        return {str(k): (int(v) if isinstance(v, bool) else v) for k, v in value.items()}
+    """`crs` as GET /cluster/options returns it, from the datacenter.cfg string or a mapping.
+
+    pve-cluster DataCenterConfig.pm `parse_datacenter_config` runs pve-common JSONSchema.pm
+    `parse_property_string`: only booleans are converted (to 1/0), numbers stay strings.
+    Raises ValueError where that parse fails (a bare value, as the format has no default key;
+    an unknown key or bad value); PVE then leaves `crs` out of the answer.
+    """
     result: dict[str, Any] = {}
-    for part in str(value).split(","):
-        if not part.strip():
-            continue
-        key, sep, val = part.partition("=")
-        if not sep:
-            key, val = "ha", key
-        val = val.strip()
-        result[key.strip()] = int(val) if re.fullmatch(r"-?\d+", val) else val
+    for key, raw in _crs_pairs(value):
+        if key in result:
+            raise ValueError(f"duplicate key in comma-separated list property: {key}")
+        result[key] = _crs_value(key, raw)
+    for key in CRS_NEED_AUTO_REBALANCE:
+        if key in result and "ha-auto-rebalance" not in result:
+            raise ValueError(f"{key}: missing property - 'ha-auto-rebalance'")
     return result
 
 
+def _crs_pairs(value: object) -> list[tuple[str, object]]:
+    if isinstance(value, Mapping):
+        return [(str(k), v) for k, v in value.items()]
+    pairs: list[tuple[str, object]] = []
+    for part in str(value).split(","):
+        if not part.strip():
+            continue
+        key, sep, raw = part.partition("=")
+        if not sep:
+            raise ValueError("value without key, but schema does not define a default key")
+        if not key or not raw:
+            raise ValueError("missing key in comma-separated list property")
+        pairs.append((key, raw))
+    return pairs
+
+
+def _crs_value(key: str, raw: object) -> Any:
+    """One `crs` value as parse_property_string leaves it (booleans via parse_boolean)."""
+    if key in CRS_BOOLEANS:
+        if isinstance(raw, bool) or raw in (0, 1):
+            return int(raw)
+        text = str(raw).lower()
+        if text in ("1", "on", "yes", "true", "0", "off", "no", "false"):
+            return int(text in ("1", "on", "yes", "true"))
+        raise ValueError(f"{key}: type check ('boolean') failed - got '{raw}'")
+    if key in CRS_NUMBERS:
+        text = str(raw)
+        if isinstance(raw, bool) or not _NUMBER_RE.fullmatch(text):
+            raise ValueError(f"{key}: type check ('number') failed - got '{raw}'")
+        low, high = CRS_NUMBERS[key]
+        if float(text) < low or (high is not None and float(text) > high):
+            raise ValueError(f"{key}: value out of range - got '{raw}'")
+        return text
+    if key in CRS_ENUMS:
+        if str(raw) not in CRS_ENUMS[key]:
+            raise ValueError(f"{key}: value '{raw}' does not have a value in the enumeration")
+        return str(raw)
+    raise ValueError(f"invalid key in comma-separated list property: {key}")
+
+
 def _parse_options(raw: object, problems: list[str]) -> dict[str, Any]:
+    """The datacenter.cfg keys GET /cluster/options returns. A `crs` mapping with a typo is
+    a scenario error; a `crs` string PVE cannot parse is dropped, as PVE drops it."""
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -727,7 +791,11 @@ def _parse_options(raw: object, problems: list[str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "crs":
-            options["crs"] = parse_crs(value)
+            try:
+                options["crs"] = parse_crs(value)
+            except ValueError as exc:
+                if isinstance(value, Mapping):
+                    problems.append(f"options.crs: {exc}")
         elif isinstance(value, bool):
             options[str(key)] = int(value)
         else:

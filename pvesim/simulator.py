@@ -22,6 +22,10 @@ from pvesim.routing import Ctx, find
 from pvesim.scenario import GUEST_LOCKS, HA_NODE_STATES, Scenario, load_scenario, parse_crs
 from pvesim.server import SimServer
 
+#: datacenter.cfg keys spelled with an underscore (pve-cluster DataCenterConfig.pm).
+_UNDERSCORE_OPTIONS = ("max_workers", "mac_prefix", "http_proxy", "email_from",
+                       "migration_unsecure")
+
 
 @dataclass(frozen=True)
 class AuthInfo:
@@ -274,19 +278,32 @@ class Simulator:
         self.set_faults()
 
     def set_cluster_options(self, **options: Any) -> None:
-        """Set `/cluster/options` keys (use underscores for dashes); None removes a key."""
+        """Set datacenter.cfg keys (use underscores for dashes); None removes a key.
+
+        `crs` takes a mapping (ValueError if PVE's format rejects it) or the config line's
+        string; a string PVE cannot parse (e.g. a bare "static") leaves `crs` out, as in PVE.
+        """
         with self.lock:
             for key, value in options.items():
-                key = key.replace("_", "-") if key not in ("max_workers",) else key
+                key = key if key in _UNDERSCORE_OPTIONS else key.replace("_", "-")
                 if value is None:
                     self.cluster.options.pop(key, None)
                 elif key == "crs":
-                    self.cluster.options["crs"] = parse_crs(value)
+                    self._set_crs(value)
                 else:
                     self.cluster.options[key] = int(value) if isinstance(value, bool) else value
 
+    def _set_crs(self, value: Any) -> None:
+        try:
+            self.cluster.options["crs"] = parse_crs(value)
+        except ValueError:
+            if isinstance(value, Mapping):
+                raise
+            self.cluster.options.pop("crs", None)
+
     def set_option_crs(self, **crs: Any) -> None:
-        """Merge keys into `crs` (e.g. ha="static", ha_auto_rebalance=True)."""
+        """Merge keys into `crs` (e.g. ha="static", ha_auto_rebalance=True); ValueError if
+        PVE's `crs` format rejects the result."""
         with self.lock:
             current = dict(self.cluster.options.get("crs", {}))
             for key, value in crs.items():
@@ -294,8 +311,8 @@ class Simulator:
                 if value is None:
                     current.pop(key, None)
                 else:
-                    current[key] = int(value) if isinstance(value, bool) else value
-            self.cluster.options["crs"] = current
+                    current[key] = value
+            self.cluster.options["crs"] = parse_crs(current)
 
     def set_token_privileges(self, sys_audit: bool) -> None:
         """Without Sys.Audit the token's /cluster/tasks is empty (PVE compares the split user

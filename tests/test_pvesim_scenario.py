@@ -161,3 +161,42 @@ def test_maxcpu_follows_pves_vmstatus() -> None:
     with pytest.raises(ScenarioError, match="'cpulimit' is modelled for containers only"):
         load_scenario(_scenario(guests=[{"vmid": 300, "node": "pve1", "cpulimit": 2}],
                                 ha_rules=[]))
+
+
+def test_cluster_options_as_pve_parses_datacenter_cfg() -> None:
+    # pve-cluster parse_datacenter_config + pve-common parse_property_string: booleans 1/0,
+    # numbers stay strings, a bare value has no default key to go to (crs dropped).
+    sim = Simulator(_scenario(options={
+        "keyboard": "en-us",
+        "crs": "ha=static,ha-auto-rebalance=yes,ha-auto-rebalance-threshold=30",
+    }))
+    options = sim.call("GET", "/cluster/options")
+    assert options == {
+        "keyboard": "en-us", "description": "", "mac_prefix": "BC:24:11",
+        "crs": {"ha": "static", "ha-auto-rebalance": 1, "ha-auto-rebalance-threshold": "30"},
+        "allowed-tags": ["prod", "web"],
+    }
+    sim.set_cluster_options(crs="static")
+    assert "crs" not in sim.call("GET", "/cluster/options")
+    sim.set_option_crs(ha="dynamic", ha_auto_rebalance=True, ha_auto_rebalance_margin=10)
+    assert sim.call("GET", "/cluster/options")["crs"] == {
+        "ha": "dynamic", "ha-auto-rebalance": 1, "ha-auto-rebalance-margin": "10"}
+    with pytest.raises(ValueError, match="enumeration"):
+        sim.set_option_crs(ha="fancy")
+    with pytest.raises(ScenarioError, match=r"options\.crs: invalid key"):
+        load_scenario(_scenario(options={"crs": {"ha": "static", "ha-rebalance": 1}}))
+    with pytest.raises(ScenarioError, match="missing property - 'ha-auto-rebalance'"):
+        load_scenario(_scenario(options={"crs": {"ha-auto-rebalance-threshold": 30}}))
+    assert "crs" not in Simulator(_scenario(options={"crs": "static"})).cluster.options
+
+
+def test_cluster_options_without_sys_audit() -> None:
+    # Cluster.pm get_options: only console and tag-style, plus allowed-tags, for others.
+    sim = Simulator(_scenario(options={"console": "xtermjs", "crs": {"ha": "static"}}))
+    sim.set_token_privileges(sys_audit=False)
+    answer = sim.api.handle(
+        "GET", "/api2/json/cluster/options",
+        {"Authorization": f"PVEAPIToken={sim.auth.token_id}={sim.auth.token_value}"}, b"",
+    )
+    assert json.loads(answer.body)["data"] == {
+        "console": "xtermjs", "allowed-tags": ["prod", "web"]}
