@@ -557,19 +557,12 @@ def lxc_list(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     return _guest_list(c, p["node"], ctx.now, "lxc")
 
 
-def _ha_info(c: Cluster, g: GuestState) -> dict[str, Any]:
-    svc = c.ha.service_of(g)
-    if svc is None:
-        return {"managed": 0}
-    return {"managed": 1, "state": svc.state}
-
-
 @route("GET", "/nodes/{node}/qemu/{vmid}/status/current", proxy=True)
 def qemu_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     g = c.load_guest(p["node"], p["vmid"], "qemu")
     entry = _guest_list_entry(c, g, ctx.now)
     running = g.status.current == "running"
-    entry.update({"qmpstatus": g.status.current, "ha": _ha_info(c, g), "agent": 1})
+    entry.update({"qmpstatus": g.status.current, "ha": c.ha.service_status(g), "agent": 1})
     if running:
         entry.update({"running-machine": "pc-i440fx-10.0+pve0", "running-qemu": "10.0.2",
                       "balloon": g.spec.maxmem,
@@ -581,7 +574,7 @@ def qemu_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
 def lxc_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     g = c.load_guest(p["node"], p["vmid"], "lxc")
     entry = _guest_list_entry(c, g, ctx.now)
-    entry["ha"] = _ha_info(c, g)
+    entry["ha"] = c.ha.service_status(g)
     return entry
 
 

@@ -397,6 +397,22 @@ class HAManager:
 
     # ----- views -----------------------------------------------------------------------
 
+    def ss_state(self, svc: HAService) -> str | None:
+        """The service's `state` in manager_status `service_status`; None when it has no
+        entry there (ignored services are removed from it: pve-ha-manager Manager.pm)."""
+        if svc.state == "ignored":
+            return None
+        return svc.crm_state
+
+    def service_status(self, g: GuestState) -> dict[str, Any]:
+        """The `ha` object of a guest's status/current, as pve-ha-manager Config.pm
+        `get_service_status` builds it: `{"managed": 0}` for no or an ignored resource,
+        else `managed: 1` and the CRM's state (migrate, fence, ...), not the requested one."""
+        svc = self.service_of(g)
+        if svc is None or not self.manages(g):
+            return {"managed": 0}
+        return {"managed": 1, "state": self.ss_state(svc)}
+
     def guest_hastate(self, g: GuestState) -> str | None:
         svc = self.service_of(g)
         return None if svc is None else svc.crm_state

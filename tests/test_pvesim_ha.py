@@ -200,3 +200,20 @@ def test_an_event_scheduled_in_the_past_is_not_hidden_by_memoised_loads() -> Non
     changed = [t for t in before if before[t] != after[t]]
     assert changed and min(changed) >= past
     assert after[max(changed)]["cpu"] == pytest.approx(before[max(changed)]["cpu"] + 4 * 1.5 / 16)
+
+
+def test_status_current_ha_shows_the_crm_state() -> None:
+    # pve-ha-manager Config.pm get_service_status: service_status[sid].state, not the
+    # requested state; an ignored resource counts as not managed.
+    guests = copy.deepcopy(SMALL_SCENARIO["guests"])
+    next(g for g in guests if g["vmid"] == 100)["ha"] = "ignored"
+    sim = _sim(guests=guests)
+    assert sim.call("GET", "/nodes/pve1/qemu/100/status/current")["ha"] == {"managed": 0}
+    assert sim.call("GET", "/nodes/pve2/lxc/104/status/current")["ha"] == {"managed": 0}
+    sim.start_migration(101, "pve3", user="balancer@pve!balancer")
+    for _ in range(20):
+        sim.advance(0.25)
+        if sim.guest(101).hastate == "migrate":
+            break
+    current = sim.call("GET", "/nodes/pve1/qemu/101/status/current")
+    assert current["ha"] == {"managed": 1, "state": "migrate"}
