@@ -319,12 +319,14 @@ class HAManager:
                 self._migrate(svc, g, better, t)
 
     def _reject_reason(self, svc: HAService, node: str, target: str) -> str | None:
+        """Why the CRM drops a queued migrate (Manager.pm update_crm_commands,
+        queue_resource_motion, next_state_started), or None to start it."""
         if target == node:
             return f"service '{svc.sid}' already on node '{target}'"
         if target not in self.cluster.nodes or not self._ha_online(target):
             return f"target node '{target}' is not online"
-        if target not in self._priorities(svc):
-            return f"target node '{target}' is not allowed by node-affinity rules"
+        # No node-affinity check: next_state_started (pve-ha-manager Manager.pm) starts the
+        # migration anyway, and a later round moves the guest back where the rule wants it.
         blockers = self.negative_blockers(svc.sid, target)
         if blockers:
             return f"resource '{blockers[0]}' is on or moving to node '{target}'"

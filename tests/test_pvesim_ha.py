@@ -217,3 +217,18 @@ def test_status_current_ha_shows_the_crm_state() -> None:
             break
     current = sim.call("GET", "/nodes/pve1/qemu/101/status/current")
     assert current["ha"] == {"managed": 1, "state": "migrate"}
+
+
+def test_migrate_against_a_strict_node_affinity_rule_is_accepted_then_undone() -> None:
+    # pve-ha-manager Manager.pm next_state_started checks only that the target is online:
+    # the guest moves, and select_service_node brings it back on a later round.
+    rules = [*SMALL_SCENARIO["ha_rules"],
+             {"rule": "pin", "type": "node-affinity", "resources": ["vm:102"],
+              "nodes": ["pve2"], "strict": True}]
+    sim = _sim(ha_rules=rules)
+    upid = sim.start_migration(102, "pve3", user="balancer@pve!balancer")
+    _settle(sim, 60)
+    assert sim.task(upid).exitstatus == "OK"
+    moves = [(r.type, r.source, r.target) for r in sim.migration_log if r.type == "qmigrate"]
+    assert moves == [("qmigrate", "pve2", "pve3"), ("qmigrate", "pve3", "pve2")]
+    assert sim.guest(102).node == "pve2"
