@@ -376,22 +376,32 @@ def ha_status_current(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
         stamp = t if c.node_online(name) else int(c.nodes[name].offline_since or t)
         result.append({"id": f"lrm:{name}", "type": "lrm", "node": name, "timestamp": stamp,
                        "status": f"{name} ({_lrm_mode(c, name)}, {_ctime(stamp)})"})
-    for sid in sorted(c.ha.services):
-        svc = c.ha.services[sid]
-        node = c.guests[svc.vmid].node.current
-        entry: dict[str, Any] = {
-            "id": f"service:{sid}", "type": "service", "sid": sid, "node": node,
-            "crm_state": svc.crm_state, "state": svc.crm_state, "request_state": svc.state,
-            "status": f"{sid} ({node}, {svc.crm_state})",
-        }
-        if not svc.failback:
-            entry["failback"] = 0
-        for key in ("max_restart", "max_relocate", "comment"):
-            value = getattr(svc, key)
-            if value is not None:
-                entry[key] = value
-        result.append(entry)
+    # Those in service_status first, then configured ones it lacks (ignored), each sorted.
+    listed = sorted(sid for sid, svc in c.ha.services.items() if c.ha.ss_state(svc))
+    unlisted = sorted(sid for sid in c.ha.services if sid not in listed)
+    result.extend(_ha_service_entry(c, sid) for sid in listed + unlisted)
     return result
+
+
+def _ha_service_entry(c: Cluster, sid: str) -> dict[str, Any]:
+    """A service line of pve-ha-manager API2/HA/Status.pm `status`: `crm_state` only when
+    service_status has the service, `state` the verbose one (Tools.pm)."""
+    svc = c.ha.services[sid]
+    node = c.guests[svc.vmid].node.current
+    state = c.ha.verbose_state(svc)
+    entry: dict[str, Any] = {"id": f"service:{sid}", "type": "service", "sid": sid, "node": node}
+    crm_state = c.ha.ss_state(svc)
+    if crm_state is not None:
+        entry["crm_state"] = crm_state
+    entry.update({"state": state, "request_state": svc.state,
+                  "status": f"{sid} ({node}, {state})"})
+    if not svc.failback:
+        entry["failback"] = 0
+    for key in ("max_restart", "max_relocate", "comment"):
+        value = getattr(svc, key)
+        if value is not None:
+            entry[key] = value
+    return entry
 
 
 @route("GET", "/cluster/ha/status/manager_status", sys_audit=True)
@@ -400,13 +410,17 @@ def ha_manager_status(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     master = c.ha.master_node()
     quorum = {"node": c.entry_node, "quorate": int(c.quorate)}
     if not c.ha.configured:
-        return {"manager_status": {}, "quorum": quorum, "lrm_status": {}}
+        # Status.pm `manager_status` adds lrm_status only inside its loop over node_status.
+        return {"manager_status": {}, "quorum": quorum}
     services: dict[str, Any] = {}
     for sid in sorted(c.ha.services):
         svc = c.ha.services[sid]
+        state = c.ha.ss_state(svc)
+        if state is None:
+            continue  # ignored: Manager.pm drops it from service_status
         g = c.guests[svc.vmid]
-        entry: dict[str, Any] = {"node": g.node.current, "state": svc.crm_state, "uid": svc.uid}
-        if svc.crm_state == "started" and g.status.current == "running":
+        entry: dict[str, Any] = {"node": g.node.current, "state": state, "uid": svc.uid}
+        if state == "started" and g.status.current == "running":
             entry["running"] = 1
         if svc.target:
             entry["target"] = svc.target

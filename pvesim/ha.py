@@ -62,9 +62,9 @@ class HAManager:
         for g in cluster.scenario.guests:
             if g.ha is None:
                 continue
-            crm_state = {"disabled": "disabled", "ignored": "ignored"}.get(g.ha.state)
-            if crm_state is None:
-                crm_state = "started" if g.status == "running" else "stopped"
+            # A disabled service goes request_stop -> stopped; none is a CRM state of its own.
+            running = g.status == "running" and g.ha.state != "disabled"
+            crm_state = "started" if running else "stopped"
             self.services[g.sid] = HAService(
                 sid=g.sid,
                 vmid=g.vmid,
@@ -272,7 +272,7 @@ class HAManager:
         cluster = self.cluster
         g = cluster.guests[svc.vmid]
         node = g.node.current
-        if svc.crm_state in ("disabled", "ignored", "error"):
+        if svc.state in ("disabled", "ignored") or svc.crm_state == "error":
             svc.pending = None
             return
         if not cluster.node_online(node):
@@ -416,5 +416,27 @@ class HAManager:
         return {"managed": 1, "state": self.ss_state(svc)}
 
     def guest_hastate(self, g: GuestState) -> str | None:
+        """`hastate` in /cluster/resources (pve-manager Cluster.pm `resources`): the
+        service_status state, else the configured state (so `ignored` for ignored ones)."""
         svc = self.service_of(g)
-        return None if svc is None else svc.crm_state
+        if svc is None:
+            return None
+        return self.ss_state(svc) or svc.state
+
+    def verbose_state(self, svc: HAService) -> str:
+        """status/current's `state`: pve-ha-manager Tools.pm `get_verbose_service_state`."""
+        current = self.ss_state(svc)
+        if svc.state == "ignored":
+            return "ignored"
+        if current is None:
+            return "queued"
+        if current == "stopped":
+            return {"started": "starting", "disabled": "disabled"}.get(svc.state, current)
+        if current == "started":
+            g = self.cluster.guests[svc.vmid]
+            if g.status.current != "running":
+                return "starting"
+            return "stopping" if svc.state in ("stopped", "disabled") else current
+        if current == "error" and svc.state == "disabled":
+            return "clearing error flag"
+        return current

@@ -216,7 +216,8 @@ class Simulator:
                 if status == "running":
                     g.started = t
                 svc = self.cluster.ha.service_of(g)
-                if svc is not None and svc.crm_state in ("started", "stopped"):
+                if (svc is not None and svc.state not in ("disabled", "ignored")
+                        and svc.crm_state in ("started", "stopped")):
                     svc.crm_state = "started" if status == "running" else "stopped"
                 self.cluster.ha.wake()
 

@@ -232,3 +232,29 @@ def test_migrate_against_a_strict_node_affinity_rule_is_accepted_then_undone() -
     moves = [(r.type, r.source, r.target) for r in sim.migration_log if r.type == "qmigrate"]
     assert moves == [("qmigrate", "pve2", "pve3"), ("qmigrate", "pve3", "pve2")]
     assert sim.guest(102).node == "pve2"
+
+
+def test_disabled_and_ignored_resources_and_no_ha() -> None:
+    # pve-ha-manager Manager.pm: disabled goes request_stop -> stopped; ignored resources
+    # are removed from service_status; Status.pm adds lrm_status only for node_status nodes.
+    guests = copy.deepcopy(SMALL_SCENARIO["guests"])
+    next(g for g in guests if g["vmid"] == 103)["ha"] = "disabled"
+    next(g for g in guests if g["vmid"] == 100)["ha"] = "ignored"
+    sim = _sim(guests=guests)
+    services = sim.call("GET", "/cluster/ha/status/manager_status")["manager_status"][
+        "service_status"]
+    assert services["vm:103"]["state"] == "stopped" and "vm:100" not in services
+    hastate = {r["vmid"]: r.get("hastate")
+               for r in sim.call("GET", "/cluster/resources", type="vm")}
+    assert (hastate[100], hastate[103], hastate[101]) == ("ignored", "stopped", "started")
+    current = {e["id"]: e for e in sim.call("GET", "/cluster/ha/status/current")}
+    assert current["service:vm:103"]["state"] == "disabled"
+    assert current["service:vm:103"]["crm_state"] == "stopped"
+    ignored = current["service:vm:100"]
+    assert "crm_state" not in ignored and ignored["status"] == "vm:100 (pve1, ignored)"
+    assert list(current)[-1] == "service:vm:100"  # not in service_status: listed last
+
+    plain = _sim(ha_rules=[], guests=[{k: v for k, v in g.items() if k != "ha"}
+                                      for g in SMALL_SCENARIO["guests"]])
+    assert plain.call("GET", "/cluster/ha/status/manager_status") == {
+        "manager_status": {}, "quorum": {"node": "pve1", "quorate": 1}}
