@@ -1025,17 +1025,53 @@ def pool(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     return result
 
 
+#: pve-access-control AccessControl.pm: the built-in PVEAuditor role (PVE 9: no VM.Monitor).
+PVE_AUDITOR: tuple[str, ...] = (
+    "VM.Audit", "VM.GuestAgent.Audit", "Sys.Audit", "Datastore.Audit", "SDN.Audit",
+    "Pool.Audit", "Mapping.Audit",
+)
+#: The custom role the simulated token holds on /vms.
+BALANCER_ROLE: tuple[str, ...] = ("VM.Audit", "VM.Migrate")
+#: RPCEnvironment.pm `get_effective_permissions`: paths always evaluated.
+DEFAULT_ACL_PATHS = ("/", "/access", "/access/groups", "/nodes", "/pool", "/sdn", "/storage",
+                     "/vms")
+
+
+def _token_acls(privileged: bool) -> dict[str, tuple[tuple[str, ...], bool]]:
+    """The simulated user.cfg ACLs (path -> privileges, propagate) of the privsep token and
+    its user: PVEAuditor on / (only with Sys.Audit) and the Balancer role on /vms."""
+    acls: dict[str, tuple[tuple[str, ...], bool]] = {"/vms": (BALANCER_ROLE, True)}
+    if privileged:
+        acls["/"] = (PVE_AUDITOR, True)
+    return acls
+
+
+def _path_privileges(acls: dict[str, tuple[tuple[str, ...], bool]], path: str) -> dict[str, int]:
+    """AccessControl.pm `roles` + RPCEnvironment.pm `$compile_acl_path`: walking down the
+    path, an ACL counts on an ancestor only if it propagates and always on the path itself;
+    a deeper one replaces what was inherited. Values are the propagate flag, 1/0."""
+    parts = [part for part in path.split("/") if part]
+    prefixes = ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+    granted: dict[str, int] = {}
+    for i, prefix in enumerate(prefixes):
+        acl = acls.get(prefix)
+        if acl is not None and (acl[1] or i == len(prefixes) - 1):
+            granted = dict.fromkeys(acl[0], int(acl[1]))
+    return granted
+
+
 @route("GET", "/access/permissions", {"path": STR, "userid": STR})
 def permissions(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    vm = {"VM.Audit": 1, "VM.Migrate": 1, "VM.Monitor": 1}
-    root: dict[str, int] = {"Datastore.Audit": 1, **vm}
-    if ctx.privileged:
-        root.update({"Sys.Audit": 1, "Sys.Console": 1})
-    perms = {"/": root, "/vms": dict(vm), "/storage": {"Datastore.Audit": 1},
-             "/nodes": {"Sys.Audit": 1} if ctx.privileged else {}}
+    """pve-access-control API2/AccessControl.pm `permissions`: with `path` that path alone
+    (`{}` when nothing is granted); else RPCEnvironment.pm `get_effective_permissions` over
+    the default paths, the ACL paths and pool members' paths, leaving out empty ones."""
+    acls = _token_acls(ctx.privileged)
     if p.get("path"):
-        return {p["path"]: perms.get(p["path"], root)}
-    return perms
+        return {p["path"]: _path_privileges(acls, p["path"])}
+    paths = {*DEFAULT_ACL_PATHS, *acls}
+    paths.update(f"/vms/{g.vmid}" for g in c.guests.values() if g.spec.pool)
+    result = {path: _path_privileges(acls, path) for path in sorted(paths)}
+    return {path: privs for path, privs in result.items() if privs}
 
 
 @route("POST", "/access/ticket",

@@ -401,7 +401,22 @@ def test_token_without_sys_audit(pvesim: RunningSim) -> None:
             403, "Permission check failed (/nodes/pve3, Sys.Audit)")
     err = _error(lambda: prox.cluster.ha.resources.get())
     assert (err.status_code, err.content) == (403, "Permission check failed (/, Sys.Audit)")
-    assert "Sys.Audit" not in prox.access.permissions.get()["/"]
+    # RPCEnvironment get_effective_permissions leaves out paths without privileges.
+    assert prox.access.permissions.get() == {"/vms": {"VM.Audit": 1, "VM.Migrate": 1}}
+    assert prox.access.permissions.get(path="/nodes/pve1") == {"/nodes/pve1": {}}
+
+
+def test_permissions_as_pve_9_resolves_them(pvesim: RunningSim) -> None:
+    perms = pvesim.proxmox().access.permissions.get()
+    auditor = {"VM.Audit": 1, "VM.GuestAgent.Audit": 1, "Sys.Audit": 1, "Datastore.Audit": 1,
+               "SDN.Audit": 1, "Pool.Audit": 1, "Mapping.Audit": 1}  # no VM.Monitor in PVE 9
+    assert perms == {
+        **{path: auditor for path in ("/", "/access", "/access/groups", "/nodes", "/pool",
+                                      "/sdn", "/storage")},
+        "/vms": {"VM.Audit": 1, "VM.Migrate": 1},  # the deeper ACL replaces the inherited
+    }
+    assert pvesim.proxmox().access.permissions.get(path="/vms/101") == {
+        "/vms/101": {"VM.Audit": 1, "VM.Migrate": 1}}
 
 
 def test_cluster_tasks_and_options(pvesim: RunningSim) -> None:
