@@ -25,6 +25,10 @@ from pvesim.units import GIB, MIB
 
 MOVE_TYPES = ("qmigrate", "vzmigrate")
 
+#: pmxcfs forgets a node's RRD data (what /cluster/resources reports) this many seconds after
+#: its last update (pve-cluster src/pmxcfs/status.c), so an offline node's stats go stale.
+RRD_EXPIRY = 300.0
+
 #: Past node loads are memoised only at multiples of this many seconds (every RRD sample time
 #: is one: the hour timeframe samples every 20 s, the others at bucket ends)...
 LOAD_CACHE_GRID = 20
@@ -248,6 +252,21 @@ class Cluster:
     def node_online(self, name: str, t: float | None = None) -> bool:
         node = self.nodes[name]
         return node.online.current if t is None else node.online.at(t)
+
+    def stats_sample_time(self, name: str) -> float | None:
+        """When the stats /cluster/resources shows now for a node (and its guests) were
+        taken: now while it is online; for RRD_EXPIRY seconds after it went down, just before
+        (pmxcfs still holds the last broadcast); then never. A node offline from the start
+        counts as gone long ago."""
+        node = self.nodes[name]
+        now = self.time()
+        if node.online.current:
+            return now
+        since = node.offline_since
+        if since is None or now - since >= RRD_EXPIRY:
+            return None
+        before = since - 1e-3
+        return before if node.online.at(before) else None
 
     def guest_running(self, g: GuestState, t: float) -> bool:
         return g.status.at(t) == "running" and self.nodes[g.node.at(t)].online.at(t)

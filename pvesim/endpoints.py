@@ -88,10 +88,11 @@ def guest_resource(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
     node = g.node.current
     entry: dict[str, Any] = {"id": f"{_gtype_dir(g)}/{g.vmid}", "vmid": g.vmid, "node": node,
                              "type": _gtype_dir(g)}
-    if c.node_online(node):
-        m = c.guest_metrics(g, t)
+    sample = t if c.node_online(node) else c.stats_sample_time(node)
+    if sample is not None:  # online, or its node's last broadcast has not expired yet
+        m = c.guest_metrics(g, sample)
         entry.update({
-            "status": g.status.current, "name": g.spec.name, "uptime": m.uptime,
+            "status": g.status.at(sample), "name": g.spec.name, "uptime": m.uptime,
             "template": int(g.spec.template), "maxcpu": c.guest_maxcpu(g), "cpu": _r(m.cpu),
             "maxmem": g.spec.maxmem, "mem": m.mem, "maxdisk": _maxdisk(g),
             "disk": _guest_disk(g), "netin": m.netin, "netout": m.netout,
@@ -116,7 +117,9 @@ def guest_resource(c: Cluster, g: GuestState, t: float) -> dict[str, Any]:
 def node_entry(
     c: Cluster, name: str, t: float, load: tuple[float, int] | None = None
 ) -> dict[str, Any]:
-    """Node fields shared by /cluster/resources and /nodes."""
+    """Node fields shared by /cluster/resources and /nodes (pve-manager API2Tools.pm
+    `extract_node_stats`): an offline node keeps `level` and its sizes while its last stats
+    are still in pmxcfs (5 minutes), then only `cgroup-mode` (from the kv store) remains."""
     node = c.nodes[name]
     entry: dict[str, Any] = {"id": f"node/{name}", "node": name, "type": "node"}
     if node.online.current:
@@ -127,8 +130,12 @@ def node_entry(
             "maxdisk": node.spec.rootfs, "uptime": int(t - node.boot), "level": "",
             "cgroup-mode": 2,
         })
+    elif c.stats_sample_time(name) is not None:
+        entry.update({"status": "offline", "level": "", "maxcpu": node.spec.threads,
+                      "maxmem": node.spec.memory, "maxdisk": node.spec.rootfs,
+                      "cgroup-mode": 2})
     else:
-        entry.update({"status": "offline", "level": ""})
+        entry.update({"status": "offline", "cgroup-mode": 2})
     if c.ha.configured:
         entry["hastate"] = c.ha.node_state(name)
     return entry

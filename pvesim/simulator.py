@@ -154,7 +154,8 @@ class Simulator:
         return name
 
     def set_node_online(self, name: str, online: bool) -> None:
-        """Power a node on/off: offline nodes answer 595, their guests show `unknown`."""
+        """Power a node on/off: offline nodes answer 595; /cluster/resources shows their
+        guests' last sample for 5 minutes, then `unknown` (pmxcfs RRD expiry)."""
         with self.lock:
             t = self.cluster.sync()
             node = self.cluster.nodes[self._node_name(name)]

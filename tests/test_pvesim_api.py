@@ -93,9 +93,21 @@ def test_node_endpoints(pvesim: RunningSim) -> None:
 def test_offline_node(pvesim: RunningSim) -> None:
     prox = pvesim.proxmox()
     pvesim.sim.set_node_online("pve3", False)
+    # pmxcfs keeps the last broadcast for 5 minutes: sizes and the guests' last sample stay.
     resources = {r["id"]: r for r in prox.cluster.resources.get()}
-    assert resources["node/pve3"]["status"] == "offline"
-    assert "cpu" not in resources["node/pve3"] and "mem" not in resources["node/pve3"]
+    assert resources["node/pve3"] == {
+        "id": "node/pve3", "node": "pve3", "type": "node", "status": "offline", "level": "",
+        "maxcpu": 16, "maxmem": 64 * GIB, "maxdisk": 100 * GIB, "cgroup-mode": 2,
+        "hastate": "unknown",
+    }
+    stale = resources["qemu/105"]
+    assert stale["status"] == "running" and stale["cpu"] == pytest.approx(0.6)
+    pvesim.sim.advance(300)
+    resources = {r["id"]: r for r in prox.cluster.resources.get()}
+    assert resources["node/pve3"] == {
+        "id": "node/pve3", "node": "pve3", "type": "node", "status": "offline",
+        "cgroup-mode": 2, "hastate": "unknown",
+    }
     assert resources["qemu/105"] == {
         "id": "qemu/105", "vmid": 105, "node": "pve3", "type": "qemu", "status": "unknown",
     }
