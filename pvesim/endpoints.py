@@ -709,7 +709,7 @@ def _precondition(c: Cluster, p: dict[str, Any], gtype: str) -> dict[str, Any]:
     local = p["node"]
     allowed: list[str] = []
     not_allowed: dict[str, Any] = {}
-    svc = c.ha.service_of(g)
+    svc = c.ha.service_of(g) if c.ha.manages(g) else None
     for name in c.nodes:
         if name == local:
             continue
@@ -717,7 +717,7 @@ def _precondition(c: Cluster, p: dict[str, Any], gtype: str) -> dict[str, Any]:
         stores = c.unavailable_storages(g, name)
         if stores:
             reasons["unavailable_storages"] = stores
-        if svc is not None:
+        if svc is not None and c.ha.node_state(name) == "online":
             blockers = c.ha.negative_blockers(svc.sid, name)
             if blockers:
                 reasons["blocking-ha-resources"] = [
@@ -746,7 +746,7 @@ def _precondition(c: Cluster, p: dict[str, Any], gtype: str) -> dict[str, Any]:
             "has-dbus-vmstate": 1,
         })
         if svc is not None:
-            result["dependent-ha-resources"] = sorted(c.ha.partners(svc.sid, "positive"))
+            result["dependent-ha-resources"] = c.ha.dependents(svc.sid)
     return result
 
 

@@ -153,7 +153,32 @@ class HAManager:
         return places
 
     def negative_blockers(self, sid: str, target: str) -> list[str]:
-        return sorted(p for p in self.partners(sid, "negative") if target in self._where(p))
+        """Negative-affinity partners that block moving `sid` to `target`, as pve-ha-manager
+        Config.pm `get_resource_motion_info` and Manager.pm `queue_resource_motion` test it:
+        in service_status, on `target` and not moving elsewhere. A partner in flight (node X,
+        target Y) blocks no node at all."""
+        result = []
+        for partner in sorted(self.partners(sid, "negative")):
+            other = self.services.get(partner)
+            if other is None or self.ss_state(other) is None:
+                continue
+            node = self.cluster.guests[other.vmid].node.current
+            if node == target and other.target in (None, target):
+                result.append(partner)
+        return result
+
+    def dependents(self, sid: str) -> list[str]:
+        """`dependent-ha-resources`/`comigrated-resources` (Config.pm
+        `get_resource_motion_info`): positive partners that are in service_status."""
+        return sorted(
+            p for p in self.partners(sid, "positive")
+            if p in self.services and self.ss_state(self.services[p]) is not None
+        )
+
+    def _crowded(self, sid: str, node: str) -> bool:
+        """Whether a negative partner is on or moving to `node`: node selection (Manager.pm
+        `select_service_node`, apply_negative_resource_affinity) avoids such nodes."""
+        return any(node in self._where(p) for p in self.partners(sid, "negative"))
 
     def _ha_online(self, name: str) -> bool:
         return self.cluster.node_online(name) and self.cluster.nodes[name].hastate == "online"
@@ -173,7 +198,7 @@ class HAManager:
     def _choose(self, svc: HAService, exclude: set[str]) -> str | None:
         prios = {
             n: p for n, p in self._priorities(svc).items()
-            if n not in exclude and not self.negative_blockers(svc.sid, n)
+            if n not in exclude and not self._crowded(svc.sid, n)
         }
         if not prios:
             return None
@@ -192,28 +217,37 @@ class HAManager:
     def request_hamigrate(
         self, g: GuestState, node: str, target: str, authid: str, t: float
     ) -> Task:
-        """The API path for HA guests: a short `hamigrate` task that queues a CRM command."""
+        """The API path for HA guests: a short `hamigrate` task running `ha-manager migrate`
+        (qemu-server Qemu.pm `migrate_vm`). The CLI's API call queues the command first and
+        then fails the task when a negative partner blocks the target (pve-ha-manager
+        API2/HA/Resources.pm `migrate`, CLI/ha_manager.pm); the CRM drops that command."""
         cluster = self.cluster
         svc = self.services[g.spec.sid]
         task = cluster.new_task(node, "hamigrate", str(g.vmid), authid, t)
         cluster._record(task, g.vmid, node, target)
         kind = "VM" if g.type == "qemu" else "CT"
         task.add_log(t, f"Requesting HA migration for {kind} {g.vmid} to node {target}", False)
-        failed = svc.crm_state == "error" or bool(self.negative_blockers(svc.sid, target))
         end = t + cluster.scenario.migration.hamigrate_seconds
 
         def finish(when: float) -> None:
-            if failed:
-                for partner in self.negative_blockers(svc.sid, target):
-                    task.add_log(
-                        when, f"cannot migrate resource '{svc.sid}' to node '{target}': "
-                        f"resource '{partner}' is on or moving to this node", False,
-                    )
-                cmd = f"ha-manager migrate {svc.sid} {target}"
-                cluster._finish_task(task, when, f"command '{cmd}' failed: exit code 255")
-            else:
-                self.queue(svc.sid, target, when)
-                cluster._finish_task(task, when, "OK")
+            cmd = f"ha-manager migrate {svc.sid} {target}"
+            failed = f"command '{cmd}' failed: exit code 255"
+            if svc.crm_state == "error":
+                task.add_log(when, f"service '{svc.sid}' in error state, must be disabled and "
+                             "fixed first", False)
+                cluster._finish_task(task, when, failed)
+                return
+            self.queue(svc.sid, target, when)
+            blockers = self.negative_blockers(svc.sid, target)
+            if blockers:
+                task.add_log(when, f"cannot migrate resource '{svc.sid}' to node '{target}':",
+                             False)
+                for partner in blockers:
+                    task.add_log(when, f"- resource '{partner}' on target node '{target}' in "
+                                 f"negative affinity with resource '{svc.sid}'", False)
+                cluster._finish_task(task, when, failed)
+                return
+            cluster._finish_task(task, when, "OK")
 
         cluster.schedule(end, finish)
         return task
@@ -225,24 +259,24 @@ class HAManager:
         self.wake()
 
     def api_migrate(self, sid: str, target: str) -> dict[str, Any]:
-        """POST /cluster/ha/resources/{sid}/migrate: queue it, report known blockers."""
+        """POST /cluster/ha/resources/{sid}/migrate (pve-ha-manager API2/HA/Resources.pm
+        `migrate`): queue it, then report the blockers and co-migrated partners. The node is
+        not checked here; the CRM drops a command for a node that is not online."""
         svc = self.services.get(sid)
-        if svc is None:
-            raise internal(f"no such resource '{sid}'")
+        if svc is None or svc.state == "ignored":
+            raise internal(f"resource '{sid}' is not HA managed")
         if svc.crm_state == "error":
             raise internal(f"service '{sid}' in error state, must be disabled and fixed first")
-        if target not in self.cluster.nodes:
-            raise internal(f"no such cluster node '{target}'")
+        self.queue(sid, target, self.cluster.time())
         result: dict[str, Any] = {"sid": sid, "requested-node": target}
+        dependents = self.dependents(sid)
+        if dependents:
+            result["comigrated-resources"] = dependents
         blockers = self.negative_blockers(sid, target)
         if blockers:
             result["blocking-resources"] = [
                 {"sid": b, "cause": "resource-affinity"} for b in blockers
             ]
-        positive = sorted(p for p in self.partners(sid, "positive") if target not in self._where(p))
-        if positive:
-            result["comigrated-resources"] = positive
-        self.queue(sid, target, self.cluster.time())
         return result
 
     # ----- the CRM ---------------------------------------------------------------------
@@ -304,7 +338,7 @@ class HAManager:
         back = svc.maintenance_node
         if back is not None and back != node and self._ha_online(back):
             svc.maintenance_node = None
-            if back in self._priorities(svc) and not self.negative_blockers(svc.sid, back):
+            if back in self._priorities(svc) and not self._crowded(svc.sid, back):
                 self._migrate(svc, g, back, t)
                 return
         prios = self._priorities(svc)

@@ -258,3 +258,36 @@ def test_disabled_and_ignored_resources_and_no_ha() -> None:
                                       for g in SMALL_SCENARIO["guests"]])
     assert plain.call("GET", "/cluster/ha/status/manager_status") == {
         "manager_status": {}, "quorum": {"node": "pve1", "quorate": 1}}
+
+
+def test_a_negative_partner_in_flight_blocks_no_node() -> None:
+    # pve-ha-manager Config.pm get_resource_motion_info: a partner with node X and target Y
+    # blocks neither; one sitting on a node blocks that node.
+    sim = _sim()
+    before = sim.call("GET", "/nodes/pve1/qemu/101/migrate")
+    assert before["not_allowed_nodes"]["pve2"] == {
+        "blocking-ha-resources": [{"sid": "vm:102", "cause": "resource-affinity"}]}
+    assert before["dependent-ha-resources"] == []
+    sim.start_migration(102, "pve3", user="balancer@pve!balancer")
+    for _ in range(20):
+        sim.advance(0.25)
+        if sim.guest(102).hastate == "migrate":
+            break
+    during = sim.call("GET", "/nodes/pve1/qemu/101/migrate")
+    assert during["not_allowed_nodes"] == {"pve2": {}, "pve3": {}}
+    assert during["allowed_nodes"] == ["pve2", "pve3"]
+
+
+def test_blocked_hamigrate_logs_what_the_cli_prints() -> None:
+    sim = _sim()
+    upid = sim.start_migration(101, "pve2", user="balancer@pve!balancer")
+    sim.advance(2)
+    task = sim.task(upid)
+    assert task.exitstatus == "command 'ha-manager migrate vm:101 pve2' failed: exit code 255"
+    assert "cannot migrate resource 'vm:101' to node 'pve2':" in task.log
+    assert ("- resource 'vm:102' on target node 'pve2' in negative affinity with resource "
+            "'vm:101'") in task.log
+    with pytest.raises(ApiError, match="resource 'vm:100' is not HA managed"):
+        guests = copy.deepcopy(SMALL_SCENARIO["guests"])
+        next(g for g in guests if g["vmid"] == 100)["ha"] = "ignored"
+        _sim(guests=guests).call("POST", "/cluster/ha/resources/vm:100/migrate", node="pve2")
