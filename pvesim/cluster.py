@@ -66,7 +66,10 @@ class Migration:
     live: bool
     ha_driven: bool
     restart: bool
-    early: bool = False
+    #: Where it fails (pve-guest-common AbstractMigrate.pm `migrate`): "prepare" (nothing
+    #: locked), "phase1" (locked, nothing moved; both end "migration aborted"), "phase2"
+    #: (the live copy failed: "migration problems"); None when it succeeds.
+    phase: str | None = None
     was_running: bool = False
     done: bool = False
 
@@ -449,40 +452,50 @@ class Cluster:
         return g
 
     def local_volumes(self, g: GuestState) -> list[tuple[str, str, int, bool]]:
-        """(drive key, volid, size, is_cdrom) of volumes on non-shared storage."""
+        """(drive key, volid, size, is_cdrom) of the volumes qemu-server's
+        `$check_vm_disks_local` lists: on non-shared storage, or the host's `cdrom` drive."""
         result = []
         for disk in g.spec.disks:
             if disk.storage is None:
+                if disk.cdrom and disk.volid == "cdrom":
+                    result.append((disk.key, disk.volid, disk.size, True))
                 continue
-            storage = self.storages[disk.storage]
-            if not storage.shared:
+            if not self.storages[disk.storage].shared:
                 result.append((disk.key, disk.volid, disk.size, disk.cdrom))
         return result
 
     def unavailable_storages(self, g: GuestState, target: str) -> list[str]:
+        """Storages of the guest's drives, ISO images included, not enabled on `target`
+        (QemuServer.pm `check_local_storage_availability`/`check_storage_availability`)."""
         return sorted({
             d.storage for d in g.spec.disks
-            if d.storage is not None and not d.cdrom
-            and not self.storages[d.storage].available_on(target)
+            if d.storage is not None and not self.storages[d.storage].available_on(target)
         })
 
-    def local_resources(self, g: GuestState) -> tuple[list[str], dict[str, dict[str, Any]]]:
-        """(devices that pin the VM, mapped devices with their info)."""
+    def local_resources(
+        self, g: GuestState, running: bool
+    ) -> tuple[list[str], dict[str, dict[str, Any]]]:
+        """(local_resources, mapped-resource-info) as qemu-server QemuMigrate/Helpers.pm
+        `check_local_resources` finds them: raw passthrough always; mapped usb always; a
+        mapped hostpci only while running (no mapping here is `live-migration-capable`)."""
         local: list[str] = []
         mapped: dict[str, dict[str, Any]] = {}
         for i, value in enumerate(g.spec.hostpci):
             key = f"hostpci{i}"
-            if value.startswith("mapping="):
-                name = value.split(",", 1)[0].split("=", 1)[1]
-                mapped[key] = {"name": name, "live-migration": 0}
-            else:
-                local.append(key)
+            name = _mapping_name(value)
+            if name is not None:
+                mapped[key] = {"name": name}
+                if not running:
+                    continue
+            local.append(key)
         for i, value in enumerate(g.spec.usb):
             key = f"usb{i}"
-            if value.startswith("mapping="):
-                mapped[key] = {"name": value.split(",", 1)[0].split("=", 1)[1]}
-            elif value != "spice":
-                local.append(key)
+            if value.lower() in ("spice", "host=spice"):
+                continue
+            name = _mapping_name(value)
+            if name is not None:
+                mapped[key] = {"name": name}
+            local.append(key)
         return local, mapped
 
     def request_migrate(
@@ -493,10 +506,6 @@ class Cluster:
         target = str(params["target"])
         if gtype == "qemu":
             self.check_target_node(node, target)
-            if params.get("targetstorage") and not params.get("online"):
-                raise param_error(
-                    {"targetstorage": "Live storage migration can only be done online."}
-                )
             for option in ("force", "migration_type", "migration_network"):
                 if params.get(option) and authid != "root@pam":
                     raise param_error({option: "Only root may use this option."})
@@ -532,16 +541,11 @@ class Cluster:
 
     # ----- migration execution ---------------------------------------------------------
 
-    def _blocker(
-        self,
-        g: GuestState,
-        target: str,
-        online: bool,
-        with_local_disks: bool,
-        restart: bool,
-        force: bool,
+    def _prepare_failure(
+        self, g: GuestState, target: str, online: bool, restart: bool, force: bool
     ) -> str | None:
-        """Why the task's prepare phase would abort (PVE reports 'migration aborted')."""
+        """Why the worker's prepare step dies, before anything is locked (qemu-server
+        QemuMigrate.pm / pve-container LXC/Migrate.pm `prepare`), in their order."""
         running = g.status.current == "running"
         if g.type == "lxc":
             if g.lock:
@@ -549,21 +553,45 @@ class Cluster:
             if running and online and not restart:
                 return "lxc live migration is currently not implemented"
         else:
-            local, mapped = self.local_resources(g)
-            if local and (running or not force):
-                return f"can't migrate VM which uses local devices: {', '.join(local)}"
-            if mapped and running:
-                return f"can't migrate running VM which uses mapped devices: {', '.join(mapped)}"
-            for key, volid, _size, cdrom in self.local_volumes(g):
-                if cdrom:
-                    return f"can't migrate local cdrom drive (referenced in '{key}': {volid})"
-            if running and not with_local_disks:
-                disks = [v for v in self.local_volumes(g) if not v[3]]
-                if disks:
-                    return "can't live migrate attached local disks without with-local-disks option"
+            local, mapped = self.local_resources(g, running)
+            blocking = [key for key in local if key not in mapped]
+            # `$self->{running}` is still 0 in prepare, so force lets even a running VM pass
+            if blocking and not force:
+                return f"can't migrate VM which uses local devices: {', '.join(blocking)}"
+            not_live = [f"{k}:{v['name']}" for k, v in sorted(mapped.items())
+                        if not v.get("live-migration")]
+            if running and not_live:
+                return ("can't live migrate running VM which uses following mapped devices: "
+                        + ", ".join(not_live))
+            for store in self.unavailable_storages(g, target):
+                return f"storage '{store}' is not available on node '{target}'"
         if not self.node_online(target):
             return "Can't connect to destination address using public key"
         return None
+
+    def _scan_volumes(
+        self, g: GuestState, running: bool, with_local_disks: bool
+    ) -> tuple[list[str], list[str]]:
+        """(log lines, errors) of phase 1's QemuMigrate.pm `scan_local_volumes`: the host
+        cdrom and local ISO images never migrate; attached local disks of a running VM need
+        with-local-disks. Any error aborts the migration after the lock was taken."""
+        lines: list[str] = []
+        errors: list[str] = []
+        other: list[str] = []
+        for _key, volid, _size, cdrom in sorted(self.local_volumes(g), key=lambda v: v[1]):
+            if volid == "cdrom":
+                other.append("can't migrate local cdrom drive")
+                continue
+            lines.append(f"found local disk '{volid}' (attached)")
+            if running and not with_local_disks:
+                problem = "can't live migrate attached local disks without with-local-disks option"
+            elif cdrom:
+                problem = "local cdrom image"
+            else:
+                continue
+            errors.append(f"can't migrate local disk '{volid}': {problem}")
+        errors.extend(other)
+        return lines, errors
 
     def _duration(
         self, g: GuestState, t: float, with_local_disks: bool, bwlimit: int | None, restart: bool
@@ -600,48 +628,83 @@ class Cluster:
         force: bool = False,
         ha_driven: bool = False,
     ) -> Task:
-        """Fork the qmigrate/vzmigrate worker: aborts early, fails late, or moves the guest."""
+        """Fork the qmigrate/vzmigrate worker: it fails in prepare (nothing locked), in phase 1
+        (locked, nothing moved), in phase 2 (the live copy), or moves the guest."""
         source = g.node.current
         task_type = "qmigrate" if g.type == "qemu" else "vzmigrate"
         task = self.new_task(source, task_type, str(g.vmid), authid, t)
         self._record(task, g.vmid, source, target)
-        blocker = self._blocker(g, target, online, with_local_disks, restart, force)
-        was_running = g.status.current == "running"
-        if blocker is not None:
-            end = t + self.scenario.migration.abort_seconds
-            mig = Migration(
-                task, g.vmid, source, target, t, end, blocker, False, ha_driven, restart, True
-            )
+        running = g.status.current == "running"
+        if running and g.type == "qemu":
+            task.add_log(t, "conntrack state migration not supported or disabled, active "
+                         "connections might get dropped")
+        reason = self._prepare_failure(g, target, online, restart, force)
+        if reason is not None:
+            mig = Migration(task, g.vmid, source, target, t,
+                            t + self.scenario.migration.abort_seconds, reason, False,
+                            ha_driven, restart, phase="prepare")
         else:
-            seconds, live, moved = self._duration(g, t, with_local_disks, bwlimit, restart)
-            failure = self._fail_next.pop(g.vmid, None)
-            end = t + (seconds * 0.5 if failure else seconds)
-            mig = Migration(
-                task, g.vmid, source, target, t, end, failure, live, ha_driven, restart,
-                False, was_running,
-            )
-            g.lock = "migrate"
-            g.migration = mig
-            if live:
-                self._incoming[target].append(mig)
-            if g.type == "lxc" and restart and g.status.current == "running":
-                g.status.set(t, "stopped")
-            self._write_move_log(g, mig, seconds, moved)
+            mig = self._begin_move(g, task, target, t, running, with_local_disks, bwlimit,
+                                   restart, force, ha_driven)
         self.migrations[task.upid] = mig
         self.max_concurrent_migrations = max(self.max_concurrent_migrations, self.running_moves())
         self.schedule(mig.end, lambda when: self._complete(mig, when))
         return task
 
-    def _write_move_log(self, g: GuestState, mig: Migration, seconds: float, moved: int) -> None:
+    def _begin_move(
+        self, g: GuestState, task: Task, target: str, t: float, running: bool,
+        with_local_disks: bool, bwlimit: int | None, restart: bool, force: bool,
+        ha_driven: bool,
+    ) -> Migration:
+        """Phase 1 onwards: lock the guest, scan its volumes, copy; decide how it ends."""
+        source = g.node.current
+        scan_lines: list[str] = []
+        scan_errors: list[str] = []
+        if g.type == "qemu":
+            scan_lines, scan_errors = self._scan_volumes(g, running, with_local_disks)
+        if scan_errors:
+            end = t + self.scenario.migration.abort_seconds
+            mig = Migration(task, g.vmid, source, target, t, end,
+                            "Problem found while scanning volumes - can't migrate VM - check log",
+                            False, ha_driven, restart, phase="phase1", was_running=running)
+            seconds, live, moved = end - t, False, 0
+        else:
+            seconds, live, moved = self._duration(g, t, with_local_disks, bwlimit, restart)
+            error = self._fail_next.pop(g.vmid, None)
+            local = self.local_resources(g, running)[0] if g.type == "qemu" else []
+            if error is None and live and force and local:
+                # Sim's wording for QEMU refusing to migrate passed-through devices.
+                error = f"VM uses devices that cannot be live-migrated: {', '.join(local)}"
+            phase = None
+            if error is not None:
+                phase = "phase2" if live and error != "migration aborted" else "phase1"
+            end = t + (seconds * 0.5 if error else seconds)
+            mig = Migration(task, g.vmid, source, target, t, end, error, live, ha_driven,
+                            restart, phase=phase, was_running=running)
+        g.lock = "migrate"
+        g.migration = mig
+        if live:
+            self._incoming[target].append(mig)
+        if g.type == "lxc" and restart and running:
+            g.status.set(t, "stopped")
+        if force and g.type == "qemu" and self.local_resources(g, running)[0]:
+            task.add_log(t, "migrating VM which uses local devices")
+        self._write_move_log(g, mig, seconds, moved, scan_lines + scan_errors)
+        return mig
+
+    def _write_move_log(
+        self, g: GuestState, mig: Migration, seconds: float, moved: int, scan: list[str]
+    ) -> None:
         task, t = mig.task, mig.start
         kind = "VM" if g.type == "qemu" else "CT"
         ip = self.nodes[mig.target].spec.ip
         if g.type == "lxc" and mig.restart and mig.was_running:
             task.add_log(t, f"shutdown CT {g.vmid}")
         task.add_log(t, f"starting migration of {kind} {g.vmid} to node '{mig.target}' ({ip})")
-        for _key, volid, _size, cdrom in self.local_volumes(g):
-            if not cdrom:
-                task.add_log(t, f"found local disk '{volid}' (attached)")
+        for line in scan:
+            task.add_log(t, line)
+        if mig.phase == "phase1" and scan:
+            return
         if mig.live:
             total = self.guest_mem(g, t)[1]
             task.add_log(t + 0.3, f"starting VM {g.vmid} on remote node '{mig.target}'")
@@ -677,27 +740,34 @@ class Cluster:
                 task.add_log(mig.end - 0.1, "start container on target node")
 
     def _complete(self, mig: Migration, t: float) -> None:
+        """End the worker as pve-guest-common AbstractMigrate.pm `migrate` does."""
         if mig.done:
             return
         mig.done = True
         g = self.guests[mig.vmid]
         task = mig.task
         duration = _duration_text(t - mig.start)
-        if mig.early:
-            # Aborted in prepare: nothing was locked or copied.
+        if mig.phase == "prepare":
             task.add_log(t, f"ERROR: migration aborted (duration {duration}): {mig.error}")
             self._finish_task(task, t, "migration aborted")
-        elif mig.error is not None:
+        elif mig.phase == "phase1":
+            task.add_log(t, f"ERROR: {mig.error}")
+            task.add_log(t, "aborting phase 1 - cleanup resources")
+            task.add_log(t, f"ERROR: migration aborted (duration {duration}): {mig.error}")
+            self._end_move(g, mig, t, moved=False)
+            self._finish_task(task, t, "migration aborted")
+        elif mig.phase == "phase2":
             task.add_log(t, f"ERROR: online migrate failure - {mig.error}")
             task.add_log(t, "aborting phase 2 - cleanup resources")
+            task.add_log(t, "migrate_cancel")
             task.add_log(t, f"ERROR: migration finished with problems (duration {duration})")
             self._end_move(g, mig, t, moved=False)
-            self._finish_task(task, t, mig.error)
+            self._finish_task(task, t, "migration problems")
         else:
             task.add_log(t, f"migration finished successfully (duration {duration})")
             self._end_move(g, mig, t, moved=True)
             self._finish_task(task, t, "OK")
-        self.ha.on_move_finished(g, mig, t, success=mig.error is None)
+        self.ha.on_move_finished(g, mig, t, success=mig.phase is None)
 
     def _end_move(self, g: GuestState, mig: Migration, t: float, moved: bool) -> None:
         g.lock = None
@@ -711,14 +781,19 @@ class Cluster:
             g.started = t
 
     def abort_moves_touching(self, node: str, t: float) -> None:
-        """A node went away: migrations from or to it fail now."""
+        """A node went away: migrations from or to it fail now; a live copy losing its
+        target fails in phase 2 ("migration problems"), anything else in phase 1."""
         for mig in list(self.migrations.values()):
             if mig.done or node not in (mig.source, mig.target):
                 continue
-            mig.error = mig.error or "migration aborted"
+            if mig.phase != "prepare":
+                mig.error = mig.error or f"lost connection to node '{node}'"
+                mig.phase = "phase2" if mig.live and node == mig.target else "phase1"
             self._complete(mig, t)
 
     def fail_next_migration(self, vmid: int, message: str) -> None:
+        """The guest's next migration fails halfway: "migration aborted" in phase 1, any
+        other message as a phase 2 error of a live migration (task: "migration problems")."""
         self._fail_next[vmid] = message
 
     def recover_guest(self, g: GuestState, target: str, t: float) -> None:
@@ -728,6 +803,15 @@ class Cluster:
         g.lock = None
         if g.status.current == "running":
             g.started = t
+
+
+def _mapping_name(value: str) -> str | None:
+    """The `mapping=` of a hostpci/usb property string, if any."""
+    for part in value.split(","):
+        key, sep, name = part.partition("=")
+        if sep and key == "mapping":
+            return name
+    return None
 
 
 def _duration_text(seconds: float) -> str:

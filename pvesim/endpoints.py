@@ -697,67 +697,95 @@ route("GET", "/nodes/{node}/lxc/{vmid}/rrddata", _RRD_SCHEMA)(_guest_rrd)
 # ----- migration -------------------------------------------------------------------------
 
 
-def _precondition(c: Cluster, p: dict[str, Any], gtype: str) -> dict[str, Any]:
+def _blocking_ha(c: Cluster, g: GuestState, node: str) -> list[dict[str, str]]:
+    """`blocking-ha-resources` for one node (pve-ha-manager Config.pm
+    `get_resource_motion_info`): only for HA-managed guests and HA-online nodes."""
+    svc = c.ha.service_of(g)
+    if svc is None or not c.ha.manages(g) or c.ha.node_state(node) != "online":
+        return []
+    return [{"sid": b, "cause": "resource-affinity"} for b in c.ha.negative_blockers(svc.sid, node)]
+
+
+def _local_disk(key: str, volid: str, size: int, cdrom: bool) -> dict[str, Any]:
+    """One `local_disks` entry: the attributes qemu-server `foreach_volid` collects
+    (`replicate` 1 unless the drive says replicate=0; `size` only with a size= option)."""
+    entry: dict[str, Any] = {
+        "volid": volid, "cdrom": int(cdrom), "is_cloudinit": 0, "replicate": 1, "shared": 0,
+        "is_unused": 0, "is_attached": 1, "is_vmstate": 0, "is_tpmstate": 0, "drivename": key,
+    }
+    if size:
+        entry["size"] = size
+    return entry
+
+
+def _precondition(c: Cluster, p: dict[str, Any]) -> dict[str, Any]:
     """qemu-server `migrate_vm_precondition`: `target` is accepted and never read; every
     other cluster node gets a key in `not_allowed_nodes`, `{}` when nothing blocks it, and
     exactly the nodes with an empty entry are listed in `allowed_nodes`."""
     c.check_quorum()
-    g = c.load_guest(p["node"], p["vmid"], gtype)
+    g = c.load_guest(p["node"], p["vmid"], "qemu")
     if g.lock:
-        kind = "VM" if gtype == "qemu" else "CT"
-        raise internal(f"{kind} is locked ({g.lock})")
-    local = p["node"]
+        raise internal(f"VM is locked ({g.lock})")
+    running = g.status.current == "running"
     allowed: list[str] = []
     not_allowed: dict[str, Any] = {}
-    svc = c.ha.service_of(g) if c.ha.manages(g) else None
     for name in c.nodes:
-        if name == local:
+        if name == p["node"]:
             continue
         reasons: dict[str, Any] = {}
         stores = c.unavailable_storages(g, name)
         if stores:
             reasons["unavailable_storages"] = stores
-        if svc is not None and c.ha.node_state(name) == "online":
-            blockers = c.ha.negative_blockers(svc.sid, name)
-            if blockers:
-                reasons["blocking-ha-resources"] = [
-                    {"sid": b, "cause": "resource-affinity"} for b in blockers
-                ]
+        blockers = _blocking_ha(c, g, name)
+        if blockers:
+            reasons["blocking-ha-resources"] = blockers
         not_allowed[name] = reasons
         if not reasons:
             allowed.append(name)
+    local, mapped = c.local_resources(g, running)
     result: dict[str, Any] = {
-        "running": int(g.status.current == "running"),
-        "allowed_nodes": allowed,
-        "not_allowed_nodes": not_allowed,
+        "running": int(running), "allowed_nodes": allowed, "not_allowed_nodes": not_allowed,
+        "local_disks": [_local_disk(*v) for v in c.local_volumes(g)],
+        "local_resources": local, "mapped-resources": sorted(mapped),
+        "mapped-resource-info": mapped, "has-dbus-vmstate": 1,
     }
-    if gtype == "qemu":
-        local_disks = []
-        for key, volid, size, cdrom in c.local_volumes(g):
-            local_disks.append({
-                "volid": volid, "size": size, "cdrom": int(cdrom), "is_unused": 0,
-                "is_attached": 1, "is_vmstate": 0, "is_tpmstate": 0, "is_cloudinit": 0,
-                "replicate": 0, "shared": 0, "drivename": key,
-            })
-        local, mapped = c.local_resources(g)
-        result.update({
-            "local_disks": local_disks, "local_resources": local,
-            "mapped-resources": sorted(mapped), "mapped-resource-info": mapped,
-            "has-dbus-vmstate": 1,
-        })
-        if svc is not None:
-            result["dependent-ha-resources"] = c.ha.dependents(svc.sid)
+    if c.ha.manages(g):
+        result["dependent-ha-resources"] = c.ha.dependents(g.spec.sid)
+    return result
+
+
+def _lxc_precondition(c: Cluster, p: dict[str, Any]) -> dict[str, Any]:
+    """pve-container API2/LXC.pm `migrate_vm_precondition`: dashed keys, no storage or
+    device info, and only the nodes an HA rule blocks in `not-allowed-nodes`."""
+    c.check_quorum()
+    g = c.load_guest(p["node"], p["vmid"], "lxc")
+    if g.lock:
+        raise internal(f"CT is locked ({g.lock})")
+    allowed: list[str] = []
+    not_allowed: dict[str, Any] = {}
+    for name in c.nodes:
+        if name == p["node"]:
+            continue
+        blockers = _blocking_ha(c, g, name)
+        if blockers:
+            not_allowed[name] = {"blocking-ha-resources": blockers}
+        else:
+            allowed.append(name)
+    result: dict[str, Any] = {"running": int(g.status.current == "running"),
+                              "allowed-nodes": allowed, "not-allowed-nodes": not_allowed}
+    if c.ha.manages(g):
+        result["dependent-ha-resources"] = c.ha.dependents(g.spec.sid)
     return result
 
 
 @route("GET", "/nodes/{node}/qemu/{vmid}/migrate", {"target": Param("node")}, proxy=True)
 def qemu_migrate_check(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    return _precondition(c, p, "qemu")
+    return _precondition(c, p)
 
 
 @route("GET", "/nodes/{node}/lxc/{vmid}/migrate", {"target": Param("node")}, proxy=True)
 def lxc_migrate_check(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
-    return _precondition(c, p, "lxc")
+    return _lxc_precondition(c, p)
 
 
 _QEMU_MIGRATE = {

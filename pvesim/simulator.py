@@ -255,7 +255,9 @@ class Simulator:
             return self.cluster.request_migrate(g.node.current, vmid, g.type, params, user)
 
     def fail_next_migration(self, vmid: int, message: str = "migration aborted") -> None:
-        """The next migration task of this guest fails halfway with `message` as exit status."""
+        """The next migration task of this guest fails halfway: "migration aborted" fails
+        phase 1 (that exit status); any other message is a phase 2 error of a live copy
+        (logged as `online migrate failure - <message>`, exit status "migration problems")."""
         with self.lock:
             self._guest(vmid)
             self.cluster.fail_next_migration(vmid, message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -483,3 +484,52 @@ def test_node_task_lists_follow_tasks_pm(pvesim: RunningSim) -> None:
         verify=False, timeout=5,
     ).json()
     assert [t["upid"] for t in page["data"]] == [done] and page["total"] == 2
+
+
+def test_migrate_task_phases_as_qemu_server_runs_them(
+    pvesim_factory: Callable[..., RunningSim],
+) -> None:
+    scenario = copy.deepcopy(SMALL_SCENARIO)
+    scenario["storages"].append({"name": "local", "type": "dir", "shared": False,
+                                 "content": "iso,images"})
+    scenario["guests"] += [
+        {"vmid": 107, "name": "mapped", "node": "pve1", "memory_gib": 2,
+         "hostpci": ["mapping=gpu1,pcie=1"], "usb": ["spice"]},
+        {"vmid": 108, "name": "iso", "node": "pve1", "status": "stopped", "memory_gib": 2,
+         "disks": [{"storage": "ceph-vm", "size_gib": 8}, {"cdrom": "local:iso/x.iso"}]},
+    ]
+    running = pvesim_factory(scenario)
+    prox = running.proxmox()
+    # Helpers.pm check_local_resources: a mapped hostpci is local while running; no
+    # `live-migration` key unless the mapping is live-capable.
+    check = prox.nodes("pve1").qemu(107).migrate.get()
+    assert check["local_resources"] == ["hostpci0"]
+    assert check["mapped-resource-info"] == {"hostpci0": {"name": "gpu1"}}
+    upid = prox.nodes("pve1").qemu(107).migrate.post(target="pve2", online=1)
+    assert _finish(running, prox, upid)["exitstatus"] == "migration aborted"
+    assert ("can't live migrate running VM which uses following mapped devices: "
+            "hostpci0:gpu1") in _log(prox, upid)
+    # A local ISO: listed as a local disk without size; scanned in phase 1 (locked), then
+    # QemuMigrate.pm scan_local_volumes gives up.
+    iso = prox.nodes("pve1").qemu(108).migrate.get()
+    assert iso["local_disks"] == [{
+        "volid": "local:iso/x.iso", "cdrom": 1, "is_cloudinit": 0, "replicate": 1,
+        "shared": 0, "is_unused": 0, "is_attached": 1, "is_vmstate": 0, "is_tpmstate": 0,
+        "drivename": "ide2"}]
+    upid = prox.nodes("pve1").qemu(108).migrate.post(target="pve2")
+    assert running.sim.guest(108).lock == "migrate"
+    assert _finish(running, prox, upid)["exitstatus"] == "migration aborted"
+    log = _log(prox, upid)
+    assert "can't migrate local disk 'local:iso/x.iso': local cdrom image" in log
+    assert ("migration aborted (duration 00:00:02): Problem found while scanning volumes - "
+            "can't migrate VM - check log") in log
+    assert running.sim.guest(108).lock is None
+    # PVE 9 accepts targetstorage for an offline migration (qemu-server bcd5401a).
+    upid = prox.nodes("pve3").qemu(103).migrate.post(target="pve1", targetstorage="ceph-vm")
+    assert _finish(running, prox, upid)["exitstatus"] == "OK"
+
+
+def test_container_precondition_has_pve_containers_shape(pvesim: RunningSim) -> None:
+    # pve-container API2/LXC.pm migrate_vm_precondition: dashed keys, blocked nodes only.
+    check = pvesim.proxmox().nodes("pve2").lxc(104).migrate.get()
+    assert check == {"running": 1, "allowed-nodes": ["pve1", "pve3"], "not-allowed-nodes": {}}

@@ -75,7 +75,10 @@ def test_node_going_offline_aborts_its_migrations() -> None:
     sim.advance(0.5)
     sim.set_node_online("pve2", False)
     task = sim.task(upid)
-    assert task.exitstatus == "migration aborted"
+    # the live copy loses its target: a phase 2 failure (AbstractMigrate.pm migrate)
+    assert task.exitstatus == "migration problems"
+    assert any("online migrate failure - lost connection to node 'pve2'" in line
+               for line in task.log)
     assert sim.guest(100).node == "pve1" and sim.guest(100).lock is None
 
 
@@ -291,3 +294,16 @@ def test_blocked_hamigrate_logs_what_the_cli_prints() -> None:
         guests = copy.deepcopy(SMALL_SCENARIO["guests"])
         next(g for g in guests if g["vmid"] == 100)["ha"] = "ignored"
         _sim(guests=guests).call("POST", "/cluster/ha/resources/vm:100/migrate", node="pve2")
+
+
+def test_the_lrms_forced_move_of_a_passthrough_vm_fails_in_phase_2() -> None:
+    # The LRM migrates with force=1 (PVEVM.pm); prepare lets local devices pass with force
+    # (its running flag is still 0 there), so only the live copy fails: migration problems.
+    guests = copy.deepcopy(SMALL_SCENARIO["guests"])
+    next(g for g in guests if g["vmid"] == 105)["ha"] = "started"
+    sim = _sim(guests=guests)
+    sim.start_migration(105, "pve1", user="balancer@pve!balancer")
+    _settle(sim, 30)
+    move = next(r for r in sim.migration_log if r.type == "qmigrate")
+    assert (move.user, move.exitstatus) == ("root@pam", "migration problems")
+    assert sim.guest(105).node == "pve3" and sim.guest(105).lock is None
