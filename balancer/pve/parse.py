@@ -29,9 +29,11 @@ from balancer.pve.records import (
     VmStatus,
 )
 
-#: How long after a `hamigrate` ended the CRM may still be about to start the move (one CRM
-#: round is ~10 s; our HA status is cached up to a minute).
-HAMIGRATE_PICKUP_SECONDS = 60.0
+#: A CRM round (~10 s) with room: a manager status written this long after a `hamigrate` ended
+#: has seen its command. Both times are PVE's, so no clock of ours is compared with them.
+CRM_ROUND_SECONDS = 20.0
+#: Past this (by our clock), a request the CRM still shows no trace of is given up on.
+HAMIGRATE_GIVE_UP_SECONDS = 600.0
 
 #: CRS schedulers under which PVE's HA auto-rebalance runs at all.
 AUTO_REBALANCE_SCHEDULERS = frozenset({"static", "dynamic"})
@@ -345,7 +347,7 @@ def parse_ha_status(payload: Any) -> HaStatus:
             services[sid] = HaService(sid=sid, vmid=sid_vmid(sid), node=text(info.get("node")),
                                       state=state, target=text(info.get("target")))
     return HaStatus(master_node=text(manager.get("master_node")), node_status=node_status,
-                    services=services)
+                    services=services, timestamp=number(manager.get("timestamp")))
 
 
 # --- tasks ---------------------------------------------------------------------------------
@@ -406,9 +408,9 @@ def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus, resources: 
 
     Two task-list facts from PVE's code: pmxcfs keeps an offline node's last task list, so a
     task "running" there is stale (a crashed node would stall us until it rejoins; the lock
-    and HA state still show a real move); and a `hamigrate` only queues a request that the
-    CRM picks up on its next round, so for `HAMIGRATE_PICKUP_SECONDS` after it ended OK
-    nothing else shows the move yet."""
+    and HA state still show a real move); and a `hamigrate` only queues a command that the
+    CRM picks up on its next round: until a manager status written after that round, nothing
+    else shows the move yet."""
     found: dict[int, dict[str, Any]] = {}
 
     def note(vmid: int, evidence: str, *, source: str | None = None,
@@ -432,9 +434,7 @@ def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus, resources: 
         if task.running:
             note(vmid, f"task:{task.type}", source=task.node or None, upid=task.upid,
                  user=task.user or None)
-        elif (task.type == "hamigrate" and task.status == "OK" and now is not None
-              and task.endtime is not None and now - task.endtime < HAMIGRATE_PICKUP_SECONDS
-              and placed.get(vmid, task.node) == task.node):  # not moved yet
+        elif _hamigrate_queued(task, ha, now) and placed.get(vmid, task.node) == task.node:
             note(vmid, "task:hamigrate queued", source=task.node or None, upid=task.upid,
                  user=task.user or None)
     for service in ha.services.values():
@@ -458,6 +458,15 @@ def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus, resources: 
                              evidence=tuple(item["evidence"]), upid=item["upid"],
                              user=item["user"])
             for vmid, item in sorted(found.items())]
+
+
+def _hamigrate_queued(task: TaskInfo, ha: HaStatus, now: float | None) -> bool:
+    """A finished `hamigrate` whose command the CRM has not had a round to act on yet."""
+    if task.type != "hamigrate" or task.status != "OK" or task.endtime is None:
+        return False
+    if now is not None and now - task.endtime > HAMIGRATE_GIVE_UP_SECONDS:
+        return False
+    return ha.timestamp is None or ha.timestamp < task.endtime + CRM_ROUND_SECONDS
 
 
 # --- per-VM endpoints ----------------------------------------------------------------------

@@ -13,6 +13,10 @@ MIGRATION_TASK_TYPES = frozenset({"qmigrate", "hamigrate", "vzmigrate"})
 #: Task types a migrate request of ours leaves behind (HA guests: `hamigrate`).
 OUR_MIGRATE_TYPES = frozenset({"qmigrate", "hamigrate"})
 
+#: Older than this, the CRM's status describes the past (a CRM round is ~10 s; our cache adds
+#: up to a minute; the rest is room for clocks that disagree).
+HA_STATUS_STALE_SECONDS = 300.0
+
 #: HA service states in which the CRM is moving the guest.
 HA_MOVING_STATES = frozenset({"migrate", "relocate"})
 
@@ -152,6 +156,13 @@ class HaStatus:
     master_node: str | None
     node_status: dict[str, str] = field(default_factory=dict)
     services: dict[str, HaService] = field(default_factory=dict)
+    #: When the CRM last wrote it (epoch seconds, the master's clock); None when unknown.
+    timestamp: float | None = None
+
+    def stale(self, now: float) -> bool:
+        """An idle CRM (no HA resources left) stops rewriting its status (pve-ha-manager
+        CRM.pm), so its node states freeze: an `unknown` node may have been back for days."""
+        return self.timestamp is not None and now - self.timestamp > HA_STATUS_STALE_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

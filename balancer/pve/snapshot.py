@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 #: Resource types in /cluster/resources that are not guests or nodes; skipped silently.
 OTHER_RESOURCE_TYPES = frozenset({"storage", "pool", "sdn", "network"})
 
+#: Node HA states an idle CRM leaves behind; `maintenance` is an operator's request and stays.
+STALE_HA_NODE_STATES = frozenset({"unknown", "fence", "gone"})
+
 #: A node's cpu is a share of all its threads; a little above 1.0 is sampling noise.
 NODE_CPU_TOLERANCE = 1.05
 
@@ -78,13 +81,13 @@ class SnapshotRead:
 
 
 def build_snapshot(resources: Any, status: Any, rules: Any = None, options: Any = None,
-                   taken_at: float = 0.0) -> ClusterSnapshot:
+                   taken_at: float = 0.0, ha_stale: bool = False) -> ClusterSnapshot:
     """Turn decoded `/cluster/resources`, `/cluster/status`, `/cluster/ha/rules` and
     `/cluster/options` payloads into a validated `ClusterSnapshot`.
 
     Raises `SnapshotUnusable` and nothing else on bad input."""
     try:
-        return _build(resources, status, rules, options, taken_at)
+        return _build(resources, status, rules, options, taken_at, ha_stale)
     except SnapshotUnusable:
         raise
     except Exception as exc:  # a parser bug must still only skip the cycle
@@ -93,7 +96,7 @@ def build_snapshot(resources: Any, status: Any, rules: Any = None, options: Any 
 
 
 def _build(resources: Any, status: Any, rules: Any, options: Any,
-           taken_at: float) -> ClusterSnapshot:
+           taken_at: float, ha_stale: bool) -> ClusterSnapshot:
     entries = as_list(resources, "/cluster/resources")
     cluster = parse_cluster_status(status)
     warnings: list[str] = list(cluster.warnings)
@@ -115,7 +118,7 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
             warnings.append(f"resources: ignored entry {entry.get('id')!r} of unknown type "
                             f"{kind!r}")
 
-    nodes = _nodes(node_entries, cluster.online, warnings)
+    nodes = _nodes(node_entries, cluster.online, warnings, ha_stale)
     if not any(node.online for node in nodes):
         raise SnapshotUnusable("resources: no online node with usable numbers")
     guests, unreadable = _guests(guest_entries, {node.name: node.online for node in nodes},
@@ -141,7 +144,7 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
 
 
 def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
-           warnings: list[str]) -> list[Node]:
+           warnings: list[str], ha_stale: bool = False) -> list[Node]:
     nodes: dict[str, Node] = {}
     for entry in entries:
         name = text(entry.get("node"))
@@ -161,6 +164,10 @@ def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
             hastate = "unknown"
         # corosync's membership is fresher than the resource list; either saying down wins.
         online = entry.get("status") == "online" and membership.get(name, True)
+        if ha_stale and online and hastate in STALE_HA_NODE_STATES:
+            warnings.append(f"node {name}: HA state {hastate!r} is from an idle CRM's old "
+                            "status; corosync says online")
+            hastate = None
         maxcpu = integer(entry.get("maxcpu"))
         maxmem = integer(entry.get("maxmem"))
         if not online:
@@ -359,9 +366,10 @@ def read_snapshot(client: PveClient) -> SnapshotRead:
     taken_at = client.clock()
     rules = client.ha_rules_payload()
     options = client.cluster_options_payload()
-    snapshot = build_snapshot(resources, status, rules, options, taken_at)
-    tasks = parse_tasks(client.cluster_tasks_payload())
     ha = parse_ha_status(client.ha_status_payload())
+    snapshot = build_snapshot(resources, status, rules, options, taken_at,
+                              ha_stale=ha.stale(taken_at))
+    tasks = parse_tasks(client.cluster_tasks_payload())
     offline = frozenset(node.name for node in snapshot.nodes if not node.online)
     moving = find_running_migrations(tasks, ha, resources, offline, now=taken_at)
     _log_warnings(snapshot.warnings)

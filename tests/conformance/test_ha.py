@@ -79,3 +79,21 @@ def test_pvesim_ha_shapes(pvesim: RunningSim) -> None:
     assert prox.nodes("pve1").qemu(101).status.current.get()["ha"] == {
         "managed": 1, "state": "started"}
     assert prox.nodes("pve1").qemu(100).status.current.get()["ha"] == {"managed": 0}
+
+
+def test_an_idle_crms_node_states_are_not_believed_over_corosync() -> None:
+    """O2: a CRM with no resources left stops rewriting its status (pve-ha-manager CRM.pm);
+    a node it last saw as `unknown` may have been back for days. `maintenance` stays."""
+    from balancer.pve.snapshot import build_snapshot
+    from tests.pve import payloads as p
+
+    status = parse_ha_status(FIXTURE["manager_status"]["payload"])
+    written = 1767225600
+    assert not status.stale(written + 60) and status.stale(written + 3600)
+    resources = [p.node("pve1", hastate="unknown"), p.node("pve2", hastate="maintenance"),
+                 p.node("pve3", hastate="online")]
+    fresh = build_snapshot(resources, p.status(), ha_stale=False)
+    stale = build_snapshot(resources, p.status(), ha_stale=True)
+    assert [n.hastate for n in fresh.nodes] == ["unknown", "maintenance", "online"]
+    assert [n.hastate for n in stale.nodes] == [None, "maintenance", "online"]
+    assert any("idle CRM" in w for w in stale.warnings)

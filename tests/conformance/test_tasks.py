@@ -12,7 +12,7 @@ from proxmoxer.tools import Tasks
 
 from balancer.pve.check import REQUIRED_PRIVILEGES, has_privilege
 from balancer.pve.parse import (
-    HAMIGRATE_PICKUP_SECONDS,
+    CRM_ROUND_SECONDS,
     find_running_migrations,
     parse_ha_status,
     parse_task_status,
@@ -70,19 +70,28 @@ def test_upids_name_node_and_the_full_starter() -> None:
         assert upid_user(entry["upid"]) == full and decoded["user"] == entry["user"]
 
 
+def _crm_status_at(timestamp: float) -> Any:
+    return parse_ha_status({"manager_status": {"master_node": "pve1", "timestamp": timestamp,
+                                               "service_status": {}}})
+
+
 def test_what_is_in_flight_right_after_the_hamigrate() -> None:
+    """The hamigrate (ended 1760000302) only queued a command: until the CRM has written a
+    status a round later, nothing else shows the move. Only PVE's clocks are compared."""
     tasks = parse_tasks(CLUSTER_TASKS)
-    now = 1760000303.0  # the CRM has not started its qmigrate yet: drop HA's task
-    before_pickup = [t for t in tasks if t.user != "root@pam"]
-    moving = {m.vmid: m.evidence for m in find_running_migrations(before_pickup, NO_HA, [],
-                                                                  now=now)}
-    assert moving == {101: ("task:qmigrate",), 102: ("task:hamigrate queued",)}
-    later = now + HAMIGRATE_PICKUP_SECONDS
-    assert [m.vmid for m in find_running_migrations(before_pickup, NO_HA, [], now=later)] == [
-        101]
-    moved = [{"type": "qemu", "vmid": 102, "node": "pve2"}]
-    assert [m.vmid for m in find_running_migrations(before_pickup, NO_HA, moved, now=now)] == [
-        101]
+    before_pickup = [t for t in tasks if t.user != "root@pam"]  # HA has not started it yet
+    ended = 1760000302.0
+
+    def moving(ha: Any, resources: list[Any] | None = None) -> dict[int, tuple[str, ...]]:
+        return {m.vmid: m.evidence
+                for m in find_running_migrations(before_pickup, ha, resources or [])}
+
+    queued = {101: ("task:qmigrate",), 102: ("task:hamigrate queued",)}
+    assert moving(_crm_status_at(ended - 5)) == queued  # the CRM's last round was before it
+    assert moving(_crm_status_at(ended + CRM_ROUND_SECONDS / 2)) == queued
+    assert moving(_crm_status_at(ended + CRM_ROUND_SECONDS + 1)) == {101: ("task:qmigrate",)}
+    moved = [{"type": "qemu", "vmid": 102, "node": "pve2"}]  # HA moved it already
+    assert moving(_crm_status_at(ended - 5), moved) == {101: ("task:qmigrate",)}
 
 
 def test_a_running_task_on_an_offline_node_is_stale() -> None:
