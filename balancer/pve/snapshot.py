@@ -119,6 +119,12 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
                             f"{kind!r}")
 
     nodes = _nodes(node_entries, cluster.online, warnings, ha_stale)
+    missing = sorted(set(name for name, up in cluster.online.items() if up)
+                     - {node.name for node in nodes})
+    if missing:
+        # Its guests would be missing too: anti-affinity partners, pins, the load on it.
+        raise SnapshotUnusable(f"node(s) {', '.join(missing)} online in /cluster/status but "
+                               "not in /cluster/resources: the read is incomplete")
     if not any(node.online for node in nodes):
         raise SnapshotUnusable("resources: no online node with usable numbers")
     guests, unreadable = _guests(guest_entries, {node.name: node.online for node in nodes},

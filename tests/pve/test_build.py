@@ -380,3 +380,13 @@ def test_repeated_warnings_are_logged_once_per_period(caplog: pytest.LogCaptureF
         module._log_warnings(("guest 5: cpu is nan; left out", "guest 6: lock is 1; left out"))
     assert [r.getMessage() for r in caplog.records] == [
         "snapshot: guest 5: cpu is nan; left out", "snapshot: guest 6: lock is 1; left out"]
+
+
+def test_an_online_member_missing_from_resources_skips_the_cycle() -> None:
+    """Issue 20.8: its guests would silently be missing (partners, pins, load)."""
+    res = [e for e in p.resources() if e.get("id") != "node/pve3"
+           and e.get("node") != "pve3"]
+    with pytest.raises(SnapshotUnusable, match=r"pve3 online in /cluster/status but not in"):
+        build(res)
+    offline = p.status(nodes={"pve1": True, "pve2": True, "pve3": False})
+    assert [n.name for n in build(res, offline).nodes] == ["pve1", "pve2"]
