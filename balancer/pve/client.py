@@ -8,7 +8,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -64,6 +65,9 @@ def _user_agent() -> str:
 
 
 USER_AGENT = _user_agent()
+
+#: The shortest timeout a request gets when a deadline is nearly used up.
+MIN_ATTEMPT_SECONDS = 0.5
 
 #: Seconds the slow-changing reads (HA rules, HA status, cluster options) are shared.
 SLOW_TTL_SECONDS = 60.0
@@ -141,6 +145,8 @@ class PveClient:
         digest = hashlib.sha256(",".join(sorted(config.hosts)).encode()).hexdigest()[:12]
         self._cache_prefix = f"pve:{digest}:"
         self.api_calls = 0
+        #: `time.monotonic()` by which every read must be done (see `deadline`); None: no limit.
+        self._deadline: float | None = None
         if config.ca_bundle and config.verify_ssl:
             self._verify: bool | str = config.ca_bundle
         else:
@@ -162,6 +168,35 @@ class PveClient:
         """The host that answered last (tried first next time)."""
         return self._active
 
+    # --- deadline ----------------------------------------------------------------------
+
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Every request inside must end within `seconds` from now, retries and failover to
+        the other hosts included: a hung first host then costs its share of the time, not the
+        whole cycle (a nested deadline can only shorten the outer one)."""
+        previous = self._deadline
+        ends = time.monotonic() + max(0.0, seconds)
+        self._deadline = ends if previous is None else min(previous, ends)
+        try:
+            yield
+        finally:
+            self._deadline = previous
+
+    def _remaining(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def _attempt_timeout(self, hosts_left: int) -> float | None:
+        """This request's timeout: the configured one, or a fair share of what is left of the
+        deadline among the hosts still to try this round; None when the deadline has passed."""
+        remaining = self._remaining()
+        if remaining is None:
+            return self.config.timeout_seconds
+        if remaining <= 0:
+            return None
+        share = remaining / max(1, hosts_left)
+        return max(MIN_ATTEMPT_SECONDS, min(self.config.timeout_seconds, share))
+
     # --- transport ---------------------------------------------------------------------
 
     def _api(self, host: str) -> ProxmoxAPI:
@@ -180,6 +215,13 @@ class PveClient:
     def _host_order(self) -> list[str]:
         return [self._active, *(h for h in self.config.hosts if h != self._active)]
 
+    def _demote(self, host: str) -> None:
+        """A host that just failed is not tried first next time (a hung first host would
+        otherwise cost every cycle its timeout before failover)."""
+        if host == self._active and len(self.config.hosts) > 1:
+            order = self.config.hosts
+            self._active = order[(order.index(host) + 1) % len(order)]
+
     def _scrub(self, message: str) -> str:
         """`message` without the token secret or an Authorization header value (belt and
         braces: none should contain them, but requests quotes a bad header in its error)."""
@@ -190,11 +232,14 @@ class PveClient:
                     message = message.replace(form, "***")
         return _AUTH_HEADER.sub("PVEAPIToken=***", message)
 
-    def _send(self, host: str, method: str, path: str, params: Mapping[str, Any]) -> Any:
+    def _send(self, host: str, method: str, path: str, params: Mapping[str, Any],
+              timeout: float | None = None) -> Any:
         """One HTTP request to one host: the decoded `data`, a `_Final` error, or a `_Failure`
         that another host or a retry may fix. Errors are built outside the `except` blocks so
         no requests object (which holds the Authorization header) rides along as context."""
-        resource = self._api(host)(path)
+        api = self._api(host)
+        _set_timeout(api, timeout if timeout is not None else self.config.timeout_seconds)
+        resource = api(path)
         self.api_calls += 1
         failure: _Failure | None = None
         final: PveError | None = None
@@ -244,7 +289,7 @@ class PveClient:
         elif isinstance(exc, requests.exceptions.SSLError):
             reason, delivered = f"TLS error: {_tail(text)}", False
         elif isinstance(exc, requests.exceptions.Timeout):
-            reason = f"no answer within {self.config.timeout_seconds:g}s"
+            reason = "no answer in time"
         elif isinstance(exc, requests.exceptions.ConnectionError):
             cause = exc.args[0] if exc.args else None
             inner = getattr(cause, "reason", cause)
@@ -274,17 +319,26 @@ class PveClient:
         for attempt in range(self._max_attempts):
             if attempt:
                 delay = self._backoff(attempt)
+                remaining = self._remaining()
+                if remaining is not None and remaining <= delay:
+                    break
                 log.info("retrying GET /%s in %.2fs after: %s", path, delay,
                          "; ".join(f"{f.host}: {f.reason}" for f in failures[-2:]))
                 self._sleep(delay)
-            for host in self._host_order():
-                result = self._send(host, "GET", path, clean)
+            order = self._host_order()
+            for i, host in enumerate(order):
+                timeout = self._attempt_timeout(len(order) - i)
+                if timeout is None:
+                    failures.append(_Failure(host, "deadline passed", delivered=False))
+                    raise self._exhausted("GET", path, failures)
+                result = self._send(host, "GET", path, clean, timeout)
                 if isinstance(result, _Final):
                     self._active = host
                     raise result.error
                 if isinstance(result, _Failure):
                     failures.append(result)
                     log.warning("PVE host %s failed GET /%s: %s", host, path, result.reason)
+                    self._demote(host)
                     continue
                 self._active = host
                 return result
@@ -522,6 +576,13 @@ class PveClient:
             log.warning("could not read status of %s on %s: %s", vmid, node, exc)
             return None, False if listed else None
         return None, status.lock == "migrate"
+
+
+def _set_timeout(api: ProxmoxAPI, seconds: float) -> None:
+    """proxmoxer reads every request's timeout from the session's auth object."""
+    auth = getattr(getattr(api, "_store", {}).get("session"), "auth", None)
+    if auth is not None and hasattr(auth, "timeout"):
+        auth.timeout = seconds
 
 
 def _wire(value: Any) -> Any:

@@ -37,7 +37,8 @@ def evaluate(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
         with rt.store.eval_lock.hold(rt.timings.eval_lock_ttl) as token:
             if token is None:
                 raise Skip("evaluate_running", "another evaluate is running")
-            result = _evaluate_settled(rt, dispatch)
+            with rt.client.deadline(rt.timings.cycle_deadline):
+                result = _evaluate_settled(rt, dispatch)
     except Skip as skip:
         result = skipped(skip.kind, str(skip))
     except redis.exceptions.RedisError as exc:

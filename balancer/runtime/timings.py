@@ -35,6 +35,11 @@ class Timings:
     unmigratable_ttl: float
     #: how long the EMA store lives without updates.
     ema_ttl: float
+    #: every PVE read of one evaluate, failover included, ends by then: inside the task's
+    #: soft time limit (`eval_lock_ttl`), with room left to decide and record.
+    cycle_deadline: float
+    #: the re-check before the migrate POST ends by then, well inside the lock's TTL.
+    recheck_deadline: float
 
     @classmethod
     def from_config(cls, balancing: BalancingConfig) -> Timings:
@@ -51,4 +56,6 @@ class Timings:
             backoff_max=_clamp(720 * interval, 60.0, 3600.0),
             unmigratable_ttl=_clamp(720 * interval, 60.0, 3600.0),
             ema_ttl=max(10 * balancing.ema_window_seconds, 60.0),
+            cycle_deadline=0.7 * _clamp(4 * interval, 2.0, 30.0),
+            recheck_deadline=0.4 * _clamp(12 * interval, 5.0, 60.0),
         )

@@ -6,7 +6,7 @@ import copy
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -436,3 +436,37 @@ def test_unreachable_host_before_post_tries_next_host(pvesim: RunningSim) -> Non
 def test_task_status_rejects_garbage_upid(pvesim: RunningSim) -> None:
     with pytest.raises(PveError, match="not a UPID"):
         make_client(pvesim).task_status("UPID:nonsense")
+
+
+@pytest.fixture
+def hung_host() -> Iterator[str]:
+    """A host that accepts TCP connections and never answers (a wedged pveproxy)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_first_host_costs_a_share_of_the_deadline_not_the_cycle(
+        pvesim: RunningSim, hung_host: str) -> None:
+    """Issue 20.4: with timeout_seconds above the evaluate time limit, every cycle was cut off
+    before failover, and the hung host stayed first forever."""
+    client = make_client(pvesim, hung_host, pvesim.host_port, timeout=120.0)
+    with client.deadline(4.0):
+        read = read_snapshot(client)
+    assert read.snapshot.node("pve1") is not None
+    assert client.active_host == pvesim.host_port  # the next cycle starts with the good host
+    with client.deadline(4.0):
+        read_snapshot(client)
+    assert len(calls(pvesim, "GET", lambda p: p == "/cluster/resources")) == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_deadline_that_passes_ends_the_read_with_an_error(hung_host: str) -> None:
+    config = ProxmoxConfig(hosts=(hung_host,), user="balancer@pve", token_name="balancer",
+                           token_value=Secret("x"), verify_ssl=False, timeout_seconds=120.0)
+    client = PveClient(config, sleep=lambda s: None)
+    with client.deadline(1.5), pytest.raises(PveUnreachable):
+        client.get("cluster/resources")
