@@ -267,7 +267,9 @@ def _allowed_tags(c: Cluster) -> list[str]:
 # ----- HA --------------------------------------------------------------------------------
 
 
-def _rule_entry(rule: HARuleSpec) -> dict[str, Any]:
+def _rule_entry(c: Cluster, rule: HARuleSpec) -> dict[str, Any]:
+    """A rule as pve-ha-manager API2/HA/Rules.pm `$get_api_ha_rule` returns it: `digest` of
+    the whole rules.cfg, and `errors` only when the feasibility checks flag the rule."""
     entry: dict[str, Any] = {"rule": rule.rule, "type": rule.type,
                              "resources": ",".join(rule.resources), "order": rule.order}
     if rule.type == "node-affinity":
@@ -280,7 +282,10 @@ def _rule_entry(rule: HARuleSpec) -> dict[str, Any]:
         entry["disable"] = 1
     if rule.comment:
         entry["comment"] = rule.comment
-    entry["digest"] = _digest([r.rule for r in [rule]])
+    entry["digest"] = _digest([r.rule for r in c.ha.rules])
+    errors = c.ha.rule_errors.get(rule.rule)
+    if errors:
+        entry["errors"] = {"resources": list(errors)}
     return entry
 
 
@@ -293,10 +298,7 @@ def ha_rules(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
             continue
         if p.get("resource") and p["resource"] not in rule.resources:
             continue
-        result.append(_rule_entry(rule))
-    digest = _digest([r.rule for r in c.ha.rules])
-    for entry in result:
-        entry["digest"] = digest
+        result.append(_rule_entry(c, rule))
     return result
 
 
@@ -304,7 +306,7 @@ def ha_rules(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
 def ha_rule(c: Cluster, ctx: Ctx, p: dict[str, Any]) -> Any:
     for rule in c.ha.rules:
         if rule.rule == p["rule"]:
-            return _rule_entry(rule)
+            return _rule_entry(c, rule)
     raise internal(f"no such ha rule '{p['rule']}'")
 
 

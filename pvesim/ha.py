@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pvesim.errors import internal
+from pvesim.harules import rule_errors
 from pvesim.scenario import HARuleSpec
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class HAManager:
         self.cluster = cluster
         self.settings = cluster.scenario.ha_settings
         self.rules: list[HARuleSpec] = list(cluster.scenario.ha_rules)
+        #: Infeasible rules and why (the nodes are node_status's: every cluster node here).
+        self.rule_errors = rule_errors(self.rules, list(cluster.nodes))
         self.services: dict[str, HAService] = {}
         self.log: list[tuple[float, str]] = []
         for g in cluster.scenario.guests:
@@ -130,8 +133,12 @@ class HAManager:
         return self.cluster.entry_node
 
     def enabled_rules(self, sid: str, rule_type: str) -> list[HARuleSpec]:
+        """The rules the CRM applies to `sid`: enabled and feasible (Rules.pm `transform`
+        drops every rule with errors)."""
         return [
-            r for r in self.rules if not r.disable and r.type == rule_type and sid in r.resources
+            r for r in self.rules
+            if not r.disable and r.rule not in self.rule_errors and r.type == rule_type
+            and sid in r.resources
         ]
 
     def partners(self, sid: str, affinity: str) -> set[str]:

@@ -42,9 +42,11 @@ def test_maintenance_evacuates_ha_guests_and_brings_them_back() -> None:
 
 
 def test_failback_to_node_affinity_favourite() -> None:
+    # One priority class: a node rule with several may not share resources with a
+    # resource-affinity rule (see test_infeasible_rules_carry_errors_and_are_dropped).
     rules = [*SMALL_SCENARIO["ha_rules"],
              {"rule": "home", "type": "node-affinity", "resources": ["vm:102"],
-              "nodes": {"pve2": 2, "pve3": 1}}]
+              "nodes": ["pve2"]}]
     sim = _sim(ha_rules=rules)
     upid = sim.start_migration(102, "pve3", user="balancer@pve!balancer")
     assert ":hamigrate:" in upid
@@ -307,3 +309,54 @@ def test_the_lrms_forced_move_of_a_passthrough_vm_fails_in_phase_2() -> None:
     move = next(r for r in sim.migration_log if r.type == "qmigrate")
     assert (move.user, move.exitstatus) == ("root@pam", "migration problems")
     assert sim.guest(105).node == "pve3" and sim.guest(105).lock is None
+
+
+def test_infeasible_rules_carry_errors_and_are_dropped() -> None:
+    # pve-ha-manager Rules.pm check_single_priority_node_affinity_in_resource_affinity_rules
+    # flags both rules; the CRM drops them (transform): no failback, no anti-affinity.
+    rules = [*SMALL_SCENARIO["ha_rules"],
+             {"rule": "home", "type": "node-affinity", "resources": ["vm:102"],
+              "nodes": {"pve2": 2, "pve3": 1}}]
+    sim = _sim(ha_rules=rules)
+    listed = {r["rule"]: r for r in sim.call("GET", "/cluster/ha/rules")}
+    assert listed["home"]["errors"] == {"resources": [
+        "resources are in a resource affinity rule and cannot be in a node affinity rule "
+        "with multiple priorities"]}
+    assert listed["db-apart"]["errors"] == {"resources": [
+        "resources are in node affinity rules with multiple priorities"]}
+    assert listed["home"]["digest"] == listed["db-apart"]["digest"]
+    assert sim.call("GET", "/cluster/ha/rules/home") == listed["home"]
+    check = sim.call("GET", "/nodes/pve1/qemu/101/migrate")
+    assert check["not_allowed_nodes"] == {"pve2": {}, "pve3": {}}
+    sim.start_migration(102, "pve3", user="balancer@pve!balancer")
+    _settle(sim, 80)
+    assert sim.guest(102).node == "pve3"  # no failback from a dropped rule
+
+
+def test_rule_feasibility_checks() -> None:
+    from pvesim.harules import rule_errors
+    from pvesim.scenario import HARuleSpec
+
+    def rule(name: str, kind: str, resources: tuple[str, ...], **extra: Any) -> HARuleSpec:
+        return HARuleSpec(rule=name, type=kind, resources=resources, order=1, **extra)
+
+    errors = rule_errors([
+        rule("apart3", "resource-affinity", ("vm:1", "vm:2", "vm:3"), affinity="negative"),
+        rule("with", "resource-affinity", ("vm:4", "vm:5"), affinity="positive"),
+        rule("without", "resource-affinity", ("vm:4", "vm:5"), affinity="negative"),
+        rule("off", "resource-affinity", ("vm:4", "vm:5"), affinity="negative", disable=True),
+        rule("pin6", "node-affinity", ("vm:6",), nodes=(("n1", 0),)),
+        rule("pin7", "node-affinity", ("vm:7",), nodes=(("n1", 0),)),
+        rule("apart67", "resource-affinity", ("vm:6", "vm:7"), affinity="negative"),
+    ], ["n1", "n2"])
+    assert errors == {
+        "apart3": ["rule defines more resources than available nodes"],
+        "with": ["rule shares two or more resources with a negative resource affinity rule"],
+        "without": ["rule shares two or more resources with a positive resource affinity rule"],
+        "apart67": ["two or more resources are restricted to less nodes than available to "
+                    "the resources"],
+        "pin6": ["at least one resource is in a negative resource affinity rule and this rule "
+                 "would restrict these to less nodes than available to the resources"],
+        "pin7": ["at least one resource is in a negative resource affinity rule and this rule "
+                 "would restrict these to less nodes than available to the resources"],
+    }
