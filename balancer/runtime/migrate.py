@@ -21,16 +21,26 @@ log = logging.getLogger("balancer.migrate")
 
 def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, target: str,
                     lock_token: str) -> dict[str, Any]:
+    t = rt.timings
     holder = rt.store.lock.holder()
     if holder is None or not rt.store.lock.owns(lock_token):
-        return {"state": "abandoned", "vmid": vmid, "reason": "migration lock no longer held"}
+        return _abandoned(vmid, "migration lock no longer held")
     if holder.upid:
         return _resume(rt, dispatch, vmid, holder.upid)
-    refusal = _recheck(rt, vmid, source, target)
+    if not rt.store.lock.extend(lock_token, t.lock_ttl):
+        return _abandoned(vmid, "migration lock no longer held")
+    with rt.client.deadline(t.recheck_deadline):
+        refusal = _recheck(rt, vmid, source, target)
     if refusal is not None:
         return abort(rt, lock_token, vmid, source, target, refusal, holder.decision_id)
     # Beat before attaching the UPID: evaluate adopts a migration whose follower is silent.
-    rt.store.heartbeat.beat(lock_token, rt.timings.heartbeat_ttl)
+    rt.store.heartbeat.beat(lock_token, t.heartbeat_ttl)
+    # The fence: the POST goes out only if the lock is still ours right now, and the lock is
+    # made to outlive the POST. A newer decision (or a wiped Redis) has replaced the token.
+    if not rt.store.lock.extend(lock_token, _post_budget(rt)):
+        log.warning("migration lock lost during the re-check: not sending the POST",
+                    extra=event_fields(vmid=vmid, decision_id=holder.decision_id))
+        return _abandoned(vmid, "migration lock lost before the POST")
     try:
         upid = rt.client.migrate(source, vmid, target)
     except PveMigrationUnconfirmed as exc:
@@ -45,10 +55,19 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
              "decision_id": holder.decision_id, "outcome": str(exc), "at": rt.clock()})
         return {"state": "unconfirmed", "vmid": vmid, "reason": str(exc)}
     except PveError as exc:
-        return fail(rt, lock_token, vmid, source, target, f"PVE refused the migration: {exc}")
+        return fail(rt, lock_token, vmid, source, target, f"PVE refused the migration: {exc}",
+                    holder=holder)
     started_at = rt.clock()
-    rt.store.lock.attach(lock_token, upid=upid, started_at=started_at)
-    rt.store.lock.extend(lock_token, rt.timings.lock_ttl)
+    if not rt.store.lock.attach(lock_token, upid=upid, started_at=started_at) or (
+            holder.decision_id and rt.store.history.ended(holder.decision_id)):
+        # Only a pause longer than the POST budget between the fence and the POST gets here.
+        log.error("migration started after its lock was lost; PVE's task list will show it",
+                  extra=event_fields(vmid=vmid, upid=upid, decision_id=holder.decision_id))
+        rt.store.history.record_migration_event(
+            {"event": "orphaned", "vmid": vmid, "source": source, "target": target,
+             "upid": upid, "decision_id": holder.decision_id, "at": started_at})
+        return {"state": "orphaned", "vmid": vmid, "upid": upid}
+    rt.store.lock.extend(lock_token, t.lock_ttl)
     rt.store.history.record_migration_event(
         {"event": "started", "vmid": vmid, "source": source, "target": target, "upid": upid,
          "decision_id": holder.decision_id, "at": started_at})
@@ -56,6 +75,17 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
         vmid=vmid, source=source, target=target, upid=upid, decision_id=holder.decision_id))
     dispatch.poll(upid, lock_token, rt.timings.poll_interval)
     return {"state": "started", "vmid": vmid, "source": source, "target": target, "upid": upid}
+
+
+def _abandoned(vmid: int, reason: str) -> dict[str, Any]:
+    return {"state": "abandoned", "vmid": vmid, "reason": reason}
+
+
+def _post_budget(rt: Runtime) -> float:
+    """How long the lock must outlive the fence: the POST, and the look for its task when the
+    answer is lost, with room; never less than the usual TTL."""
+    timeout = rt.config.proxmox.timeout_seconds
+    return max(rt.timings.lock_ttl, 3 * timeout + 10.0)
 
 
 def _resume(rt: Runtime, dispatch: Dispatcher, vmid: int, upid: str) -> dict[str, Any]:

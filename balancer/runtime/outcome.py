@@ -2,7 +2,8 @@
 mark the VM, release the lock. Only the lock's owner can finish, and only once: the owner
 first claims the finish (`MigrationLock.claim_finish`), so a duplicate of its task chain (a
 message redelivered after a worker died) cannot record the outcome, back off or shift the
-EMA a second time.
+EMA a second time; and the decision's end is claimed in the history (`History.claim_end`),
+so no other owner (a stale follower, a reconciliation) can end the same decision again.
 
 `recovered` says how an outcome nobody saw happen was learned afterwards (reconciliation
 from PVE after the follower or the state was lost); it is recorded with the event."""
@@ -19,6 +20,20 @@ from balancer.runtime.context import Runtime
 from balancer.state import LockInfo
 
 log = logging.getLogger("balancer.migration")
+
+
+def _claim(rt: Runtime, token: str, decision_id: str | None, upid: str | None) -> bool:
+    """The right to end this migration: the lock owner's, once; and the decision's, once."""
+    if not rt.store.lock.claim_finish(token):
+        return False
+    key = decision_id or (f"upid:{upid}" if upid else None)
+    if key is None or rt.store.history.claim_end(key):
+        return True
+    log.warning("migration end already recorded for this decision",
+                extra=event_fields(decision_id=decision_id, upid=upid))
+    rt.store.heartbeat.stop(token)
+    rt.store.lock.release(token)
+    return False
 
 
 def _not_claimed(event: str, vmid: int | None, upid: str | None) -> dict[str, Any]:
@@ -59,7 +74,7 @@ def succeed(rt: Runtime, token: str, holder: LockInfo, upid: str | None,
     """The VM runs on the target: cool it down, and move the lagging CPU averages by the
     share it took along, so the old source's EMA does not trigger a needless second move."""
     assert holder.vmid is not None and holder.source and holder.target
-    if not rt.store.lock.claim_finish(token):
+    if not _claim(rt, token, holder.decision_id, upid):
         return _not_claimed("succeeded", holder.vmid, upid)
     finished = rt.clock()
     share_source = float(holder.extra.get("cpu_share_source", 0.0))
@@ -80,7 +95,7 @@ def fail(rt: Runtime, token: str, vmid: int, source: str | None, target: str | N
          recovered: str | None = None) -> dict[str, Any]:
     """PVE refused or the task failed: back off from this VM, growing with each failure, so
     the next cycle picks another candidate instead of retrying this one."""
-    if not rt.store.lock.claim_finish(token):
+    if not _claim(rt, token, holder.decision_id if holder else None, upid):
         return _not_claimed("failed", vmid, upid)
     backoff = rt.store.marks.record_failure(vmid, error, rt.timings.backoff_base,
                                             rt.timings.backoff_max)
@@ -95,7 +110,7 @@ def abort(rt: Runtime, token: str, vmid: int, source: str | None, target: str | 
           reason: str, decision_id: str | None = None,
           recovered: str | None = None) -> dict[str, Any]:
     """The world changed since the decision (moved, stopped, locked): do nothing, cleanly."""
-    if not rt.store.lock.claim_finish(token):
+    if not _claim(rt, token, decision_id, None):
         return _not_claimed("aborted", vmid, None)
     return _finish(rt, token, {"event": "aborted", "vmid": vmid, "source": source,
                                "target": target, "decision_id": decision_id,

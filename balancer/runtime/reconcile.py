@@ -68,7 +68,7 @@ class OpenMigration:
 
 
 def open_migrations(events: list[dict[str, Any]]) -> list[OpenMigration]:
-    """Migrations whose newest event (`events` is newest first) is not an end, oldest first."""
+    """Migrations without a recorded end (`events` is newest first), oldest first."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         key = event.get("decision_id")
@@ -76,8 +76,8 @@ def open_migrations(events: list[dict[str, Any]]) -> list[OpenMigration]:
             groups.setdefault(key, []).append(event)
     out = []
     for key, group in groups.items():
-        if group[0].get("event") in ENDS:
-            continue
+        if any(event.get("event") in ENDS for event in group):
+            continue  # ended once: no later event (a stale "started") re-opens it
         merged = _merge(key, group)
         if merged is not None:
             out.append(merged)
@@ -201,6 +201,8 @@ def _known_upids(events: list[dict[str, Any]]) -> set[str]:
 def _record_recovered(rt: Runtime, task: TaskInfo, guest: Guest | None, now: float) -> None:
     """One of our migrate tasks our history does not know: record how it ended. An HA request
     (`hamigrate`) only succeeded if HA actually moved the VM."""
+    if not rt.store.history.claim_end(f"upid:{task.upid}"):
+        return  # recorded already (by its follower or an earlier rebuild)
     moved = guest is not None and guest.node != task.node
     ok = task.status == "OK" and (task.type == "qmigrate" or moved)
     event: Mapping[str, Any] = {

@@ -2,7 +2,8 @@
 
 Layout: `P history:decisions` and `P history:migrations`, capped lists of JSON objects
 (LPUSH + LTRIM in one MULTI), each with a long TTL refreshed on write so an abandoned prefix
-eventually disappears.
+eventually disappears. `P history:ended:<key>` marks a migration whose end is recorded (key:
+its decision id, or `upid:<UPID>` for one read back from PVE): a migration ends once.
 """
 
 from __future__ import annotations
@@ -60,6 +61,16 @@ class History(RedisPart):
     def record_migration_event(self, event: Mapping[str, Any]) -> None:
         """Remember one migration event (requested/started/succeeded/failed, upid, vmid, ...)."""
         self._push(self.migrations_key, event)
+
+    def claim_end(self, key: str) -> bool:
+        """The right to record the end of migration `key`: True once, False ever after (for
+        the history's lifetime), whoever asks: a stale follower, a reconciliation, a replay."""
+        return bool(self.client.set(self.key("history", "ended", key), "1", nx=True,
+                                    px=self.ttl_ms))
+
+    def ended(self, key: str) -> bool:
+        """Whether the end of migration `key` is recorded: it may not be re-opened."""
+        return bool(self.client.exists(self.key("history", "ended", key)))
 
     def decisions(self, limit: int = DEFAULT_MAX_ENTRIES) -> list[dict[str, Any]]:
         """Newest first."""

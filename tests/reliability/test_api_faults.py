@@ -34,13 +34,14 @@ def test_api_faults_skip_cycles_and_balancing_resumes(
     running = pvesim_factory(CPU_HOT, speed=SPEED)
     sim = running.sim
     store = StateStore.from_url(redis_url)
-    # PVE hangs on a read every cycle needs: longer than the client's 5 s timeout.
+    # PVE hangs on a read every cycle needs: longer than the client's 5 s timeout and the
+    # cycle's deadline, which ends the read first (the task's time limit is the backstop).
     sim.set_faults(latency_seconds=6.0, paths=[r"^/cluster/status$"])
     deployment = deployment_factory(running)
     worker = deployment.start_worker()
     deployment.start_beat()
-    wait_until(lambda: skips(store, "time_limit") >= 2, timeout=30,
-               what="cycles cut short by their time limit")
+    wait_until(lambda: skips(store, "read_failed") + skips(store, "time_limit") >= 2,
+               timeout=30, what="cycles ended by their deadline")
     assert store.history.migrations() == [] and sim.migration_log == []
 
     # 20% of all reads fail with 503: retried, or the cycle is skipped.

@@ -28,6 +28,7 @@ from tests.support.steps import (
     migration_events,
     runtime_for,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -314,3 +315,76 @@ def test_claim_finish_is_once_per_owner_and_passes_to_an_adopter(redis_url: str)
     assert not store.lock.claim_finish(token)
     assert store.lock.claim_finish(adopter)
     assert store.lock.release(adopter)
+
+
+# --- issue 20: the POST only while the lock is provably ours; outcomes exactly once -------------
+
+def test_a_recheck_that_outlives_the_lock_never_posts(
+    pvesim_factory: Factory, redis_url: str,
+) -> None:
+    """Issue 20.1: the pre-POST re-check is slow (a saturated source answers status/current
+    late), the lock's TTL passes, another evaluate settles the decision and starts its own
+    move; the old task must not POST afterwards (it did: two migrations in flight)."""
+    running = hot_cluster(pvesim_factory)
+    rt = runtime_for(running, redis_url)
+    stale_rt = runtime_for(running, redis_url)  # the slow worker has its own client
+    dispatch = StepDispatcher()
+    first = evaluate_until_migrate(rt, dispatch)
+    stale_step = dispatch.take("migrate")
+    running.sim.set_faults(latency_seconds=1.5, paths=[r"/qemu/\d+/status/current$"])
+    outcome: dict[str, Any] = {}
+    calls_before = stale_rt.client.api_calls
+    worker = threading.Thread(
+        target=lambda: outcome.update(dispatch.run(stale_rt, stale_step)))
+    worker.start()
+    wait_until(lambda: stale_rt.client.api_calls > calls_before, timeout=10,
+               what="the slow re-check to be under way")
+
+    expire_lock(rt.store)  # the re-check outlived the lock's TTL
+    second = evaluate(rt, dispatch)
+    assert second["action"] == "migrate" and second["decision_id"] != first["decision_id"]
+    dispatch.run(rt, dispatch.take("migrate"))
+    worker.join(timeout=30)
+    running.sim.clear_faults()
+
+    assert outcome["state"] == "abandoned", outcome
+    posts = [r for r in running.sim.request_log if r.method == "POST"]
+    assert len(posts) == 1, "the stale task sent its POST anyway"
+    events = migration_events(rt)
+    assert not [e for e in events if e["decision_id"] == first["decision_id"]
+                and e["event"] in ("started", "succeeded", "failed")]
+    assert [e["event"] for e in events if e["decision_id"] == first["decision_id"]
+            and e["event"] in ENDS] == ["aborted"]
+
+
+def test_a_refused_post_is_recorded_once_with_its_decision(
+    pvesim_factory: Factory, redis_url: str,
+) -> None:
+    """Issue 20.2: fail() after a 500 on the POST ran without the lock holder, so its event had
+    no decision_id; a later reconciliation then ended the same decision a second time."""
+    running = hot_cluster(pvesim_factory)
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    decision = evaluate_until_migrate(rt, dispatch)
+    running.sim.set_faults(error_rate=1.0, error_status=500, paths=[r"/migrate$"],
+                           methods=["POST"], message="unable to fork worker")
+    result = dispatch.run(rt, dispatch.take("migrate"))
+    running.sim.clear_faults()
+    assert result["state"] == "failed", result
+    for _ in range(3):
+        evaluate(rt, dispatch)
+    ends = [e for e in migration_events(rt) if e["event"] in ENDS
+            and e.get("vmid") == decision["vmid"]]
+    assert [(e["event"], e["decision_id"]) for e in ends][:1] == [
+        ("failed", decision["decision_id"])]
+    assert len([e for e in ends if e["decision_id"] == decision["decision_id"]]) == 1
+
+
+def test_the_history_records_one_end_per_decision_and_never_reopens_it(
+    redis_url: str,
+) -> None:
+    store = StateStore.from_url(redis_url)
+    history = store.history
+    assert history.claim_end("d1")
+    assert not history.claim_end("d1"), "a second end of the same decision"
+    assert history.ended("d1") and not history.ended("d2")
