@@ -221,21 +221,36 @@ def test_snapshot_units_and_fields(pvesim: RunningSim) -> None:
 
 def test_ha_rules_from_pve_including_disabled(pvesim_factory: Callable[..., RunningSim]) -> None:
     scenario = copy.deepcopy(SMALL_SCENARIO)
-    scenario["ha_rules"] += [
+    scenario["ha_rules"] = [
         {"rule": "db-home", "type": "node-affinity", "resources": ["vm:101"],
          "nodes": {"pve1": 2, "pve3": 1, "pve2": 0}, "strict": True},
         {"rule": "db2-pin", "type": "node-affinity", "resources": ["vm:102"],
          "nodes": "pve2", "disable": True},
     ]
-    running = pvesim_factory(scenario)
-    client = make_client(running)
+    client = make_client(pvesim_factory(scenario))
     rules = client.ha_rules()
     assert [(r.name, r.vmids, r.nodes, r.strict) for r in rules.node_affinity] == [
         ("db-home", frozenset({101}), ("pve1", "pve3", "pve2"), True)]
-    assert rules.disabled == ("db2-pin",)
-    assert [r.name for r in rules.resource_affinity] == ["db-apart"]
+    assert rules.disabled == ("db2-pin",) and rules.infeasible == ()
+
+
+def test_infeasible_ha_rules_are_dropped_as_the_crm_drops_them(
+        pvesim_factory: Callable[..., RunningSim]) -> None:
+    """pve-ha-manager Rules.pm: a resource-affinity rule whose resources are in a node-affinity
+    rule with several priorities is flagged, with every node-affinity rule paired with it."""
+    scenario = copy.deepcopy(SMALL_SCENARIO)
+    scenario["ha_rules"] += [
+        {"rule": "db-home", "type": "node-affinity", "resources": ["vm:101"],
+         "nodes": {"pve1": 2, "pve3": 1, "pve2": 0}, "strict": True},
+        {"rule": "db2-home", "type": "node-affinity", "resources": ["vm:102"],
+         "nodes": "pve2,pve3", "strict": True},
+    ]
+    client = make_client(pvesim_factory(scenario))
+    rules = client.ha_rules()
+    assert set(rules.infeasible) == {"db-apart", "db-home", "db2-home"}
+    assert rules.node_affinity == () and rules.resource_affinity == ()
     snap = read_snapshot(client).snapshot
-    assert [r.name for r in snap.node_affinity] == ["db-home"]
+    assert [r.name for r in snap.node_affinity] == []
 
 
 def test_ha_auto_rebalance_read_from_options(pvesim: RunningSim) -> None:
