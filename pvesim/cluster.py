@@ -201,7 +201,7 @@ class Cluster:
         self.node_tasks: dict[str, list[Task]] = {name: [] for name in self.nodes}
         self.migrations: dict[str, Migration] = {}
         self._incoming: dict[str, list[Migration]] = {name: [] for name in self.nodes}
-        self._fail_next: dict[int, str] = {}
+        self._fail_next: dict[int, tuple[str, str | None]] = {}
         self._events: list[tuple[float, int, Callable[[float], None]]] = []
         self._seq = itertools.count()
         self._event_time: float | None = None
@@ -670,13 +670,12 @@ class Cluster:
             seconds, live, moved = end - t, False, 0
         else:
             seconds, live, moved = self._duration(g, t, with_local_disks, bwlimit, restart)
-            error = self._fail_next.pop(g.vmid, None)
+            error, phase = self._fail_next.pop(g.vmid, (None, None))
             local = self.local_resources(g, running)[0] if g.type == "qemu" else []
             if error is None and live and force and local:
                 # Sim's wording for QEMU refusing to migrate passed-through devices.
                 error = f"VM uses devices that cannot be live-migrated: {', '.join(local)}"
-            phase = None
-            if error is not None:
+            if error is not None and phase is None:
                 phase = "phase2" if live and error != "migration aborted" else "phase1"
             end = t + (seconds * 0.5 if error else seconds)
             mig = Migration(task, g.vmid, source, target, t, end, error, live, ha_driven,
@@ -756,6 +755,12 @@ class Cluster:
             task.add_log(t, f"ERROR: migration aborted (duration {duration}): {mig.error}")
             self._end_move(g, mig, t, moved=False)
             self._finish_task(task, t, "migration aborted")
+        elif mig.phase == "phase3":
+            # The VM runs on the target; finalizing failed (AbstractMigrate.pm `migrate`).
+            task.add_log(t, f"ERROR: {mig.error}")
+            task.add_log(t, f"ERROR: migration finished with problems (duration {duration})")
+            self._end_move(g, mig, t, moved=True)
+            self._finish_task(task, t, "migration problems")
         elif mig.phase == "phase2":
             task.add_log(t, f"ERROR: online migrate failure - {mig.error}")
             task.add_log(t, "aborting phase 2 - cleanup resources")
@@ -791,10 +796,11 @@ class Cluster:
                 mig.phase = "phase2" if mig.live and node == mig.target else "phase1"
             self._complete(mig, t)
 
-    def fail_next_migration(self, vmid: int, message: str) -> None:
+    def fail_next_migration(self, vmid: int, message: str, phase: str | None = None) -> None:
         """The guest's next migration fails halfway: "migration aborted" in phase 1, any
-        other message as a phase 2 error of a live migration (task: "migration problems")."""
-        self._fail_next[vmid] = message
+        other message as a phase 2 error of a live migration (task: "migration problems");
+        `phase="phase3"`: after the VM moved, while finalizing ("migration problems" too)."""
+        self._fail_next[vmid] = (message, phase)
 
     def recover_guest(self, g: GuestState, target: str, t: float) -> None:
         """HA recovery after fencing: the guest restarts on `target` (no migration task)."""

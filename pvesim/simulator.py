@@ -254,13 +254,17 @@ class Simulator:
                 params["with-local-disks"] = True
             return self.cluster.request_migrate(g.node.current, vmid, g.type, params, user)
 
-    def fail_next_migration(self, vmid: int, message: str = "migration aborted") -> None:
+    def fail_next_migration(self, vmid: int, message: str = "migration aborted",
+                            phase: str | None = None) -> None:
         """The next migration task of this guest fails halfway: "migration aborted" fails
         phase 1 (that exit status); any other message is a phase 2 error of a live copy
-        (logged as `online migrate failure - <message>`, exit status "migration problems")."""
+        (logged as `online migrate failure - <message>`, exit status "migration problems").
+        `phase="phase3"` fails after the VM moved (also "migration problems")."""
+        if phase not in (None, "phase1", "phase2", "phase3"):
+            raise ValueError(f"phase must be phase1, phase2 or phase3, not {phase!r}")
         with self.lock:
             self._guest(vmid)
-            self.cluster.fail_next_migration(vmid, message)
+            self.cluster.fail_next_migration(vmid, message, phase)
 
     def set_faults(
         self,

@@ -388,3 +388,23 @@ def test_the_history_records_one_end_per_decision_and_never_reopens_it(
     assert history.claim_end("d1")
     assert not history.claim_end("d1"), "a second end of the same decision"
     assert history.ended("d1") and not history.ended("d2")
+
+
+@pytest.mark.parametrize(("phase", "landed"), [("phase3", True), ("phase2", False)])
+def test_migration_problems_is_judged_by_where_the_vm_runs(
+    pvesim_factory: Factory, redis_url: str, phase: str, landed: bool,
+) -> None:
+    """pve-guest-common AbstractMigrate.pm ends a migration whose phase 2 or 3 failed with
+    'migration problems'; after a phase-3 error the VM already runs on the target."""
+    running = hot_cluster(pvesim_factory)
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    running.sim.fail_next_migration(202, "failed to finalize", phase=phase)
+    upid, token = start_one(running, rt, dispatch)
+    running.sim.advance(600)
+    result = poll_migration(rt, StepDispatcher(), upid, token)
+    assert rt.client.task_status(upid).exitstatus == "migration problems"
+    assert (running.sim.guest(202).node == "pve3") is landed
+    assert result["state"] == ("succeeded" if landed else "failed"), result
+    blocked = rt.store.marks.blocked()[202]
+    assert blocked.startswith("cooldown" if landed else "backoff"), blocked
