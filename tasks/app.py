@@ -68,8 +68,10 @@ def make_app(config: Config) -> Celery:
             "evaluate": {
                 "task": EVALUATE,
                 "schedule": interval,
-                # A missed cycle is dropped, not queued: evaluates never pile up.
-                "options": {"expires": interval},
+                # No `expires`: Celery turns it into a time by beat's clock and compares it
+                # with the worker's, so a beat 30 s behind had every cycle discarded. A backlog
+                # is dropped by the worker instead, by Redis's clock (evaluate's `scheduled`).
+                "kwargs": {"scheduled": True},
             },
         },
         task_annotations={

@@ -32,14 +32,14 @@ def _runtime() -> Runtime:
 
 
 @app.task(name=EVALUATE, ignore_result=False)
-def evaluate_task() -> dict[str, Any]:
+def evaluate_task(scheduled: bool = False) -> dict[str, Any]:
     """One balancing cycle (scheduled by beat; `celery -A tasks call balancer.evaluate`).
     A cycle that outlives its time limit (PVE hanging: every read waits for its timeout and
     is retried) is a skipped cycle like any other, not a failed task."""
     rt = _runtime()
     started = time.monotonic()
     try:
-        return evaluate(rt, CeleryDispatcher())
+        return evaluate(rt, CeleryDispatcher(), scheduled=scheduled)
     except SoftTimeLimitExceeded:
         seconds = time.monotonic() - started
         return cut_short(rt, "time_limit", f"cycle cut short after {seconds:.1f}s (time "

@@ -17,6 +17,8 @@ def get_runtime(config: Config) -> Runtime:
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
         store = StateStore.from_url(config.redis.url.reveal())
-        client = PveClient(config.proxmox, cache=store.cache)
-        _runtime = (os.getpid(), Runtime(config=config, client=client, store=store))
+        # One clock for every host: Redis's (the store's), for PVE's cache stamps as well.
+        client = PveClient(config.proxmox, cache=store.cache, clock=store.clock)
+        _runtime = (os.getpid(), Runtime(config=config, client=client, store=store,
+                                         clock=store.clock))
     return _runtime[1]

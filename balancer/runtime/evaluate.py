@@ -30,10 +30,15 @@ log = logging.getLogger("balancer.evaluate")
 NODES_CACHE = "nodes"
 
 
-def evaluate(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
-    """One cycle; returns the JSON result Flower shows (same fields as `plan --json`)."""
+def evaluate(rt: Runtime, dispatch: Dispatcher, scheduled: bool = False) -> dict[str, Any]:
+    """One cycle; returns the JSON result Flower shows (same fields as `plan --json`).
+
+    A `scheduled` cycle (beat's) is dropped when another scheduled one started less than half
+    an interval ago, by Redis's clock: a backlog (workers were away) runs once, not N times."""
     started = time.monotonic()
     try:
+        if scheduled and not rt.store.claim_cycle(rt.timings.interval / 2):
+            raise Skip("backlog", "a scheduled cycle started less than half an interval ago")
         with rt.store.eval_lock.hold(rt.timings.eval_lock_ttl) as token:
             if token is None:
                 raise Skip("evaluate_running", "another evaluate is running")

@@ -27,6 +27,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from balancer.state.cache import RedisJsonCache
+from balancer.state.clock import RedisClock
 from balancer.state.ema import CpuEmaStore
 from balancer.state.heartbeat import Heartbeat
 from balancer.state.history import History
@@ -48,6 +49,7 @@ class StateStore:
             raise ValueError("a key prefix is required (e.g. 'pve-balancer:')")
         self.client = client
         self.prefix = prefix
+        self.clock = clock
         self.lock = MigrationLock(client, prefix, MIGRATION_LOCK, clock)
         self.eval_lock = MigrationLock(client, prefix, EVALUATE_LOCK, clock)
         self.ema = CpuEmaStore(client, prefix, clock)
@@ -59,9 +61,11 @@ class StateStore:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, *,
-                 socket_timeout: float = SOCKET_TIMEOUT, clock: Clock = time.time) -> StateStore:
+                 socket_timeout: float = SOCKET_TIMEOUT,
+                 clock: Clock | None = None) -> StateStore:
         """A store on a new client: 5 s socket timeouts, health checks, 3 retries with
-        jittered backoff on connection errors and timeouts, `decode_responses=True`."""
+        jittered backoff on connection errors and timeouts, `decode_responses=True`. Its
+        clock is Redis's (`RedisClock`) unless one is given: hosts' clocks may disagree."""
         client = redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -70,7 +74,12 @@ class StateStore:
             health_check_interval=HEALTH_CHECK_INTERVAL,
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
         )
-        return cls(client, prefix, clock)
+        return cls(client, prefix, clock if clock is not None else RedisClock(client))
+
+    def claim_cycle(self, seconds: float) -> bool:
+        """True for the first caller in any `seconds` window (Redis's clock via PX)."""
+        return bool(self.client.set(f"{self.prefix}cycle", "1", nx=True,
+                                    px=max(1, int(seconds * 1000))))
 
     def ping(self) -> bool:
         """True when Redis answers; raises RedisError when it does not."""

@@ -22,6 +22,8 @@ import yaml
 from tests.support.redis_server import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+#: A `sitecustomize` that shifts a process's wall clock (see skewed_clock/sitecustomize.py).
+SKEWED_CLOCK = Path(__file__).resolve().parent / "skewed_clock"
 
 #: Fast timings for tests: 0.5 s cycles, a 3 s EMA window (6 samples, 3 before acting).
 FAST_BALANCING: dict[str, Any] = {
@@ -67,12 +69,19 @@ class BalancerDeployment:
     env: dict[str, str]
     processes: list[CeleryProcess] = field(default_factory=list)
 
-    def _spawn(self, name: str, args: list[str]) -> CeleryProcess:
+    def _env(self, clock_offset: float) -> dict[str, str]:
+        """The deployment's environment; with `clock_offset`, a wall clock that far off."""
+        if not clock_offset:
+            return self.env
+        return {**self.env, "PVE_BALANCER_TEST_CLOCK_OFFSET": str(clock_offset),
+                "PYTHONPATH": f"{SKEWED_CLOCK}{os.pathsep}{self.env['PYTHONPATH']}"}
+
+    def _spawn(self, name: str, args: list[str], clock_offset: float = 0.0) -> CeleryProcess:
         log_path = self.workdir / f"{name}-{len(self.processes)}.log"
         with log_path.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "tasks", *args],
-                cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=REPO, env=self._env(clock_offset), stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         proc = CeleryProcess(name, process, log_path)
@@ -80,20 +89,21 @@ class BalancerDeployment:
         return proc
 
     def start_worker(self, concurrency: int = 2, hostname: str | None = None,
-                     wait: bool = True) -> CeleryProcess:
+                     wait: bool = True, clock_offset: float = 0.0) -> CeleryProcess:
         name = hostname or f"w{len(self.processes)}"
         proc = self._spawn("worker", ["worker", "--loglevel", "INFO", "--concurrency",
                                       str(concurrency), "--hostname", f"{name}@%h",
-                                      "--without-mingle", "--without-gossip"])
+                                      "--without-mingle", "--without-gossip"], clock_offset)
         if wait:
             wait_until(lambda: "worker ready" in proc.log() or not proc.alive(), timeout=60,
                        what="celery worker ready")
             assert proc.alive(), proc.log()
         return proc
 
-    def start_beat(self) -> CeleryProcess:
+    def start_beat(self, clock_offset: float = 0.0) -> CeleryProcess:
         schedule = self.workdir / f"beat-{len(self.processes)}.schedule"
-        return self._spawn("beat", ["beat", "--loglevel", "INFO", "--schedule", str(schedule)])
+        return self._spawn("beat", ["beat", "--loglevel", "INFO", "--schedule", str(schedule)],
+                           clock_offset)
 
     def start_flower(self, port: int, basic_auth: str | None = None) -> CeleryProcess:
         args = ["flower", f"--port={port}", "--address=127.0.0.1"]
@@ -108,12 +118,14 @@ class BalancerDeployment:
                                 check=True)
         return result.stdout.decode()
 
-    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, timeout: float = 60.0,
+            clock_offset: float = 0.0) -> subprocess.CompletedProcess[str]:
         """Run `pve-balancer --config <this config> ...` (not checked: tests look at the
         exit code, stdout and stderr)."""
         command = ["import sys; from balancer.cli import main; sys.exit(main())"]
         return subprocess.run([sys.executable, "-c", *command, "--config",
-                               str(self.config_path), *args], cwd=REPO, env=self.env,
+                               str(self.config_path), *args], cwd=REPO,
+                              env=self._env(clock_offset),
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def stop_all(self) -> None:
