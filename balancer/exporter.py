@@ -103,11 +103,18 @@ class BalancerCollector(Collector):
         snapshot = store.metrics.snapshot()
         holder = store.lock.holder()
         marks = store.marks.listing()
+        last = store.liveness.last()
 
         yield from _ema_families(ema)
         yield from _node_families(nodes_entry)
         yield from _counter_families(snapshot)
         yield from _histogram_families(snapshot)
+
+        if last is not None:
+            stamp = _gauge("last_evaluate_timestamp_seconds", "When the newest evaluate ran "
+                           "(epoch seconds, Redis's clock); alert when it stops moving.")
+            stamp.add_metric([], last.at)
+            yield stamp
 
         lock = _gauge("lock_held", "1 while the cluster-wide migration lock is held.")
         lock.add_metric([], 1.0 if holder is not None else 0.0)

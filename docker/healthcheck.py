@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Container health check for the pve-balancer image: cheap, meaningful, never prints a secret.
 
-    pve-balancer-healthcheck            the config at $BALANCER_CONFIG is valid and the Redis it
-                                        names answers PING (worker, beat: all they need to run)
+    pve-balancer-healthcheck            the config at $BALANCER_CONFIG is valid, the Redis it
+                                        names answers PING, and an evaluate ran within the
+                                        last 3 intervals (once one ever ran): worker and beat
     pve-balancer-healthcheck --url URL  URL answers HTTP 200 (the exporter's /metrics, Flower's
                                         /healthcheck); a Redis outage is the exporter's to report
 
@@ -18,12 +19,16 @@ import urllib.request
 from collections.abc import Sequence
 
 TIMEOUT = 3.0
+#: Unhealthy after this many intervals without an evaluate.
+STALE_INTERVALS = 3
 
 
 def check_redis() -> str:
     import redis
 
     from balancer.config import ConfigError, load_config
+    from balancer.state.clock import RedisClock
+    from balancer.state.liveness import Liveness
 
     try:
         config = load_config()
@@ -33,13 +38,19 @@ def check_redis() -> str:
                                   socket_connect_timeout=TIMEOUT)
     try:
         client.ping()
+        last = Liveness(client, clock=RedisClock(client)).last()
     except redis.exceptions.RedisError as exc:
         # The exception text names host and port only; the URL (and password) is redacted.
         raise SystemExit(f"unhealthy: redis {config.redis.redacted_url}: "
                          f"{type(exc).__name__}") from None
     finally:
         client.close()
-    return f"redis {config.redis.redacted_url} answers"
+    interval = config.balancing.interval_seconds
+    if last is not None and last.age_seconds > STALE_INTERVALS * interval:
+        raise SystemExit(f"unhealthy: no evaluate for {last.age_seconds:.0f}s (more than "
+                         f"{STALE_INTERVALS} intervals of {interval:g}s); last at {last.at_iso}")
+    since = "no evaluate yet" if last is None else f"last evaluate {last.age_seconds:.1f}s ago"
+    return f"redis {config.redis.redacted_url} answers; {since}"
 
 
 def check_url(url: str) -> str:

@@ -334,6 +334,22 @@ def test_healthcheck_pings_the_configured_redis(tmp_path: Path, redis_url: str) 
     assert ok.stdout.startswith("healthy: redis")
 
 
+def test_healthcheck_fails_after_three_intervals_without_an_evaluate(
+        tmp_path: Path, redis_url: str) -> None:
+    """Issue 20: liveness. The example config's interval is 5 s: 3 intervals are 15 s."""
+    from balancer.state import StateStore
+
+    store = StateStore.from_url(redis_url)
+    now = store.clock()
+    store.liveness.stamp("none", now=now - 5)
+    fresh = healthcheck(tmp_path, redis_url)
+    assert fresh.returncode == 0 and "last evaluate 5." in fresh.stdout, fresh.stdout
+    store.liveness.stamp("skipped", now=now - 16)
+    stale = healthcheck(tmp_path, redis_url)
+    assert stale.returncode == 1
+    assert stale.stderr.startswith("unhealthy: no evaluate for 16s (more than 3 intervals")
+
+
 def test_healthcheck_fails_without_redis_and_hides_the_password(tmp_path: Path) -> None:
     down = healthcheck(tmp_path, f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0")
     assert down.returncode == 1

@@ -33,7 +33,10 @@ def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
     beat = store.heartbeat.info()
     nodes = (store.cache.get("nodes") or {}).get("nodes", [])
     ema = store.ema.entries()
+    last = store.liveness.last()
     return {
+        "last_evaluate_at": last.at_iso if last else None,
+        "last_evaluate_age_seconds": round(last.age_seconds, 3) if last else None,
         "lock": None if holder is None else {
             "vmid": holder.vmid, "source": holder.source, "target": holder.target,
             "upid": holder.upid, "acquired_at": holder.acquired_at,
@@ -50,7 +53,10 @@ def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
 
 def _render_status(status: dict[str, Any]) -> str:
     lock = status["lock"]
-    out = ["migration lock: free" if lock is None else
+    age = status["last_evaluate_age_seconds"]
+    out = ["last evaluate: never" if age is None else
+           f"last evaluate: {status['last_evaluate_at']} ({seconds(age)} ago)",
+           "migration lock: free" if lock is None else
            f"migration lock: held for vm {lock['vmid']} {lock['source']} -> {lock['target']}"
            f" (task {lock['upid'] or 'starting'}, lock expires in "
            f"{seconds(lock['ttl_remaining'])}, follower "

@@ -67,6 +67,7 @@ def cut_short(rt: Runtime, kind: str, reason: str, seconds: float) -> dict[str, 
 def _observe(rt: Runtime, result: dict[str, Any], seconds: float) -> None:
     """Metrics are best effort: a Redis hiccup here must not turn a decision into an error."""
     try:
+        rt.store.liveness.stamp(result["action"])
         if result["action"] == "skipped":
             rt.store.metrics.count("skipped_cycles", {"reason": result["skip"]})
         else:
