@@ -7,6 +7,7 @@ or in `repr()`. The worker refuses to start on any error rather than run half-co
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import math
 import os
@@ -128,6 +129,8 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     port: int = 9108
+    #: Address the exporter binds: loopback unless the operator opens it on purpose.
+    listen: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,19 @@ def _hosts(key: str, value: Any) -> Any:
     return hosts
 
 
+def _listen_address(key: str, value: Any) -> Any:
+    """An IP address to bind (0.0.0.0 or :: for every interface)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected an IP address such as 127.0.0.1 or 0.0.0.0, got "
+                          f"{_kind(value)}")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{key}: {value!r} is not an IP address; use 127.0.0.1 (this host "
+                          "only) or 0.0.0.0 (every interface)") from None
+    return value
+
+
 def _redis_url(key: str, value: Any) -> Any:
     if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"{key}: expected a redis://, rediss:// or unix:// URL")
@@ -290,6 +306,7 @@ SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
     },
     "metrics": {
         "port": (_number(0, 65535, integer=True), 9108),
+        "listen": (_listen_address, "127.0.0.1"),
     },
 }
 

@@ -255,7 +255,7 @@ class Exporter:
 
 
 def start_exporter(config: Config, port: int | None = None,
-                   addr: str = "0.0.0.0") -> Exporter:
+                   addr: str = "127.0.0.1") -> Exporter:
     """Serve /metrics on `addr:port` from a background thread; `close()` stops it."""
     store = StateStore.from_url(config.redis.url.reveal(), socket_timeout=SOCKET_TIMEOUT)
     try:
@@ -270,7 +270,7 @@ def start_exporter(config: Config, port: int | None = None,
     return exporter
 
 
-def run_exporter(config: Config, port: int | None = None, addr: str = "0.0.0.0", *,
+def run_exporter(config: Config, port: int | None = None, addr: str = "127.0.0.1", *,
                  stop: threading.Event | None = None) -> None:
     """Serve /metrics until `stop` is set or, in the main thread, SIGTERM/SIGINT arrives."""
     stop = stop or threading.Event()

@@ -1,7 +1,8 @@
 """The three tasks users see in Flower. Each is one paragraph: get the runtime, run the step.
 
 Results are small JSON dicts with no secrets; arguments are ids, node names and the lock's
-owner token (not a credential: it only proves which task chain owns the migration).
+owner token. The token is no PVE credential, but whoever holds it can end or extend the
+migration lock, so task events (what Flower shows) carry `***` in its place (`argsrepr`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from balancer.config import REDACTED
 from balancer.runtime import Runtime, evaluate, poll_migration, start_migration
 from balancer.runtime.evaluate import cut_short
 from tasks.app import EVALUATE, MIGRATE, POLL, app, config
@@ -21,10 +23,12 @@ class CeleryDispatcher:
     """Schedules the next step as a Celery task."""
 
     def migrate(self, vmid: int, source: str, target: str, lock_token: str) -> None:
-        migrate_task.apply_async(args=(vmid, source, target, lock_token))
+        migrate_task.apply_async(args=(vmid, source, target, lock_token),
+                                 argsrepr=repr((vmid, source, target, REDACTED)))
 
     def poll(self, upid: str, lock_token: str, countdown: float) -> None:
-        poll_task.apply_async(args=(upid, lock_token), countdown=countdown)
+        poll_task.apply_async(args=(upid, lock_token), countdown=countdown,
+                              argsrepr=repr((upid, REDACTED)))
 
 
 def _runtime() -> Runtime:

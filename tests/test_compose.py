@@ -149,7 +149,8 @@ def test_exporter_port_is_published() -> None:
     cmd = command("exporter")
     port = int(cmd[cmd.index("--port") + 1])
     assert port == DEFAULT_PORT == 9108
-    assert f"{port}:{port}" in service("exporter")["ports"]
+    assert f"127.0.0.1:{port}:{port}" in service("exporter")["ports"], "loopback only"
+    assert cmd[cmd.index("--listen") + 1] == "0.0.0.0", "reachable through the published port"
 
 
 def test_env_vars_are_ones_the_code_reads() -> None:
@@ -204,6 +205,8 @@ def test_redis_persists_requires_a_password_and_has_a_healthcheck() -> None:
     cmd = " ".join(command("redis"))
     assert "--appendonly yes" in cmd
     assert '--requirepass "$$REDIS_PASSWORD"' in cmd  # resolved in the container, not inspect
+    # Through the image's entrypoint, which drops root (a bare `exec redis-server` kept it).
+    assert "exec docker-entrypoint.sh redis-server" in cmd
     assert "ports" not in redis, "Redis must not be published outside the compose network"
     assert "redis-data:/data" in redis["volumes"]
     assert "redis-data" in compose()["volumes"]
@@ -217,7 +220,8 @@ def test_flower_has_basic_auth_on_5555() -> None:
     flower = service("flower")
     cmd = command("flower")
     assert "--port=5555" in cmd
-    assert "5555:5555" in flower["ports"]
+    assert "127.0.0.1:5555:5555" in flower["ports"], "loopback only"
+    assert "--address=0.0.0.0" in cmd, "reachable through the published port"
     assert required(flower["environment"]["FLOWER_BASIC_AUTH"]) == {"FLOWER_BASIC_AUTH"}
     assert "FLOWER_BASIC_AUTH" not in service("worker")["environment"]
 

@@ -60,3 +60,37 @@ def test_flower_shows_evaluate_results_without_secrets(
     for text in [*pages, flower.log(), deployment.logs()]:
         assert running.token_value not in text
         assert REDIS_PASSWORD not in text
+
+    # Issue 20.6: /metrics asks for the login too; the lock token never shows in task args.
+    assert requests.get(f"{base}/metrics", timeout=5).status_code == 401
+    assert requests.get(f"{base}/metrics", auth=FLOWER_AUTH, timeout=5).status_code == 200
+
+    def steps() -> list[dict[str, Any]]:
+        deployment.call("call", "balancer.evaluate")  # until the EMA is warm and it moves
+        found = requests.get(f"{base}/api/tasks", auth=FLOWER_AUTH, timeout=5).json()
+        return [t for t in found.values()
+                if t.get("name") in ("balancer.migrate", "balancer.poll_migration")]
+
+    shown = wait_until(steps, timeout=60, interval=0.5, what="migrate and poll in Flower")
+    for task in shown:
+        assert str(task["args"]).endswith("'***')"), task["args"]
+
+
+def test_flower_binds_loopback_by_default_and_guards_metrics(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    from pathlib import Path
+
+    from flower.views import monitor
+
+    example = Path(__file__).resolve().parents[1] / "config" / "balancer.yaml.example"
+    monkeypatch.setenv("BALANCER_CONFIG", str(example))  # `tasks` loads a config on import
+    from tasks.flower import DEFAULT_ADDRESS, secure_defaults
+
+    monkeypatch.delenv("FLOWER_ADDRESS", raising=False)
+    secure_defaults()
+    assert os.environ["FLOWER_ADDRESS"] == DEFAULT_ADDRESS == "127.0.0.1"
+    assert getattr(monitor.Metrics.get, "_pve_balancer_guarded", False)
+    monkeypatch.setenv("FLOWER_ADDRESS", "0.0.0.0")
+    secure_defaults()
+    assert os.environ["FLOWER_ADDRESS"] == "0.0.0.0", "an explicit choice is kept"

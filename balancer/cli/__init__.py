@@ -96,7 +96,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
     config = load(args)
     configure_logging(config.logging.format, config.logging.level)
-    run_exporter(config, port=args.port)
+    run_exporter(config, port=args.port, addr=args.listen or config.metrics.listen)
     return EXIT_OK
 
 
@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_exporter.__doc__)
     p.add_argument("--port", type=int, default=None,
                    help="listen port (default: metrics.port from the config)")
+    p.add_argument("--listen", default=None, metavar="ADDRESS",
+                   help="address to bind (default: metrics.listen, 127.0.0.1)")
     p.set_defaults(func=cmd_exporter)
     return parser
 

@@ -200,3 +200,13 @@ def test_a_token_with_inner_whitespace_or_control_characters_is_refused(bad: str
         parse_config(doc, env={})
     assert str(info.value).startswith("proxmox.token_value: ")
     assert bad.strip() not in str(info.value) or not bad.strip()
+
+
+def test_the_exporter_binds_loopback_unless_told_otherwise() -> None:
+    """Issue 20.6: it bound 0.0.0.0 with no way to say otherwise."""
+    assert parse_config(minimal(), env={}).metrics.listen == "127.0.0.1"
+    doc = {**minimal(), "metrics": {"listen": "0.0.0.0"}}
+    assert parse_config(doc, env={}).metrics.listen == "0.0.0.0"
+    doc = {**minimal(), "metrics": {"listen": "everywhere"}}
+    with pytest.raises(ConfigError, match=r"metrics.listen: 'everywhere' is not an IP address"):
+        parse_config(doc, env={})
