@@ -81,6 +81,9 @@ def make_app(config: Config) -> Celery:
             POLL: {"soft_time_limit": 60, "time_limit": 75},
         },
     )
+    from tasks.reconnect import BeatWatchdog
+
+    app.steps["worker"].add(BeatWatchdog)
     return app
 
 

@@ -18,14 +18,22 @@ survive it:
   free lock) would never send a task again. `BalancerScheduler` waits while Redis is away,
   takes the leader lock again (or stands by when another beat got it first), reinstalls a
   lost schedule, and shuts down cleanly even when Redis is gone.
+* Started while Redis is down, RedBeat dies in its constructor (`setup_schedule` reads the
+  schedule): `celery beat` printed ~170 lines of traceback and exited 1, and `worker -B` went on
+  without its scheduler, so no evaluate ever ran. `BalancerScheduler` waits for Redis there,
+  with a capped backoff and one log line per change; and `BeatWatchdog` ends a `worker -B`
+  (exit code 1) whose embedded beat died anyway, so a supervisor restarts it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
+from celery import bootsteps
+from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
@@ -34,6 +42,13 @@ log = logging.getLogger("balancer.reconnect")
 
 #: Seconds beat waits between attempts while Redis does not answer.
 BEAT_RETRY_SECONDS = 1.0
+#: At start-up: the first wait for Redis, doubled up to the cap.
+STARTUP_RETRY_SECONDS = 0.5
+STARTUP_RETRY_CAP_SECONDS = 10.0
+#: How often a `worker -B` checks that its embedded beat still runs.
+WATCHDOG_SECONDS = 2.0
+#: Exit status of a worker whose scheduler died (EX_SOFTWARE).
+SCHEDULER_DIED = 70
 
 
 class BalancerConsumer(Consumer):
@@ -70,6 +85,41 @@ class BalancerScheduler(RedBeatScheduler):
                         type(exc).__name__, exc, BEAT_RETRY_SECONDS)
             return BEAT_RETRY_SECONDS
 
+    #: A start-up wait for Redis is under way in this process; or a shutdown interrupted it.
+    #: Celery's SIGTERM handler builds the scheduler again (to close it) while the first one
+    #: is still being built: that second one must neither wait nor print a traceback.
+    _waiting = False
+    _stopping = False
+
+    def setup_schedule(self) -> None:
+        """RedBeat reads and writes its schedule here, in the constructor: wait for Redis."""
+        if BalancerScheduler._waiting or BalancerScheduler._stopping:
+            BalancerScheduler._stopping = True
+            return
+        delay, waiting = STARTUP_RETRY_SECONDS, False
+        try:
+            while True:
+                try:
+                    super().setup_schedule()
+                except redis.exceptions.RedisError as exc:
+                    if BalancerScheduler._stopping:
+                        return
+                    if not waiting:
+                        log.warning("beat: waiting for Redis (%s); retrying with backoff up "
+                                    "to %gs", type(exc).__name__, STARTUP_RETRY_CAP_SECONDS)
+                        waiting = BalancerScheduler._waiting = True
+                    time.sleep(delay)
+                    delay = min(2 * delay, STARTUP_RETRY_CAP_SECONDS)
+                    continue
+                if waiting:
+                    log.warning("beat: Redis answers; schedule installed")
+                return
+        except (SystemExit, KeyboardInterrupt):  # SIGTERM/SIGINT while waiting
+            BalancerScheduler._stopping = True
+            raise
+        finally:
+            BalancerScheduler._waiting = False
+
     def close(self) -> None:
         """Shutting down while Redis is away must not crash beat: the leader lock it cannot
         release expires by itself (`redbeat_lock_timeout`)."""
@@ -99,3 +149,23 @@ class BalancerScheduler(RedBeatScheduler):
             return float(self.max_interval)
         log.warning("beat: leader lock regained")
         return 0.0
+
+
+class BeatWatchdog(bootsteps.StartStopStep):
+    """In `celery worker -B`, end the worker (exit status 70) when its embedded beat died: a
+    worker without its scheduler looks healthy and never evaluates again."""
+
+    requires = ("celery.worker.components:Beat",)
+
+    def start(self, worker: Any) -> None:
+        beat = getattr(worker, "beat", None)
+        if beat is not None and worker.timer is not None:
+            worker.timer.call_repeatedly(WATCHDOG_SECONDS, self._check, (beat,))
+
+    @staticmethod
+    def _check(beat: Any) -> None:
+        if beat.is_alive() or worker_state.should_stop is not None:
+            return
+        log.critical("the embedded beat (worker -B) died; stopping the worker so that it is "
+                     "restarted with a scheduler (exit status %d)", SCHEDULER_DIED)
+        worker_state.should_stop = SCHEDULER_DIED

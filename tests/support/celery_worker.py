@@ -45,6 +45,18 @@ class CeleryProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def children(self) -> list[int]:
+        """Pids of this process's direct children (from /proc)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                found.append(int(stat.parent.name))
+        return found
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.alive():
             os.killpg(self.process.pid, sig)
@@ -89,10 +101,14 @@ class BalancerDeployment:
         return proc
 
     def start_worker(self, concurrency: int = 2, hostname: str | None = None,
-                     wait: bool = True, clock_offset: float = 0.0) -> CeleryProcess:
+                     wait: bool = True, clock_offset: float = 0.0,
+                     embedded_beat: bool = False) -> CeleryProcess:
+        """A worker; `embedded_beat`: `worker -B --pool solo` (the README's single process:
+        its only child is then the embedded beat)."""
         name = hostname or f"w{len(self.processes)}"
-        proc = self._spawn("worker", ["worker", "--loglevel", "INFO", "--concurrency",
-                                      str(concurrency), "--hostname", f"{name}@%h",
+        pool = ["-B", "--pool", "solo"] if embedded_beat else ["--concurrency", str(concurrency)]
+        proc = self._spawn("worker", ["worker", "--loglevel", "INFO", *pool,
+                                      "--hostname", f"{name}@%h",
                                       "--without-mingle", "--without-gossip"], clock_offset)
         if wait:
             wait_until(lambda: "worker ready" in proc.log() or not proc.alive(), timeout=60,
