@@ -26,9 +26,9 @@ class CeleryDispatcher:
         migrate_task.apply_async(args=(vmid, source, target, lock_token),
                                  argsrepr=repr((vmid, source, target, REDACTED)))
 
-    def poll(self, upid: str, lock_token: str, countdown: float) -> None:
-        poll_task.apply_async(args=(upid, lock_token), countdown=countdown,
-                              argsrepr=repr((upid, REDACTED)))
+    def poll(self, upid: str, lock_token: str, countdown: float, follower: str) -> None:
+        poll_task.apply_async(args=(upid, lock_token, follower), countdown=countdown,
+                              argsrepr=repr((upid, REDACTED, follower)))
 
 
 def _runtime() -> Runtime:
@@ -57,6 +57,6 @@ def migrate_task(vmid: int, source: str, target: str, lock_token: str) -> dict[s
 
 
 @app.task(name=POLL)
-def poll_task(upid: str, lock_token: str) -> dict[str, Any]:
+def poll_task(upid: str, lock_token: str, follower: str | None = None) -> dict[str, Any]:
     """Follow a migration until it ends; record the outcome and release the lock."""
-    return poll_migration(_runtime(), CeleryDispatcher(), upid, lock_token)
+    return poll_migration(_runtime(), CeleryDispatcher(), upid, lock_token, follower)

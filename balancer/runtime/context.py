@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,7 +19,19 @@ class Dispatcher(Protocol):
 
     def migrate(self, vmid: int, source: str, target: str, lock_token: str) -> None: ...
 
-    def poll(self, upid: str, lock_token: str, countdown: float) -> None: ...
+    def poll(self, upid: str, lock_token: str, countdown: float, follower: str) -> None: ...
+
+
+def schedule_poll(rt: Runtime, dispatch: Dispatcher, upid: str, token: str,
+                  countdown: float) -> bool:
+    """Schedule the next poll of a migration as *the* follower: its id is attached to the lock
+    first, and a poll carrying any other id (a redelivered copy) stops at once, so there is
+    never more than one poll loop per migration. False when the lock is no longer ours."""
+    follower = uuid.uuid4().hex
+    if not rt.store.lock.attach(token, follower=follower):
+        return False
+    dispatch.poll(upid, token, countdown, follower)
+    return True
 
 
 @dataclass

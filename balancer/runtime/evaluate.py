@@ -21,7 +21,7 @@ from balancer.pve.errors import PveError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
 from balancer.runtime.choose import PreconditionFailed, Refusal, choose_move
-from balancer.runtime.context import Dispatcher, Runtime
+from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.reconcile import rebuild_cooldowns_if_lost, reconcile_unfinished
 from balancer.runtime.skip import Skip, skipped
 
@@ -120,7 +120,7 @@ def _ensure_no_migration_in_flight(rt: Runtime, dispatch: Dispatcher) -> None:
         if token is not None:
             log.warning("migration follower silent; taking over",
                         extra=event_fields(vmid=holder.vmid, upid=holder.upid))
-            dispatch.poll(holder.upid, token, 0.0)
+            schedule_poll(rt, dispatch, holder.upid, token, 0.0)
             raise Skip("migration_in_flight",
                        f"migration in flight: {what}; took over following {holder.upid}")
     raise Skip("migration_in_flight", f"migration in flight: {what} ({holder.upid or 'starting'})")

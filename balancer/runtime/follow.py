@@ -12,19 +12,23 @@ from typing import Any
 
 from balancer.logs import event_fields
 from balancer.pve.errors import PveError
-from balancer.runtime.context import Dispatcher, Runtime
+from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.outcome import fail, succeed
 from balancer.state import LockInfo
 
 log = logging.getLogger("balancer.poll")
 
 
-def poll_migration(rt: Runtime, dispatch: Dispatcher, upid: str,
-                   lock_token: str) -> dict[str, Any]:
+def poll_migration(rt: Runtime, dispatch: Dispatcher, upid: str, lock_token: str,
+                   follower: str | None = None) -> dict[str, Any]:
     holder = rt.store.lock.holder()
     if holder is None or not rt.store.lock.owns(lock_token):
         # Finished already, or adopted by another follower: nothing left for this message.
         return {"state": "done", "upid": upid, "reason": "migration lock no longer held"}
+    expected = holder.extra.get("follower")
+    if follower is not None and expected is not None and follower != expected:
+        # A redelivered copy of an earlier poll: the loop goes on with the newer message.
+        return {"state": "duplicate", "upid": upid, "reason": "another poll follows it"}
     rt.store.heartbeat.beat(lock_token, rt.timings.heartbeat_ttl)
     try:
         task = rt.client.task_status(upid)
@@ -63,7 +67,7 @@ def _landed_anyway(rt: Runtime, holder: LockInfo, exitstatus: str | None) -> boo
 def _keep_following(rt: Runtime, dispatch: Dispatcher, upid: str, token: str,
                     state: str) -> dict[str, Any]:
     rt.store.lock.extend(token, rt.timings.lock_ttl)
-    dispatch.poll(upid, token, rt.timings.poll_interval)
+    schedule_poll(rt, dispatch, upid, token, rt.timings.poll_interval)
     return {"state": state, "upid": upid}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from balancer.logs import event_fields
 from balancer.pve.errors import PveApiError, PveError, PveMigrationUnconfirmed
-from balancer.runtime.context import Dispatcher, Runtime
+from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.outcome import abort, fail
 
 log = logging.getLogger("balancer.migrate")
@@ -73,7 +73,7 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
          "decision_id": holder.decision_id, "at": started_at})
     log.info("migration started", extra=event_fields(
         vmid=vmid, source=source, target=target, upid=upid, decision_id=holder.decision_id))
-    dispatch.poll(upid, lock_token, rt.timings.poll_interval)
+    schedule_poll(rt, dispatch, upid, lock_token, rt.timings.poll_interval)
     return {"state": "started", "vmid": vmid, "source": source, "target": target, "upid": upid}
 
 
@@ -98,7 +98,7 @@ def _resume(rt: Runtime, dispatch: Dispatcher, vmid: int, upid: str) -> dict[str
                 "reason": "already followed by another task"}
     log.warning("migration follower silent; taking over",
                 extra=event_fields(vmid=vmid, upid=upid))
-    dispatch.poll(upid, token, 0.0)
+    schedule_poll(rt, dispatch, upid, token, 0.0)
     return {"state": "adopted", "vmid": vmid, "upid": upid}
 
 

@@ -408,3 +408,23 @@ def test_migration_problems_is_judged_by_where_the_vm_runs(
     assert result["state"] == ("succeeded" if landed else "failed"), result
     blocked = rt.store.marks.blocked()[202]
     assert blocked.startswith("cooldown" if landed else "backoff"), blocked
+
+
+def test_a_redelivered_poll_does_not_start_a_second_poll_loop(
+    pvesim_factory: Factory, redis_url: str,
+) -> None:
+    """Issue 20: at most one poll loop per migration. A poll message redelivered after its
+    worker died (it had already scheduled the next poll) must not keep a second loop going."""
+    running = hot_cluster(pvesim_factory)
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    evaluate_until_migrate(rt, dispatch)
+    dispatch.run(rt, dispatch.take("migrate"))
+    first = dispatch.take("poll")
+    assert dispatch.run(rt, first)["state"] == "running"  # schedules the next poll ...
+    assert [s.kind for s in dispatch.pending] == ["poll"]
+    replay = dispatch.run(rt, first)  # ... and its message comes back after the worker died
+    assert replay["state"] == "duplicate", replay
+    assert [s.kind for s in dispatch.pending] == ["poll"], "still exactly one loop"
+    running.sim.advance(600)
+    assert dispatch.run(rt, dispatch.take("poll"))["state"] == "succeeded"

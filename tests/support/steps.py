@@ -33,8 +33,8 @@ class StepDispatcher:
     def migrate(self, vmid: int, source: str, target: str, lock_token: str) -> None:
         self.pending.append(Step("migrate", (vmid, source, target, lock_token)))
 
-    def poll(self, upid: str, lock_token: str, countdown: float) -> None:
-        self.pending.append(Step("poll", (upid, lock_token)))
+    def poll(self, upid: str, lock_token: str, countdown: float, follower: str) -> None:
+        self.pending.append(Step("poll", (upid, lock_token, follower)))
 
     def take(self, kind: str) -> Step:
         """The oldest pending step of `kind` (it must exist)."""
