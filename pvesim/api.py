@@ -6,6 +6,7 @@ without sockets; server.py puts it behind HTTPS.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import secrets
@@ -184,6 +185,9 @@ class Api:
                         time.sleep(delay)
                     raise
                 response = self._dispatch(method, api_path, found, query, data, authid)
+            if decision.truncate and response.status == 200:
+                response = dataclasses.replace(response, body=response.body[: len(response.body)
+                                                                             // 2])
         except ApiError as exc:
             response = _error(exc)
         except Exception as exc:  # a simulator bug: answer like PVE's generic `die`, loudly

@@ -1,4 +1,4 @@
-"""Injected trouble: random 5xx answers and slow responses on chosen API paths.
+"""Injected trouble: random 5xx answers, slow responses and truncated JSON on chosen paths.
 
 Decisions come from a seeded RNG, so a run with the same seed and request sequence fails the
 same requests.
@@ -29,6 +29,8 @@ class FaultDecision:
     delay: float = 0.0
     status: int | None = None
     message: str = ""
+    #: Answer 200 with the body cut short (a proxy or a connection dropping mid-answer).
+    truncate: bool = False
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Faults:
     paths: tuple[str, ...] | None = None
     methods: tuple[str, ...] | None = None
     message: str | None = None
+    truncate_rate: float = 0.0
     _patterns: list[re.Pattern[str]] = field(default_factory=list)
 
     def configure(
@@ -51,9 +54,13 @@ class Faults:
         paths: Sequence[str] | None = None,
         methods: Sequence[str] | None = None,
         message: str | None = None,
+        truncate_rate: float = 0.0,
     ) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError("error_rate must be within 0..1")
+        if not 0.0 <= truncate_rate <= 1.0:
+            raise ValueError("truncate_rate must be within 0..1")
+        self.truncate_rate = truncate_rate
         if latency_seconds < 0:
             raise ValueError("latency_seconds must not be negative")
         if not 400 <= error_status <= 599:
@@ -74,10 +81,13 @@ class Faults:
         return any(p.search(path) for p in self._patterns)
 
     def decide(self, rng: random.Random, method: str, path: str) -> FaultDecision:
-        if not (self.error_rate or self.latency_seconds) or not self.matches(method, path):
+        if not (self.error_rate or self.latency_seconds or self.truncate_rate) or not \
+                self.matches(method, path):
             return FaultDecision()
         status = None
         if self.error_rate and rng.random() < self.error_rate:
             status = self.error_status
+        truncate = status is None and bool(self.truncate_rate) and rng.random() < \
+            self.truncate_rate
         message = self.message or DEFAULT_MESSAGES.get(self.error_status, "simulated failure")
-        return FaultDecision(self.latency_seconds, status, message)
+        return FaultDecision(self.latency_seconds, status, message, truncate)

@@ -274,12 +274,15 @@ class Simulator:
         paths: Sequence[str] | None = None,
         methods: Sequence[str] | None = None,
         message: str | None = None,
+        truncate_rate: float = 0.0,
     ) -> None:
         """Random `error_status` answers (probability `error_rate`) and/or `latency_seconds` of
-        real delay on requests whose API path matches one of the `paths` regexes (all if None)."""
+        real delay on requests whose API path matches one of the `paths` regexes (all if None);
+        `truncate_rate`: 200 answers cut in half (truncated JSON)."""
         with self.lock:
             self.faults.configure(
-                error_rate, latency_seconds, error_status, paths, methods, message
+                error_rate, latency_seconds, error_status, paths, methods, message,
+                truncate_rate,
             )
 
     def clear_faults(self) -> None:

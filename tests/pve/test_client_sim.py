@@ -6,7 +6,7 @@ import copy
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -451,16 +451,6 @@ def test_unreachable_host_before_post_tries_next_host(pvesim: RunningSim) -> Non
 def test_task_status_rejects_garbage_upid(pvesim: RunningSim) -> None:
     with pytest.raises(PveError, match="not a UPID"):
         make_client(pvesim).task_status("UPID:nonsense")
-
-
-@pytest.fixture
-def hung_host() -> Iterator[str]:
-    """A host that accepts TCP connections and never answers (a wedged pveproxy)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    server.close()
 
 
 @pytest.mark.timeout(60)

@@ -11,6 +11,7 @@ fails, whatever it asserted itself.
 from __future__ import annotations
 
 import copy
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,16 @@ def client_request_problems(running: RunningSim) -> list[str]:
             if record.user_agent.startswith("pve-balancer/")
             for problem in request_problems(record.method, record.path,
                                             {**record.query, **record.data})]
+
+
+@pytest.fixture
+def hung_host() -> Iterator[str]:
+    """`host:port` that accepts TCP connections and never answers (a wedged pveproxy)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.close()
 
 
 @pytest.fixture
