@@ -47,6 +47,12 @@ def _add(errors: Errors, ruleid: str, message: str) -> None:
     errors.setdefault(ruleid, []).append(message)
 
 
+def _flag(errors: Errors, conflicts: list[tuple[str, str]], messages: dict[str, str]) -> None:
+    """Each conflicting (kind, rule) gets its kind's message, in PVE's sorted order."""
+    for kind, ruleid in sorted(conflicts):
+        _add(errors, ruleid, messages[kind])
+
+
 def _single_node_affinity_reference(node_rules: dict[str, HARuleSpec], errors: Errors) -> None:
     """NodeAffinity.pm `check_single_resource_reference`."""
     users: dict[str, list[str]] = {}
@@ -94,10 +100,9 @@ def _positive_negative_overlap(
             if len(entry.resources & set(rule.resources)) >= 2:
                 conflicts.append(("negative", negid))
                 conflicts.extend(("positive", ruleid) for ruleid in entry.ruleids)
-    for kind, ruleid in sorted(conflicts):
-        other = "positive" if kind == "negative" else "negative"
-        _add(errors, ruleid,
-             f"rule shares two or more resources with a {other} resource affinity rule")
+    _flag(errors, conflicts, {
+        kind: f"rule shares two or more resources with a {other} resource affinity rule"
+        for kind, other in (("negative", "positive"), ("positive", "negative"))})
 
 
 def _multi_priority_with_resource_affinity(
@@ -111,12 +116,11 @@ def _multi_priority_with_resource_affinity(
         if any(len({prio for _node, prio in node_rules[k].nodes}) > 1 for k in paired):
             conflicts.append(("resource-affinity", ruleid))
             conflicts.extend(("node-affinity", k) for k in paired)
-    for kind, ruleid in sorted(conflicts):
-        if kind == "node-affinity":
-            _add(errors, ruleid, "resources are in a resource affinity rule and cannot be in"
-                 " a node affinity rule with multiple priorities")
-        else:
-            _add(errors, ruleid, "resources are in node affinity rules with multiple priorities")
+    _flag(errors, conflicts, {
+        "node-affinity": "resources are in a resource affinity rule and cannot be in a node"
+                         " affinity rule with multiple priorities",
+        "resource-affinity": "resources are in node affinity rules with multiple priorities",
+    })
 
 
 def _one_node_affinity_per_positive(
@@ -129,13 +133,12 @@ def _one_node_affinity_per_positive(
         if len(paired) > 1:
             conflicts.extend(("positive", ruleid) for ruleid in entry.ruleids)
             conflicts.extend(("node-affinity", k) for k in paired)
-    for kind, ruleid in sorted(conflicts):
-        if kind == "positive":
-            _add(errors, ruleid, "resources are in multiple node affinity rules")
-        else:
-            _add(errors, ruleid, "at least one resource is in a positive resource affinity"
-                 " rule and there are other resources in at least one other node affinity"
-                 " rule already")
+    _flag(errors, conflicts, {
+        "positive": "resources are in multiple node affinity rules",
+        "node-affinity": "at least one resource is in a positive resource affinity rule and"
+                         " there are other resources in at least one other node affinity"
+                         " rule already",
+    })
 
 
 def _negative_within_node_affinity(
@@ -158,11 +161,10 @@ def _negative_within_node_affinity(
         if len(allowed) < len(located):
             conflicts.append(("negative", negid))
             conflicts.extend(("node-affinity", k) for k in paired)
-    for kind, ruleid in sorted(conflicts):
-        if kind == "negative":
-            _add(errors, ruleid, "two or more resources are restricted to less nodes than"
-                 " available to the resources")
-        else:
-            _add(errors, ruleid, "at least one resource is in a negative resource affinity"
-                 " rule and this rule would restrict these to less nodes than available to"
-                 " the resources")
+    _flag(errors, conflicts, {
+        "negative": "two or more resources are restricted to less nodes than available to"
+                    " the resources",
+        "node-affinity": "at least one resource is in a negative resource affinity rule and"
+                         " this rule would restrict these to less nodes than available to the"
+                         " resources",
+    })
