@@ -44,6 +44,9 @@ class Runtime:
     #: PVE's HA auto-rebalance as last seen by this process (None: not read yet), so the
     #: change is announced once, not every cycle.
     pve_auto_rebalance: bool | None = field(default=None, init=False)
+    #: Why this process's last cycle was skipped (None: it was not), so that PVE or Redis
+    #: being away is logged when it starts and when it ends, not once per cycle.
+    last_skip: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.timings = Timings.from_config(self.config.balancing)

@@ -48,11 +48,24 @@ def evaluate(rt: Runtime, dispatch: Dispatcher, scheduled: bool = False) -> dict
         result = skipped(skip.kind, str(skip))
     except redis.exceptions.RedisError as exc:
         result = skipped("state_store", f"state store unavailable: {type(exc).__name__}")
-    if result["action"] == "skipped":
-        log.info("evaluate skipped", extra=event_fields(skip=result["skip"],
-                                                        reason=result["reason"]))
+    _log_state_change(rt, result)
     _observe(rt, result, time.monotonic() - started)
     return result
+
+
+def _log_state_change(rt: Runtime, result: dict[str, Any]) -> None:
+    """One line when cycles start being skipped for a reason, one when they stop; the cycles
+    in between are logged at DEBUG (each is still counted in the metrics)."""
+    skip = result.get("skip") if result["action"] == "skipped" else None
+    if skip == rt.last_skip:
+        if skip is not None:
+            log.debug("evaluate skipped", extra=event_fields(skip=skip, reason=result["reason"]))
+        return
+    if skip is not None:
+        log.info("evaluate skipped", extra=event_fields(skip=skip, reason=result["reason"]))
+    else:
+        log.info("evaluate resumed", extra=event_fields(after=rt.last_skip))
+    rt.last_skip = skip
 
 
 def cut_short(rt: Runtime, kind: str, reason: str, seconds: float) -> dict[str, Any]:

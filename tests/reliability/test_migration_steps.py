@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -428,3 +429,21 @@ def test_a_redelivered_poll_does_not_start_a_second_poll_loop(
     assert [s.kind for s in dispatch.pending] == ["poll"], "still exactly one loop"
     running.sim.advance(600)
     assert dispatch.run(rt, dispatch.take("poll"))["state"] == "succeeded"
+
+
+def test_pve_away_is_logged_when_it_starts_and_when_it_ends(
+    pvesim_factory: Factory, redis_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 20: one clear log line per state change, not one per skipped cycle."""
+    running = hot_cluster(pvesim_factory)
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    running.sim.set_faults(error_rate=1.0, error_status=503)
+    with caplog.at_level(logging.INFO, logger="balancer.evaluate"):
+        skips = [evaluate(rt, dispatch)["action"] for _ in range(4)]
+        running.sim.clear_faults()
+        evaluate(rt, dispatch)
+    assert skips == ["skipped"] * 4
+    lines = [r.getMessage() for r in caplog.records if r.name == "balancer.evaluate"
+             and r.levelno >= logging.INFO and r.getMessage().startswith("evaluate ")]
+    assert lines == ["evaluate skipped", "evaluate resumed"], lines
