@@ -1,11 +1,11 @@
 """Chaos: a seeded schedule of faults at every stage of balancing, with 2 workers and 2 beats
 (one of each with a skewed clock) behind a hung and a dead first PVE host.
 
-Faults: SIGKILL and SIGSTOP (past the lock's TTL) of workers and beats, Redis restarts (AOF)
-and FLUSHALL, API 5xx, slow answers, truncated JSON. Invariants, from the simulator's record
-and Redis: never two of our migrations in flight, never a second POST for a VM PVE is already
-migrating, each decision's end recorded at most once, no lock outliving its owner, recovery
-(the cluster relieved) within a bound once the faults stop, and no crash loop.
+Faults: SIGKILL and SIGSTOP (past the lock's TTL) of workers and beats, Redis restarts with
+and without its data, FLUSHALL, API 5xx, slow answers, truncated JSON. Invariants, from the
+simulator's record and Redis: never two of our migrations in flight, never a POST while one
+runs, each decision's end recorded at most once, no lock outliving its owner, recovery (the
+cluster relieved) within a bound once the faults stop, and no crash loop.
 
 The short schedule runs in `make test`; `CHAOS_EVENTS=60 CHAOS_SEED=n pytest
 tests/reliability/test_chaos.py` runs a long one (its figures are in the README).
@@ -36,7 +36,7 @@ SEED = int(os.environ.get("CHAOS_SEED", "20"))
 EVENTS = int(os.environ.get("CHAOS_EVENTS", "0"))  # 0: each fault once, shuffled
 SPEED = 10.0
 FAULTS = ("kill_worker", "stop_worker", "kill_beat", "stop_beat", "redis_restart",
-          "flushall", "api_5xx", "slow", "truncated")
+          "redis_restart_lost", "flushall", "api_5xx", "slow", "truncated")
 ENDS = ("succeeded", "failed", "aborted")
 
 
@@ -90,6 +90,11 @@ class Chaos:
         self._stopped(self.beats[self.rng.randrange(2)])
 
     def redis_restart(self) -> None:
+        self.server.restart()
+
+    def redis_restart_lost(self) -> None:
+        """A restart that loses everything (no persistence, or a lost volume)."""
+        redis.Redis.from_url(self.server.url).flushall()
         self.server.restart()
 
     def flushall(self) -> None:
