@@ -145,6 +145,7 @@ def _relieved(store: StateStore) -> bool:
         n["cpu"] < 0.8 for n in nodes if n["online"])
 
 
+@pytest.mark.timeout(300 + 45 * max(EVENTS, len(FAULTS)))
 def test_chaos(
     pvesim_factory: Callable[..., Any], deployment_factory: Callable[..., Any],
     redis_server_factory: Callable[..., RedisServer], hung_host: str,
