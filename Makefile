@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv redis test lint typecheck pytest demo bench clean
+.PHONY: all venv redis test test-fast lint typecheck pytest demo bench clean
 
 all: test
 
@@ -35,6 +35,11 @@ pytest: venv redis
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
+
+# The tests that need nothing but Python (engine, parsers, config, conformance fixtures): no
+# redis-server, no simulator, no Celery. Under a minute; `make test` runs everything.
+test-fast: venv
+	$(VENV)/bin/pytest -q -m "not integration"
 
 demo: venv redis
 	$(PY) -m demo
