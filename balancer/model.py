@@ -35,6 +35,19 @@ NODE_HA_STATES = frozenset({"online", "maintenance", "unknown", "fence", "gone"}
 
 
 @dataclass(frozen=True, slots=True)
+class CpuReading:
+    """A node's CPU EMA (share of its threads) and how many samples it holds.
+
+    `from_measurement` marks a one-off reading (manual `plan` without history): it is used
+    regardless of `samples`, and the explanation says so.
+    """
+
+    value: float
+    samples: int
+    from_measurement: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     """One cluster node. `cpu` is a share of all the node's threads; `mem` is used bytes."""
 

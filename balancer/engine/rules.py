@@ -52,4 +52,4 @@ class Rule(StrEnum):
 def reject(rule: Rule, subject: str, detail: str, observed: float | None = None,
            limit: float | None = None) -> Rejection:
     """The one way rejections are worded: `<rule>: <subject> <detail>`."""
-    return Rejection(str(rule), subject, f"{rule}: {subject} {detail}", observed, limit)
+    return Rejection(rule, subject, f"{rule}: {subject} {detail}", observed, limit)

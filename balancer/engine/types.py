@@ -11,10 +11,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from balancer.config import BalancingConfig
-from balancer.model import ClusterSnapshot
+from balancer.model import ClusterSnapshot, CpuReading
+
+if TYPE_CHECKING:  # rules.py builds Rejections: a runtime import would be a cycle
+    from .rules import Rule
+
+_Name = TypeVar("_Name", bound=str)
 
 
 class Trigger(StrEnum):
@@ -23,19 +28,6 @@ class Trigger(StrEnum):
     CPU = "cpu"
     MEMORY = "memory"
     PROACTIVE = "proactive"
-
-
-@dataclass(frozen=True, slots=True)
-class CpuReading:
-    """A node's CPU EMA (share of its threads) and how many samples it holds.
-
-    `from_measurement` marks a one-off reading (manual `plan` without history): it is used
-    regardless of `samples`, and the explanation says so.
-    """
-
-    value: float
-    samples: int
-    from_measurement: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,7 +56,7 @@ class Utilisation:
 class Rejection:
     """One failed check, with the numbers behind it. `message` is the full human sentence."""
 
-    rule: str
+    rule: Rule
     subject: str
     message: str
     observed: float | None = None
@@ -164,7 +156,7 @@ class CandidateVerdict:
         return f"{head}: {histogram}" if counts else f"{head}: no other node"
 
 
-def _by_count(counts: Counter[str]) -> list[tuple[str, int]]:
+def _by_count(counts: Counter[_Name]) -> list[tuple[_Name, int]]:
     """Most frequent reason first, then by name, so the line is stable."""
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 

@@ -16,14 +16,12 @@ import math
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 
+from balancer.model import CpuReading
 from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, text_dict, to_ms
-
-if TYPE_CHECKING:
-    from balancer.engine.types import CpuReading
 
 #: EMAs (and samples) are kept within 0..EMA_MAX; a node can briefly report a little over 1.0.
 EMA_MAX = 1.5
@@ -101,9 +99,7 @@ class EmaValue:
     last_ts: float
 
     def to_reading(self) -> CpuReading:
-        """The engine's view of it (imported lazily: the store must not load the engine)."""
-        from balancer.engine.types import CpuReading
-
+        """The engine's view of it."""
         return CpuReading(value=self.value, samples=self.samples)
 
 
