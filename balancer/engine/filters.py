@@ -192,6 +192,55 @@ PAIR_FILTERS: tuple[PairFilter, ...] = (
 )
 
 
+# --- how much a target can take before a filter says no (for pruning) -------------------------
+
+class Room(NamedTuple):
+    """What a target can take from `source` before a filter rejects: threads and bytes."""
+
+    cpu: float
+    memory: float
+
+
+RoomBound = Callable[[NodeView, NodeView, Resource, Context], Room]
+_NO_BOUND = float("inf")
+
+
+def cpu_headroom_room(source: NodeView, target: NodeView, resource: Resource,
+                      ctx: Context) -> Room:
+    return Room((ctx.cpu_limit - target.cpu) * target.maxcpu, _NO_BOUND)
+
+
+def memory_headroom_room(source: NodeView, target: NodeView, resource: Resource,
+                         ctx: Context) -> Room:
+    return Room(_NO_BOUND, (ctx.memory_limit - target.memory) * target.maxmem)
+
+
+def no_flip_midpoint_room(source: NodeView, target: NodeView, resource: Resource,
+                          ctx: Context) -> Room:
+    half = (source.usage(resource) - target.usage(resource)) / 2
+    if resource is Resource.CPU:
+        return Room(half * target.maxcpu, _NO_BOUND)
+    return Room(_NO_BOUND, half * target.maxmem)
+
+
+#: The filters whose verdict is a size limit, each with the room it leaves. The pipeline
+#: prunes with the rooms of the filters in `PAIR_FILTERS` only, so a rule changed or dropped
+#: there changes the pruning with it.
+ROOMS: dict[PairFilter, RoomBound] = {
+    cpu_headroom: cpu_headroom_room,
+    memory_headroom: memory_headroom_room,
+    no_flip_midpoint: no_flip_midpoint_room,
+}
+
+
+def room(source: NodeView, target: NodeView, resource: Resource, ctx: Context) -> Room:
+    """The least room any active size filter leaves on `target` (infinite: no such filter)."""
+    bounds = [ROOMS[check](source, target, resource, ctx) for check in PAIR_FILTERS
+              if check in ROOMS]
+    return Room(min((b.cpu for b in bounds), default=_NO_BOUND),
+                min((b.memory for b in bounds), default=_NO_BOUND))
+
+
 def first_pair_rejection(p: Placement, ctx: Context) -> Rejection | None:
     """kube-style: a target's verdict is the first filter that rejects it."""
     for check in PAIR_FILTERS:

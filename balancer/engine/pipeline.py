@@ -19,6 +19,7 @@ from .filters import (
     Placement,
     first_node_rejection,
     first_pair_rejection,
+    room,
 )
 from .score import TargetKey, target_key
 from .types import CandidateVerdict, Move, TargetVerdict, TargetVerdicts, Trigger
@@ -64,23 +65,11 @@ class Pipeline:
         closed = tuple(TargetVerdict(name, self._gates[name]) for name in others
                        if self._gates[name] is not None)
         open_ = tuple(self.ctx.views[name] for name in others if self._gates[name] is None)
-        cpu_rooms = [self._cpu_room(source, t, resource) for t in open_]
-        memory_rooms = [self._memory_room(source, t, resource) for t in open_]
-        return Targets(closed, open_, max(cpu_rooms, default=-1.0),
-                       max(memory_rooms, default=-1.0))
-
-    def _cpu_room(self, source: NodeView, target: NodeView, resource: Resource) -> float:
-        """Threads `target` can take before cpu_headroom (or, for CPU, the midpoint) fails."""
-        room = self.ctx.cpu_limit - target.cpu
-        if resource is Resource.CPU:
-            room = min(room, (source.cpu - target.cpu) / 2)
-        return (room + _SLACK) * target.maxcpu
-
-    def _memory_room(self, source: NodeView, target: NodeView, resource: Resource) -> float:
-        room = self.ctx.memory_limit - target.memory
-        if resource is Resource.MEMORY:
-            room = min(room, (source.memory - target.memory) / 2)
-        return (room + _SLACK) * target.maxmem
+        rooms = [room(source, t, resource, self.ctx) for t in open_]
+        # Slack so that float noise never prunes a guest the filters would accept.
+        cpu = [r.cpu + _SLACK * t.maxcpu for r, t in zip(rooms, open_, strict=True)]
+        memory = [r.memory + _SLACK * t.maxmem for r, t in zip(rooms, open_, strict=True)]
+        return Targets(closed, open_, max(cpu, default=-1.0), max(memory, default=-1.0))
 
     def place(self, guest: Guest, source: NodeView, trigger: Trigger) -> CandidateVerdict:
         """Every target's verdict for one eligible guest, and the best valid target if any."""
