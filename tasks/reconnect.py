@@ -18,6 +18,11 @@ survive it:
   free lock) would never send a task again. `BalancerScheduler` waits while Redis is away,
   takes the leader lock again (or stands by when another beat got it first), reinstalls a
   lost schedule, and shuts down cleanly even when Redis is gone.
+* After such a reconnect, a task that was running finishes and kombu acknowledges its message
+  through the dropped channel: the same AttributeError, raised this time in the worker's event
+  loop, kills the worker ("Unrecoverable error"; found by the chaos test). `tolerate_lost_acks`
+  makes that ack fail like any other lost-connection ack: logged, and the message comes back
+  through the visibility timeout.
 * Started while Redis is down, RedBeat dies in its constructor (`setup_schedule` reads the
   schedule): `celery beat` printed ~170 lines of traceback and exited 1, and `worker -B` went on
   without its scheduler, so no evaluate ever ran. `BalancerScheduler` waits for Redis there,
@@ -35,6 +40,7 @@ import redis
 from celery import bootsteps
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
+from kombu.message import Message
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
 
@@ -49,6 +55,25 @@ STARTUP_RETRY_CAP_SECONDS = 10.0
 WATCHDOG_SECONDS = 2.0
 #: Exit status of a worker whose scheduler died (EX_SOFTWARE).
 SCHEDULER_DIED = 70
+
+
+def tolerate_lost_acks() -> None:
+    """kombu's `Message.ack_log_error` logs connection errors but lets the AttributeError of a
+    channel whose connection was dropped escape into the worker's event loop."""
+    if getattr(Message.ack_log_error, "_pve_balancer_tolerant", False):
+        return
+    original = Message.ack_log_error
+
+    def ack_log_error(self: Message, logger: Any, errors: Any, multiple: bool = False) -> None:
+        try:
+            original(self, logger, errors, multiple)
+        except AttributeError as exc:
+            logger.warning("could not ack %r on a channel whose connection was lost (%r); the "
+                           "message comes back after the visibility timeout",
+                           self.delivery_tag, exc)
+
+    ack_log_error._pve_balancer_tolerant = True  # type: ignore[attr-defined]
+    Message.ack_log_error = ack_log_error  # type: ignore[method-assign]
 
 
 class BalancerConsumer(Consumer):
@@ -169,3 +194,6 @@ class BeatWatchdog(bootsteps.StartStopStep):
         log.critical("the embedded beat (worker -B) died; stopping the worker so that it is "
                      "restarted with a scheduler (exit status %d)", SCHEDULER_DIED)
         worker_state.should_stop = SCHEDULER_DIED
+
+
+tolerate_lost_acks()
