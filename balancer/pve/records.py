@@ -121,10 +121,6 @@ class Precondition:
     def allows(self, target: str) -> bool:
         return self.refusal(target) is None
 
-    def target_refusals(self) -> dict[str, str]:
-        """Per-node refusals only (the VM itself may go elsewhere)."""
-        return dict(self.refused_nodes)
-
 
 @dataclass(frozen=True, slots=True)
 class VmStatus:
