@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from balancer.config import Config
+from balancer.migrations import ENDS, Migration
 from balancer.state import StateStore
 from balancer.state.marks import KINDS
 from balancer.state.metrics import HistogramValue, LabelKey, MetricsSnapshot
@@ -58,7 +59,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 #: Label values always exported (as 0 until counted) so that rate() works from the start.
 COUNTER_SEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "migrations": (("succeeded",), ("failed",), ("aborted",)),
+    "migrations": tuple((str(kind),) for kind in sorted(ENDS)),
 }
 HISTOGRAMS: dict[str, str] = {
     "evaluate_duration_seconds": "Wall time of one evaluate cycle, seconds.",
@@ -104,6 +105,7 @@ class BalancerCollector(Collector):
         holder = store.lock.holder()
         marks = store.marks.listing()
         last = store.liveness.last()
+        migrations = store.history.migrations()
 
         yield from _ema_families(ema)
         yield from _node_families(nodes_entry)
@@ -115,6 +117,8 @@ class BalancerCollector(Collector):
                            "(epoch seconds, Redis's clock); alert when it stops moving.")
             stamp.add_metric([], last.at)
             yield stamp
+
+        yield _last_ends(migrations)
 
         lock = _gauge("lock_held", "1 while the cluster-wide migration lock is held.")
         lock.add_metric([], 1.0 if holder is not None else 0.0)
@@ -134,6 +138,19 @@ class BalancerCollector(Collector):
             threshold.add_metric(["cpu"], b.cpu_max)
             threshold.add_metric(["memory"], b.memory_max)
             yield threshold
+
+
+def _last_ends(migrations: list[Migration]) -> Metric:
+    """When the newest migration of each result ended (from the history's events)."""
+    family = _gauge("last_migration_end_timestamp_seconds", "When the newest recorded "
+                    "migration with this result ended (epoch seconds).", ["result"])
+    newest: dict[str, float] = {}
+    for m in migrations:
+        if m.ended and m.ended_at is not None:
+            newest[str(m.state)] = max(newest.get(str(m.state), 0.0), m.ended_at)
+    for result in sorted(newest):
+        family.add_metric([result], newest[result])
+    return family
 
 
 def _ema_families(ema: Mapping[str, Any]) -> Iterator[Metric]:

@@ -124,23 +124,21 @@ class Narrator:
              pct(n["memory"]), n["guests"]] for n in nodes])
 
     def new_events(self) -> list[str]:
-        lines = []
-        events = [("decision", d) for d in self.store.history.decisions(20)]
-        events += [("migration", m) for m in self.store.history.migrations(20)]
-        for kind, event in sorted(events, key=lambda e: float(e[1].get("at", 0))):
-            key = f"{kind}:{event.get('at')}:{event.get('event', '')}"
-            if key in self.seen:
-                continue
-            self.seen.add(key)
-            if kind == "decision":
-                lines.append(f"decision   {event['explanation'][0]}")
-            else:
-                lines.append(f"migration  vm {event['vmid']} {event['source']} -> "
-                             f"{event['target']}: {event['event']}"
-                             + (f" ({event['upid']})" if event.get("upid") else "")
-                             + (f" in {event['duration']:.1f}s" if event.get("duration") else "")
-                             + (f": {event['outcome']}" if event["event"] == "failed" else ""))
-        return lines
+        lines: list[tuple[float, str]] = []
+        for d in self.store.history.decisions(20):
+            key = f"decision:{d.get('at')}"
+            if key not in self.seen:
+                self.seen.add(key)
+                lines.append((float(d.get("at", 0)), f"decision   {d['explanation'][0]}"))
+        for e in self.store.history.events(20):
+            key = f"migration:{e.at}:{e.kind}"
+            if key not in self.seen:
+                self.seen.add(key)
+                lines.append((e.at, f"migration  vm {e.vmid} {e.source} -> {e.target}: {e.kind}"
+                              + (f" ({e.upid})" if e.upid else "")
+                              + (f" in {e.duration:.1f}s" if e.duration else "")
+                              + (f": {e.outcome}" if e.kind == "failed" else "")))
+        return [line for _, line in sorted(lines)]
 
     def settled(self) -> bool:
         nodes = (self.store.cache.get("nodes") or {}).get("nodes", [])

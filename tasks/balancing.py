@@ -43,20 +43,22 @@ def evaluate_task(scheduled: bool = False) -> dict[str, Any]:
     rt = _runtime()
     started = time.monotonic()
     try:
-        return evaluate(rt, CeleryDispatcher(), scheduled=scheduled)
+        return evaluate(rt, CeleryDispatcher(), scheduled=scheduled).to_dict()
     except SoftTimeLimitExceeded:
         seconds = time.monotonic() - started
         return cut_short(rt, "time_limit", f"cycle cut short after {seconds:.1f}s (time "
-                         f"limit {rt.timings.eval_lock_ttl:g}s): PVE or Redis too slow", seconds)
+                         f"limit {rt.timings.eval_lock_ttl:g}s): PVE or Redis too slow",
+                         seconds).to_dict()
 
 
 @app.task(name=MIGRATE)
 def migrate_task(vmid: int, source: str, target: str, lock_token: str) -> dict[str, Any]:
     """Re-check the VM, then start its live migration and hand over to the poller."""
-    return start_migration(_runtime(), CeleryDispatcher(), int(vmid), source, target, lock_token)
+    return start_migration(_runtime(), CeleryDispatcher(), int(vmid), source, target,
+                           lock_token).to_dict()
 
 
 @app.task(name=POLL)
 def poll_task(upid: str, lock_token: str, follower: str | None = None) -> dict[str, Any]:
     """Follow a migration until it ends; record the outcome and release the lock."""
-    return poll_migration(_runtime(), CeleryDispatcher(), upid, lock_token, follower)
+    return poll_migration(_runtime(), CeleryDispatcher(), upid, lock_token, follower).to_dict()

@@ -118,7 +118,7 @@ def run_one_migration(running: Any, redis_url: str) -> StateStore:
 
     def evaluated_to_migrate() -> bool:
         running.sim.advance(rt.config.balancing.interval_seconds * 10)
-        return evaluate(rt, dispatch)["action"] == "migrate"
+        return evaluate(rt, dispatch).action == "migrate"
 
     wait_until(evaluated_to_migrate, timeout=30, interval=0.01, what="a migrate decision")
     while dispatch.pending:

@@ -84,7 +84,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if store is None:
         print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    migrations = migration_history(store.history.migrations(), args.limit)
+    migrations = [m.row() for m in store.history.migrations()[:args.limit]]
     if args.json:
         print(json.dumps(migrations, indent=2))
     elif not migrations:
@@ -95,23 +95,3 @@ def cmd_history(args: argparse.Namespace) -> int:
              m["reason"], m["outcome"], seconds(m["duration"]), m["upid"]]
             for m in migrations]))
     return EXIT_OK
-
-
-def migration_history(events: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """Fold the event log (newest first) into one row per migration, newest first."""
-    rows: dict[str, dict[str, Any]] = {}
-    for event in reversed(events):
-        key = str(event.get("decision_id") or event.get("upid") or id(event))
-        row = rows.setdefault(key, {"vmid": event.get("vmid"), "source": event.get("source"),
-                                    "target": event.get("target"), "reason": None,
-                                    "requested_at": event.get("at"), "upid": None,
-                                    "outcome": "in progress", "duration": None})
-        row["reason"] = event.get("reason") or row["reason"]
-        row["upid"] = event.get("upid") or row["upid"]
-        if event.get("event") in ("succeeded", "failed", "aborted"):
-            row["outcome"] = event["event"] if event["event"] == "succeeded" else (
-                f"{event['event']}: {event.get('outcome')}")
-            row["duration"] = event.get("duration")
-    return list(reversed(rows.values()))[:limit]
-
-

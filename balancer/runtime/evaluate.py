@@ -10,12 +10,12 @@ import logging
 import time
 import uuid
 from collections import Counter
-from typing import Any
 
 import redis
 
 from balancer.engine import Decision
 from balancer.logs import event_fields
+from balancer.migrations import EventKind, MigrationEvent, MigrationRef
 from balancer.model import ClusterSnapshot
 from balancer.pve.errors import PveError
 from balancer.pve.records import RunningMigration
@@ -23,14 +23,15 @@ from balancer.pve.snapshot import read_snapshot
 from balancer.runtime.choose import PreconditionFailed, Refusal, choose_move
 from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.reconcile import rebuild_cooldowns_if_lost, reconcile_unfinished
-from balancer.runtime.skip import Skip, skipped
+from balancer.runtime.results import CycleResult
+from balancer.runtime.skip import Skip
 
 log = logging.getLogger("balancer.evaluate")
 
 NODES_CACHE = "nodes"
 
 
-def evaluate(rt: Runtime, dispatch: Dispatcher, scheduled: bool = False) -> dict[str, Any]:
+def evaluate(rt: Runtime, dispatch: Dispatcher, scheduled: bool = False) -> CycleResult:
     """One cycle; returns the JSON result Flower shows (same fields as `plan --json`).
 
     A `scheduled` cycle (beat's) is dropped when another scheduled one started less than half
@@ -45,53 +46,54 @@ def evaluate(rt: Runtime, dispatch: Dispatcher, scheduled: bool = False) -> dict
             with rt.client.deadline(rt.timings.cycle_deadline):
                 result = _evaluate_settled(rt, dispatch)
     except Skip as skip:
-        result = skipped(skip.kind, str(skip))
+        result = CycleResult.skipped(skip.kind, str(skip))
     except redis.exceptions.RedisError as exc:
-        result = skipped("state_store", f"state store unavailable: {type(exc).__name__}")
+        result = CycleResult.skipped("state_store",
+                                     f"state store unavailable: {type(exc).__name__}")
     _log_state_change(rt, result)
     _observe(rt, result, time.monotonic() - started)
     return result
 
 
-def _log_state_change(rt: Runtime, result: dict[str, Any]) -> None:
+def _log_state_change(rt: Runtime, result: CycleResult) -> None:
     """One line when cycles start being skipped for a reason, one when they stop; the cycles
     in between are logged at DEBUG (each is still counted in the metrics)."""
-    skip = result.get("skip") if result["action"] == "skipped" else None
+    skip = result.skip
     if skip == rt.last_skip:
         if skip is not None:
-            log.debug("evaluate skipped", extra=event_fields(skip=skip, reason=result["reason"]))
+            log.debug("evaluate skipped", extra=event_fields(skip=skip, reason=result.reason))
         return
     if skip is not None:
-        log.info("evaluate skipped", extra=event_fields(skip=skip, reason=result["reason"]))
+        log.info("evaluate skipped", extra=event_fields(skip=skip, reason=result.reason))
     else:
         log.info("evaluate resumed", extra=event_fields(after=rt.last_skip))
     rt.last_skip = skip
 
 
-def cut_short(rt: Runtime, kind: str, reason: str, seconds: float) -> dict[str, Any]:
+def cut_short(rt: Runtime, kind: str, reason: str, seconds: float) -> CycleResult:
     """A cycle stopped from outside (e.g. the task's time limit while PVE does not answer):
     reported and counted like any other skip, not as an error."""
-    result = skipped(kind, reason)
+    result = CycleResult.skipped(kind, reason)
     log.warning("evaluate cut short", extra=event_fields(skip=kind, reason=reason))
     _observe(rt, result, seconds)
     return result
 
 
-def _observe(rt: Runtime, result: dict[str, Any], seconds: float) -> None:
+def _observe(rt: Runtime, result: CycleResult, seconds: float) -> None:
     """Metrics are best effort: a Redis hiccup here must not turn a decision into an error."""
     try:
-        rt.store.liveness.stamp(result["action"])
-        if result["action"] == "skipped":
-            rt.store.metrics.count("skipped_cycles", {"reason": result["skip"]})
+        rt.store.liveness.stamp(result.action)
+        if result.skip is not None:
+            rt.store.metrics.count("skipped_cycles", {"reason": result.skip})
         else:
-            rt.store.metrics.count("decisions", {"action": result["action"],
-                                                 "trigger": result["reason"] or "none"})
+            rt.store.metrics.count("decisions", {"action": result.action,
+                                                 "trigger": result.reason or "none"})
         rt.store.metrics.observe("evaluate_duration_seconds", seconds)
     except redis.exceptions.RedisError:
         log.debug("metrics not recorded", exc_info=True)
 
 
-def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
+def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
     _ensure_no_migration_in_flight(rt, dispatch)
     snapshot = _read_settled_cluster(rt)
     # What our records miss (an end nobody saw, a wiped store) is read back from PVE first, and
@@ -112,8 +114,7 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> dict[str, Any]:
     except PreconditionFailed as exc:
         raise Skip("read_failed", str(exc)) from None
     decision_id = uuid.uuid4().hex[:12]
-    result = {**decision.to_dict(), "decision_id": decision_id,
-              "dry_run": rt.config.balancing.dry_run}
+    result = CycleResult.decided(decision, decision_id, rt.config.balancing.dry_run)
     _record(rt, result)
     if decision.move is not None and not rt.config.balancing.dry_run:
         _start(rt, dispatch, decision, decision_id)
@@ -198,16 +199,16 @@ def _refused(rt: Runtime, refusal: Refusal) -> None:
         vmid=refusal.vmid, reason=refusal.reason, whole_vm=refusal.whole_vm))
 
 
-def _record(rt: Runtime, result: dict[str, Any]) -> None:
+def _record(rt: Runtime, result: CycleResult) -> None:
     """Log every decision; keep migrate decisions and changes of 'none' in the history."""
-    fields = {k: result[k] for k in ("action", "vmid", "source", "target", "reason")}
-    summary = result["explanation"][0] if result["explanation"] else ""
-    log.info("decision", extra=event_fields(**fields, decision_id=result["decision_id"],
-                                            dry_run=result["dry_run"], summary=summary))
+    log.info("decision", extra=event_fields(
+        action=result.action, vmid=result.vmid, source=result.source, target=result.target,
+        reason=result.reason, decision_id=result.decision_id, dry_run=result.dry_run,
+        summary=result.summary))
     last = rt.store.history.last_decision()
-    if (result["action"] == "migrate" or last is None
-            or last.get("explanation") != result["explanation"]):
-        rt.store.history.record_decision({**result, "at": rt.clock()})
+    if (result.action == "migrate" or last is None
+            or last.get("explanation") != list(result.explanation)):
+        rt.store.history.record_decision({**result.to_dict(), "at": rt.clock()})
 
 
 def _start(rt: Runtime, dispatch: Dispatcher, decision: Decision, decision_id: str) -> None:
@@ -216,16 +217,18 @@ def _start(rt: Runtime, dispatch: Dispatcher, decision: Decision, decision_id: s
     token = rt.store.lock.acquire(rt.timings.lock_ttl)
     if token is None:
         raise Skip("migration_in_flight", "migration lock was taken by another worker")
+    m = MigrationRef(vmid=move.vmid, source=move.source, target=move.target,
+                     decision_id=decision_id, reason=str(move.reason), requested_at=rt.clock(),
+                     cpu_share_source=move.cpu_share_source,
+                     cpu_share_target=move.cpu_share_target)
     rt.store.lock.attach(
-        token, vmid=move.vmid, name=move.name, source=move.source, target=move.target,
-        reason=str(move.reason), decision_id=decision_id, requested_at=rt.clock(),
-        cpu_share_source=move.cpu_share_source, cpu_share_target=move.cpu_share_target,
-    )
+        token, vmid=m.vmid, name=move.name, source=m.source, target=m.target, reason=m.reason,
+        decision_id=m.decision_id, requested_at=m.requested_at,
+        cpu_share_source=m.cpu_share_source, cpu_share_target=m.cpu_share_target)
     # Everything the end needs, in case the lock (and its info) is lost before the end.
+    assert m.requested_at is not None
     rt.store.history.record_migration_event(
-        {"event": "requested", "vmid": move.vmid, "source": move.source, "target": move.target,
-         "reason": str(move.reason), "decision_id": decision_id, "at": rt.clock(),
-         "cpu_share_source": move.cpu_share_source, "cpu_share_target": move.cpu_share_target})
+        MigrationEvent.of(EventKind.REQUESTED, m, m.requested_at))
     log.info("migration requested", extra=event_fields(
         vmid=move.vmid, source=move.source, target=move.target, reason=str(move.reason),
         decision_id=decision_id))

@@ -7,88 +7,90 @@ when nobody follows any more.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any
 
 from balancer.logs import event_fields
+from balancer.migrations import MigrationRef
 from balancer.pve.errors import PveError
 from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.outcome import fail, succeed
-from balancer.state import LockInfo
+from balancer.runtime.results import StepResult, StepState
 
 log = logging.getLogger("balancer.poll")
 
 
 def poll_migration(rt: Runtime, dispatch: Dispatcher, upid: str, lock_token: str,
-                   follower: str | None = None) -> dict[str, Any]:
+                   follower: str | None = None) -> StepResult:
     holder = rt.store.lock.holder()
     if holder is None or not rt.store.lock.owns(lock_token):
         # Finished already, or adopted by another follower: nothing left for this message.
-        return {"state": "done", "upid": upid, "reason": "migration lock no longer held"}
-    expected = holder.extra.get("follower")
-    if follower is not None and expected is not None and follower != expected:
+        return StepResult(StepState.DONE, upid=upid, reason="migration lock no longer held")
+    if follower is not None and holder.follower is not None and follower != holder.follower:
         # A redelivered copy of an earlier poll: the loop goes on with the newer message.
-        return {"state": "duplicate", "upid": upid, "reason": "another poll follows it"}
+        return StepResult(StepState.DUPLICATE, upid=upid, reason="another poll follows it")
+    m = holder.migration
+    if m is None:
+        return StepResult(StepState.DONE, upid=upid, reason="the lock describes no migration")
+    m = m.with_upid(upid)
     rt.store.heartbeat.beat(lock_token, rt.timings.heartbeat_ttl)
     try:
         task = rt.client.task_status(upid)
     except PveError as exc:
         log.warning("cannot read migration task; retrying",
                     extra=event_fields(upid=upid, error=str(exc)))
-        return _keep_following(rt, dispatch, upid, lock_token, f"status unknown: {exc}")
+        return _keep_following(rt, dispatch, m, lock_token, f"task status unknown: {exc}")
     if task.running:
-        return _keep_following(rt, dispatch, upid, lock_token, "running")
-    assert holder.vmid is not None
+        return _keep_following(rt, dispatch, m, lock_token, "task running")
     if not task.ok:
-        if _landed_anyway(rt, holder, task.exitstatus):
-            return succeed(rt, lock_token, holder, upid)
-        return fail(rt, lock_token, holder.vmid, holder.source, holder.target,
-                    task.exitstatus or "task failed", upid, holder)
+        if _landed_anyway(rt, m, task.exitstatus):
+            return succeed(rt, lock_token, m)
+        return fail(rt, lock_token, m, task.exitstatus or "task failed")
     if task.type == "hamigrate":
-        return _follow_ha(rt, dispatch, holder, upid, lock_token)
-    return succeed(rt, lock_token, holder, upid)
+        return _follow_ha(rt, dispatch, m, lock_token)
+    return succeed(rt, lock_token, m)
 
 
-def _landed_anyway(rt: Runtime, holder: LockInfo, exitstatus: str | None) -> bool:
+def _landed_anyway(rt: Runtime, m: MigrationRef, exitstatus: str | None) -> bool:
     """`migration problems` (pve-guest-common AbstractMigrate.pm, 4a8f6cb) ends a migration
     whose phase 2 or 3 failed: the VM may already run on the target. Where it is decides."""
-    if exitstatus != "migration problems" or holder.target is None or holder.vmid is None:
+    if exitstatus != "migration problems" or m.target is None:
         return False
     try:
-        status = rt.client.vm_status(holder.target, holder.vmid)
+        status = rt.client.vm_status(m.target, m.vmid)
     except PveError:
         return False  # no config on the target (or no answer): it did not land there
     if status.running:
         log.warning("migration task reported problems, but the VM runs on the target",
-                    extra=event_fields(vmid=holder.vmid, target=holder.target))
+                    extra=event_fields(vmid=m.vmid, target=m.target))
     return status.running
 
 
-def _keep_following(rt: Runtime, dispatch: Dispatcher, upid: str, token: str,
-                    state: str) -> dict[str, Any]:
+def _keep_following(rt: Runtime, dispatch: Dispatcher, m: MigrationRef, token: str,
+                    reason: str) -> StepResult:
+    assert m.upid is not None
     rt.store.lock.extend(token, rt.timings.lock_ttl)
-    schedule_poll(rt, dispatch, upid, token, rt.timings.poll_interval)
-    return {"state": state, "upid": upid}
+    schedule_poll(rt, dispatch, m.upid, token, rt.timings.poll_interval)
+    return StepResult.about(StepState.FOLLOWING, m, reason=reason)
 
 
-def _follow_ha(rt: Runtime, dispatch: Dispatcher, holder: LockInfo, upid: str,
-               token: str) -> dict[str, Any]:
+def _follow_ha(rt: Runtime, dispatch: Dispatcher, m: MigrationRef, token: str) -> StepResult:
     """Our `hamigrate` only queued a request; HA's own `qmigrate` (as root@pam) does the move,
     later, or never. Follow that task when it appears; give up after `ha_wait`."""
-    assert holder.vmid is not None and holder.source is not None
-    started = holder.started_at or rt.clock()
+    assert m.source is not None and m.upid is not None
+    started = m.started_at or rt.clock()
     try:
-        tasks = rt.client.find_vm_tasks(holder.source, holder.vmid, since=started - 5,
+        tasks = rt.client.find_vm_tasks(m.source, m.vmid, since=started - 5,
                                         typefilter="qmigrate")
     except PveError as exc:
-        return _keep_following(rt, dispatch, upid, token, f"waiting for HA: {exc}")
+        return _keep_following(rt, dispatch, m, token, f"waiting for HA: {exc}")
     if tasks:
         newest = max(tasks, key=lambda t: t.starttime)
-        rt.store.lock.attach(token, upid=newest.upid, ha_request=upid)
-        log.info("HA started the move", extra=event_fields(vmid=holder.vmid, upid=newest.upid,
-                                                          ha_request=upid))
-        return _keep_following(rt, dispatch, newest.upid, token, "following HA's qmigrate")
+        rt.store.lock.attach(token, upid=newest.upid, ha_request=m.upid)
+        log.info("HA started the move", extra=event_fields(vmid=m.vmid, upid=newest.upid,
+                                                          ha_request=m.upid))
+        m = dataclasses.replace(m, upid=newest.upid, ha_request=m.upid)
+        return _keep_following(rt, dispatch, m, token, "following HA's qmigrate")
     if rt.clock() - started > rt.timings.ha_wait:
-        return fail(rt, token, holder.vmid, holder.source, holder.target,
-                    "dropped by HA: no migration started", upid, holder)
-    return _keep_following(rt, dispatch, upid, token, "waiting for HA to start the move")
+        return fail(rt, token, m, "dropped by HA: no migration started")
+    return _keep_following(rt, dispatch, m, token, "waiting for HA to start the move")

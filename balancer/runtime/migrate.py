@@ -8,38 +8,41 @@ adopts the migration only if nobody follows it any more, so it never starts a se
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any
 
 from balancer.logs import event_fields
+from balancer.migrations import EventKind, MigrationEvent, MigrationRef
 from balancer.pve.errors import PveApiError, PveError, PveMigrationUnconfirmed
 from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.outcome import abort, fail
+from balancer.runtime.results import StepResult, StepState
 
 log = logging.getLogger("balancer.migrate")
 
 
 def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, target: str,
-                    lock_token: str) -> dict[str, Any]:
+                    lock_token: str) -> StepResult:
     t = rt.timings
     holder = rt.store.lock.holder()
     if holder is None or not rt.store.lock.owns(lock_token):
         return _abandoned(vmid, "migration lock no longer held")
-    if holder.upid:
-        return _resume(rt, dispatch, vmid, holder.upid)
+    m = holder.migration or MigrationRef(vmid=vmid, source=source, target=target)
+    if m.upid:
+        return _resume(rt, dispatch, m)
     if not rt.store.lock.extend(lock_token, t.lock_ttl):
         return _abandoned(vmid, "migration lock no longer held")
     with rt.client.deadline(t.recheck_deadline):
         refusal = _recheck(rt, vmid, source, target)
     if refusal is not None:
-        return abort(rt, lock_token, vmid, source, target, refusal, holder.decision_id)
+        return abort(rt, lock_token, m, refusal)
     # Beat before attaching the UPID: evaluate adopts a migration whose follower is silent.
     rt.store.heartbeat.beat(lock_token, t.heartbeat_ttl)
     # The fence: the POST goes out only if the lock is still ours right now, and the lock is
     # made to outlive the POST. A newer decision (or a wiped Redis) has replaced the token.
     if not rt.store.lock.extend(lock_token, _post_budget(rt)):
         log.warning("migration lock lost during the re-check: not sending the POST",
-                    extra=event_fields(vmid=vmid, decision_id=holder.decision_id))
+                    extra=event_fields(vmid=vmid, decision_id=m.decision_id))
         return _abandoned(vmid, "migration lock lost before the POST")
     try:
         upid = rt.client.migrate(source, vmid, target)
@@ -50,35 +53,31 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
         log.error("migration unconfirmed", extra=event_fields(vmid=vmid, error=str(exc)))
         rt.store.marks.record_failure(vmid, str(exc), rt.timings.backoff_base,
                                       rt.timings.backoff_max)
-        rt.store.history.record_migration_event(
-            {"event": "unconfirmed", "vmid": vmid, "source": source, "target": target,
-             "decision_id": holder.decision_id, "outcome": str(exc), "at": rt.clock()})
-        return {"state": "unconfirmed", "vmid": vmid, "reason": str(exc)}
+        rt.store.history.record_migration_event(MigrationEvent.of(
+            EventKind.UNCONFIRMED, m, rt.clock(), outcome=str(exc)))
+        return StepResult.about(StepState.UNCONFIRMED, m, reason=str(exc))
     except PveError as exc:
-        return fail(rt, lock_token, vmid, source, target, f"PVE refused the migration: {exc}",
-                    holder=holder)
+        return fail(rt, lock_token, m, f"PVE refused the migration: {exc}")
     started_at = rt.clock()
+    m = dataclasses.replace(m, upid=upid, started_at=started_at)
     if not rt.store.lock.attach(lock_token, upid=upid, started_at=started_at) or (
-            holder.decision_id and rt.store.history.ended(holder.decision_id)):
+            m.decision_id and rt.store.history.ended(m.decision_id)):
         # Only a pause longer than the POST budget between the fence and the POST gets here.
         log.error("migration started after its lock was lost; PVE's task list will show it",
-                  extra=event_fields(vmid=vmid, upid=upid, decision_id=holder.decision_id))
+                  extra=event_fields(vmid=vmid, upid=upid, decision_id=m.decision_id))
         rt.store.history.record_migration_event(
-            {"event": "orphaned", "vmid": vmid, "source": source, "target": target,
-             "upid": upid, "decision_id": holder.decision_id, "at": started_at})
-        return {"state": "orphaned", "vmid": vmid, "upid": upid}
+            MigrationEvent.of(EventKind.ORPHANED, m, started_at))
+        return StepResult.about(StepState.ORPHANED, m)
     rt.store.lock.extend(lock_token, t.lock_ttl)
-    rt.store.history.record_migration_event(
-        {"event": "started", "vmid": vmid, "source": source, "target": target, "upid": upid,
-         "decision_id": holder.decision_id, "at": started_at})
+    rt.store.history.record_migration_event(MigrationEvent.of(EventKind.STARTED, m, started_at))
     log.info("migration started", extra=event_fields(
-        vmid=vmid, source=source, target=target, upid=upid, decision_id=holder.decision_id))
+        vmid=vmid, source=source, target=target, upid=upid, decision_id=m.decision_id))
     schedule_poll(rt, dispatch, upid, lock_token, rt.timings.poll_interval)
-    return {"state": "started", "vmid": vmid, "source": source, "target": target, "upid": upid}
+    return StepResult.about(StepState.STARTED, m)
 
 
-def _abandoned(vmid: int, reason: str) -> dict[str, Any]:
-    return {"state": "abandoned", "vmid": vmid, "reason": reason}
+def _abandoned(vmid: int, reason: str) -> StepResult:
+    return StepResult(StepState.ABANDONED, vmid=vmid, reason=reason)
 
 
 def _post_budget(rt: Runtime) -> float:
@@ -88,18 +87,18 @@ def _post_budget(rt: Runtime) -> float:
     return max(rt.timings.lock_ttl, 3 * timeout + 10.0)
 
 
-def _resume(rt: Runtime, dispatch: Dispatcher, vmid: int, upid: str) -> dict[str, Any]:
+def _resume(rt: Runtime, dispatch: Dispatcher, m: MigrationRef) -> StepResult:
     """A redelivered message for a migration PVE already runs: adopt it the way evaluate does
     (only when the follower's heartbeat is silent, under a new token), else leave it alone."""
+    assert m.upid is not None
     t = rt.timings
     token = rt.store.lock.take_over(rt.store.heartbeat, t.lock_ttl, t.heartbeat_ttl)
     if token is None:
-        return {"state": "following", "vmid": vmid, "upid": upid,
-                "reason": "already followed by another task"}
+        return StepResult.about(StepState.FOLLOWING, m, reason="already followed by another task")
     log.warning("migration follower silent; taking over",
-                extra=event_fields(vmid=vmid, upid=upid))
-    schedule_poll(rt, dispatch, upid, token, 0.0)
-    return {"state": "adopted", "vmid": vmid, "upid": upid}
+                extra=event_fields(vmid=m.vmid, upid=m.upid))
+    schedule_poll(rt, dispatch, m.upid, token, 0.0)
+    return StepResult.about(StepState.ADOPTED, m)
 
 
 def _recheck(rt: Runtime, vmid: int, source: str, target: str) -> str | None:

@@ -16,19 +16,20 @@ settled cluster (our lock free, PVE showing nothing moving), so what PVE shows i
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from balancer.logs import event_fields
+from balancer.migrations import EventKind, Migration, MigrationEvent, MigrationRef
 from balancer.model import ClusterSnapshot, Guest
 from balancer.pve.errors import PveError
 from balancer.pve.records import TaskInfo
 from balancer.runtime.context import Runtime
 from balancer.runtime.outcome import abort, fail, succeed
+from balancer.runtime.results import StepResult
 from balancer.runtime.skip import Skip
-from balancer.state import LockInfo
 
 log = logging.getLogger("balancer.reconcile")
 
@@ -38,9 +39,6 @@ COOLDOWNS_REBUILT = "cooldowns-rebuilt"
 #: migration runs at a time and every settled cycle reconciles, so only the newest can be open.
 RECENT_EVENTS = 20
 
-#: Events that end a migration; any other newest event leaves it open.
-ENDS = frozenset({"succeeded", "failed", "aborted"})
-
 #: PVE's clock and ours may disagree a little when searching its task list.
 CLOCK_SLACK = 60.0
 
@@ -48,57 +46,11 @@ LOST_FOLLOWER = "nobody followed the migration to its end; outcome read from PVE
 LOST_STATE = "the state store lost its data; outcome read from PVE's task list"
 
 
-@dataclass(frozen=True)
-class OpenMigration:
-    """A migration we requested whose end is not recorded, merged from its events."""
-
-    decision_id: str
-    vmid: int
-    source: str
-    target: str
-    requested_at: float
-    upid: str | None
-    extra: dict[str, Any]
-
-    def holder(self, ttl: float) -> LockInfo:
-        """As the lock would have described it, so `outcome` can end it the normal way."""
-        return LockInfo(acquired_at=None, ttl_remaining=ttl, vmid=self.vmid, source=self.source,
-                        target=self.target, upid=self.upid, decision_id=self.decision_id,
-                        extra=self.extra)
-
-
-def open_migrations(events: list[dict[str, Any]]) -> list[OpenMigration]:
-    """Migrations without a recorded end (`events` is newest first), oldest first."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for event in events:
-        key = event.get("decision_id")
-        if isinstance(key, str) and key:
-            groups.setdefault(key, []).append(event)
-    out = []
-    for key, group in groups.items():
-        if any(event.get("event") in ENDS for event in group):
-            continue  # ended once: no later event (a stale "started") re-opens it
-        merged = _merge(key, group)
-        if merged is not None:
-            out.append(merged)
-    return sorted(out, key=lambda m: m.requested_at)
-
-
-def _merge(key: str, group: list[dict[str, Any]]) -> OpenMigration | None:
-    facts: dict[str, Any] = {}
-    for event in reversed(group):  # oldest first: later events add the UPID
-        facts.update({k: v for k, v in event.items() if v is not None})
-    requested = next((e for e in group if e.get("event") == "requested"), group[-1])
-    vmid, source, target = facts.get("vmid"), facts.get("source"), facts.get("target")
-    if not isinstance(vmid, int) or not isinstance(source, str) or not isinstance(target, str):
-        return None  # not one of ours (or unreadable): nothing to settle
-    shares: dict[str, Any] = {k: facts[k] for k in ("cpu_share_source", "cpu_share_target")
-                              if k in facts}
-    at = requested.get("at")
-    return OpenMigration(decision_id=key, vmid=vmid, source=source, target=target,
-                         requested_at=float(at) if isinstance(at, int | float) else 0.0,
-                         upid=facts.get("upid") if isinstance(facts.get("upid"), str) else None,
-                         extra=shares)
+def open_migrations(migrations: list[Migration]) -> list[Migration]:
+    """Our migrations (requested by a decision) without a recorded end, oldest first."""
+    found = [m for m in migrations
+             if not m.ended and m.decision_id and m.source is not None and m.target is not None]
+    return sorted(found, key=lambda m: m.requested_at or 0.0)
 
 
 def reconcile_unfinished(rt: Runtime, snapshot: ClusterSnapshot) -> None:
@@ -107,64 +59,83 @@ def reconcile_unfinished(rt: Runtime, snapshot: ClusterSnapshot) -> None:
         token = rt.store.lock.acquire(rt.timings.lock_ttl)
         if token is None:
             raise Skip("migration_in_flight", "migration lock was taken by another worker")
-        result = _settle(rt, token, migration, _guest(snapshot, migration.vmid))
+        m = migration.ref
+        end = settle(m, _guest(snapshot, m.vmid), functools.partial(_our_task, rt, m))
+        result = _apply(rt, token, m.with_upid(end.upid), end)
         log.warning("reconciled a migration nobody saw end", extra=event_fields(
-            vmid=migration.vmid, decision_id=migration.decision_id, outcome=result["state"]))
+            vmid=m.vmid, decision_id=m.decision_id, outcome=str(result.state)))
 
 
 def _guest(snapshot: ClusterSnapshot, vmid: int) -> Guest | None:
     return next((g for g in snapshot.guests if g.vmid == vmid), None)
 
 
-def _settle(rt: Runtime, token: str, m: OpenMigration, guest: Guest | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Settlement:
+    """How an unseen migration ended, as read from PVE: the kind of end and why."""
+
+    kind: EventKind
+    outcome: str
+    upid: str | None = None
+
+
+#: (UPID, exit status) of our migrate task for a migration, None when PVE shows none.
+TaskLookup = Callable[[], "tuple[str, str | None] | None"]
+
+
+def settle(m: MigrationRef, guest: Guest | None, our_task: TaskLookup) -> Settlement:
     """Where the VM is now says how it ended; only a VM still on its source needs PVE's task
-    list to tell "failed" from "never started"."""
-    holder = m.holder(rt.timings.lock_ttl)
+    list (`our_task`, asked only then) to tell "failed" from "never started". Pure."""
     if guest is None:
-        return abort(rt, token, m.vmid, m.source, m.target, f"vm {m.vmid} no longer exists",
-                     m.decision_id, recovered=LOST_FOLLOWER)
+        return Settlement(EventKind.ABORTED, f"vm {m.vmid} no longer exists")
     if guest.node == m.target:
-        return succeed(rt, token, holder, m.upid or _our_upid(rt, m), recovered=LOST_FOLLOWER)
+        return Settlement(EventKind.SUCCEEDED, "OK", upid=m.upid or _quietly(our_task))
     if guest.node != m.source:
-        return abort(rt, token, m.vmid, m.source, m.target,
-                     f"vm {m.vmid} was moved to {guest.node} by someone else", m.decision_id,
-                     recovered=LOST_FOLLOWER)
+        return Settlement(EventKind.ABORTED,
+                          f"vm {m.vmid} was moved to {guest.node} by someone else")
     try:
-        task = _our_task(rt, m)
+        task = our_task()
     except PveError as exc:
-        return fail(rt, token, m.vmid, m.source, m.target,
-                    f"outcome unknown (cannot read PVE's tasks: {exc}); vm stayed on {m.source}",
-                    m.upid, holder, recovered=LOST_FOLLOWER)
+        return Settlement(EventKind.FAILED, f"outcome unknown (cannot read PVE's tasks: "
+                          f"{exc}); vm stayed on {m.source}", upid=m.upid)
     if task is None:
-        return abort(rt, token, m.vmid, m.source, m.target, "no migration task was started",
-                     m.decision_id, recovered=LOST_FOLLOWER)
+        return Settlement(EventKind.ABORTED, "no migration task was started")
     upid, exitstatus = task
     error = exitstatus if exitstatus and exitstatus != "OK" else "vm did not move"
-    return fail(rt, token, m.vmid, m.source, m.target, error, upid, holder,
-                recovered=LOST_FOLLOWER)
+    return Settlement(EventKind.FAILED, error, upid=upid)
 
 
-def _our_task(rt: Runtime, m: OpenMigration) -> tuple[str, str | None] | None:
+def _quietly(our_task: TaskLookup) -> str | None:
+    """The UPID for the record when the lock never got it (best effort: the move is known)."""
+    try:
+        task = our_task()
+    except PveError:
+        return None
+    return task[0] if task else None
+
+
+def _apply(rt: Runtime, token: str, m: MigrationRef, end: Settlement) -> StepResult:
+    """End the migration the normal way (`outcome`), under the lock just taken."""
+    if end.kind is EventKind.SUCCEEDED:
+        return succeed(rt, token, m, recovered=LOST_FOLLOWER)
+    if end.kind is EventKind.FAILED:
+        return fail(rt, token, m, end.outcome, recovered=LOST_FOLLOWER)
+    return abort(rt, token, m, end.outcome, recovered=LOST_FOLLOWER)
+
+
+def _our_task(rt: Runtime, m: MigrationRef) -> tuple[str, str | None] | None:
     """(UPID, exit status) of the migrate task we started for `m`, or None if there is none."""
     if m.upid is not None:
         status = rt.client.task_status(m.upid)
         return m.upid, status.exitstatus
+    assert m.source is not None
     tasks = [t for t in rt.client.find_vm_tasks(m.source, m.vmid,
-                                                since=m.requested_at - CLOCK_SLACK)
+                                                since=(m.requested_at or 0.0) - CLOCK_SLACK)
              if rt.client.started_migration(t)]
     if not tasks:
         return None
     newest = max(tasks, key=lambda t: t.starttime)
     return newest.upid, newest.status
-
-
-def _our_upid(rt: Runtime, m: OpenMigration) -> str | None:
-    """The UPID for the record when the lock never got it (best effort: the move is known)."""
-    try:
-        task = _our_task(rt, m)
-    except PveError:
-        return None
-    return task[0] if task else None
 
 
 def rebuild_cooldowns_if_lost(rt: Runtime, snapshot: ClusterSnapshot) -> None:
@@ -182,7 +153,7 @@ def rebuild_cooldowns_if_lost(rt: Runtime, snapshot: ClusterSnapshot) -> None:
             since=now - cooldown, nodes=[n.name for n in snapshot.nodes if n.online])
     except PveError as exc:
         raise Skip("read_failed", f"cannot rebuild cooldowns from PVE tasks: {exc}") from None
-    known = _known_upids(rt.store.history.migrations())
+    known = _known_upids(rt.store.history.events())
     for task in tasks:
         remaining = task.starttime + cooldown - now
         if task.vmid is not None and remaining > 0:
@@ -194,8 +165,8 @@ def rebuild_cooldowns_if_lost(rt: Runtime, snapshot: ClusterSnapshot) -> None:
                        max(cooldown, rt.timings.interval))
 
 
-def _known_upids(events: list[dict[str, Any]]) -> set[str]:
-    return {str(e[k]) for e in events for k in ("upid", "ha_request") if e.get(k)}
+def _known_upids(events: list[MigrationEvent]) -> set[str]:
+    return {upid for e in events for upid in (e.upid, e.ha_request) if upid}
 
 
 def _record_recovered(rt: Runtime, task: TaskInfo, guest: Guest | None, now: float) -> None:
@@ -205,10 +176,11 @@ def _record_recovered(rt: Runtime, task: TaskInfo, guest: Guest | None, now: flo
         return  # recorded already (by its follower or an earlier rebuild)
     moved = guest is not None and guest.node != task.node
     ok = task.status == "OK" and (task.type == "qmigrate" or moved)
-    event: Mapping[str, Any] = {
-        "event": "succeeded" if ok else "failed", "vmid": task.vmid, "source": task.node,
-        "target": guest.node if guest is not None and moved else None, "upid": task.upid,
-        "outcome": task.status or "unknown", "recovered": LOST_STATE, "at": now}
+    assert task.vmid is not None
+    event = MigrationEvent(
+        kind=EventKind.SUCCEEDED if ok else EventKind.FAILED, vmid=task.vmid, at=now,
+        source=task.node, target=guest.node if guest is not None and moved else None,
+        upid=task.upid, outcome=task.status or "unknown", recovered=LOST_STATE)
     rt.store.history.record_migration_event(event)
     log.warning("recorded a migration from PVE's task list", extra=event_fields(
-        vmid=task.vmid, upid=task.upid, outcome=event["event"]))
+        vmid=task.vmid, upid=task.upid, outcome=str(event.kind)))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class Skip(Exception):
     """This cycle cannot decide safely; `kind` is a stable metric label, the message says why."""
@@ -11,8 +9,3 @@ class Skip(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
-
-
-def skipped(kind: str, reason: str) -> dict[str, Any]:
-    return {"action": "skipped", "vmid": None, "source": None, "target": None,
-            "reason": reason, "skip": kind, "explanation": [reason]}

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from balancer.migrations import Migration, MigrationEvent, rebuild
 from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, text, to_ms
 
 DEFAULT_MAX_ENTRIES = 200
@@ -58,9 +59,9 @@ class History(RedisPart):
         """Remember one evaluate outcome (JSON-able mapping; non-JSON values become str)."""
         self._push(self.decisions_key, decision)
 
-    def record_migration_event(self, event: Mapping[str, Any]) -> None:
-        """Remember one migration event (requested/started/succeeded/failed, upid, vmid, ...)."""
-        self._push(self.migrations_key, event)
+    def record_migration_event(self, event: MigrationEvent) -> None:
+        """Remember one migration event (requested, started, succeeded, ...)."""
+        self._push(self.migrations_key, event.to_json())
 
     def claim_end(self, key: str) -> bool:
         """The right to record the end of migration `key`: True once, False ever after (for
@@ -76,9 +77,14 @@ class History(RedisPart):
         """Newest first."""
         return self._read(self.decisions_key, limit)
 
-    def migrations(self, limit: int = DEFAULT_MAX_ENTRIES) -> list[dict[str, Any]]:
-        """Newest first."""
-        return self._read(self.migrations_key, limit)
+    def events(self, limit: int = DEFAULT_MAX_ENTRIES) -> list[MigrationEvent]:
+        """Migration events, newest first (an unreadable entry is skipped)."""
+        found = (MigrationEvent.from_json(raw) for raw in self._read(self.migrations_key, limit))
+        return [event for event in found if event is not None]
+
+    def migrations(self, limit: int = DEFAULT_MAX_ENTRIES) -> list[Migration]:
+        """The migrations the newest `limit` events tell of, newest first."""
+        return rebuild(self.events(limit))
 
     def last_decision(self) -> dict[str, Any] | None:
         found = self._read(self.decisions_key, 1)

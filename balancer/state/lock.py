@@ -17,11 +17,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import redis
 
+from balancer.migrations import MigrationRef
 from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text_dict, to_ms
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 MIGRATION_LOCK = "migration"
 EVALUATE_LOCK = "evaluate"
 
-#: Fields `attach` may not overwrite.
-RESERVED_FIELDS = frozenset({"acquired_at", "finishing"})
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -108,17 +107,41 @@ class LockNotHeld(RuntimeError):
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Who holds the lock, as the status command may show it (no token)."""
+    """Who holds the lock, as the status command may show it (no token): the migration it
+    guards, as `attach`ed by evaluate, migrate and the follower."""
 
     acquired_at: float | None
     ttl_remaining: float
     vmid: int | None = None
+    name: str | None = None
     source: str | None = None
     target: str | None = None
     upid: str | None = None
+    ha_request: str | None = None
+    reason: str | None = None
+    requested_at: float | None = None
     started_at: float | None = None
     decision_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    cpu_share_source: float = 0.0
+    cpu_share_target: float = 0.0
+    #: The one poll loop allowed to follow the migration (see `runtime.context.schedule_poll`).
+    follower: str | None = None
+
+    @property
+    def migration(self) -> MigrationRef | None:
+        """The migration the lock guards, or None while evaluate has not described it yet."""
+        if self.vmid is None:
+            return None
+        return MigrationRef(vmid=self.vmid, source=self.source, target=self.target,
+                            decision_id=self.decision_id, upid=self.upid,
+                            ha_request=self.ha_request, reason=self.reason,
+                            requested_at=self.requested_at, started_at=self.started_at,
+                            cpu_share_source=self.cpu_share_source,
+                            cpu_share_target=self.cpu_share_target)
+
+
+#: What `attach` may store: the described fields; `acquired_at` and `finishing` are the lock's.
+ATTACHABLE = frozenset(f.name for f in fields(LockInfo)) - {"acquired_at", "ttl_remaining"}
 
 
 class MigrationLock(RedisPart):
@@ -167,11 +190,13 @@ class MigrationLock(RedisPart):
             raise LockNotHeld(f"{self.name} lock is not held by this owner")
 
     def attach(self, token: str, **migration_info: Any) -> bool:
-        """Store JSON-able facts (vmid, source, target, upid, started_at, decision_id, ...)
-        alongside the lock, with the lock's TTL, only while `token` owns it."""
-        bad = RESERVED_FIELDS.intersection(migration_info)
+        """Store facts about the migration (any `LockInfo` field: vmid, source, target, upid,
+        started_at, decision_id, ...) alongside the lock, with the lock's TTL, only while
+        `token` owns it."""
+        bad = set(migration_info) - ATTACHABLE
         if bad:
-            raise ValueError(f"cannot attach reserved field(s): {', '.join(sorted(bad))}")
+            raise ValueError(f"cannot attach field(s) {', '.join(sorted(bad))}; LockInfo has "
+                             f"{', '.join(sorted(ATTACHABLE))}")
         args: list[str] = [token]
         for name, value in migration_info.items():
             args += [name, json.dumps(value)]
@@ -200,17 +225,22 @@ class MigrationLock(RedisPart):
             except ValueError:
                 info[name] = value
         ttl = max(0.0, int(pttl) / 1000.0) if int(pttl) >= 0 else float("inf")
-        decision_id = info.pop("decision_id", None)
         return LockInfo(
-            acquired_at=_float(info.pop("acquired_at", None)),
+            acquired_at=_float(info.get("acquired_at")),
             ttl_remaining=ttl,
-            vmid=_int(info.pop("vmid", None)),
-            source=_str(info.pop("source", None)),
-            target=_str(info.pop("target", None)),
-            upid=_str(info.pop("upid", None)),
-            started_at=_float(info.pop("started_at", None)),
-            decision_id=None if decision_id is None else str(decision_id),
-            extra=info,
+            vmid=_int(info.get("vmid")),
+            name=_str(info.get("name")),
+            source=_str(info.get("source")),
+            target=_str(info.get("target")),
+            upid=_str(info.get("upid")),
+            ha_request=_str(info.get("ha_request")),
+            reason=_str(info.get("reason")),
+            requested_at=_float(info.get("requested_at")),
+            started_at=_float(info.get("started_at")),
+            decision_id=_str(info.get("decision_id")),
+            cpu_share_source=_float(info.get("cpu_share_source")) or 0.0,
+            cpu_share_target=_float(info.get("cpu_share_target")) or 0.0,
+            follower=_str(info.get("follower")),
         )
 
     def take_over(self, heartbeat: Heartbeat, ttl_seconds: float,

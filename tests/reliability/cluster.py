@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from balancer.migrations import MigrationEvent
 from balancer.state import StateStore
 from tests.runtime.scenarios import cluster, vm
 from tests.support.celery_worker import BalancerDeployment, CeleryProcess
@@ -47,10 +48,9 @@ def moved_vmids(running: RunningSim) -> list[int]:
     return [m.vmid for m in our_moves(running)]
 
 
-def ends(store: StateStore) -> list[dict[str, Any]]:
+def ends(store: StateStore) -> list[MigrationEvent]:
     """Recorded migration ends, oldest first."""
-    return [e for e in reversed(store.history.migrations())
-            if e.get("event") in ("succeeded", "failed", "aborted")]
+    return [e for e in reversed(store.history.events()) if e.kind.ends]
 
 
 def assert_healthy(deployment: BalancerDeployment, killed: Sequence[CeleryProcess] = ()) -> None:

@@ -170,12 +170,12 @@ def test_chaos(
 
     assert _overlaps(running) == [], "two of our migrations were in flight at once"
     assert _posts_during_a_migration(running) == [], "a POST while a migration ran"
-    events = store.history.migrations()
-    per_decision = Counter(e["decision_id"] for e in events
-                           if e.get("event") in ENDS and e.get("decision_id"))
+    events = store.history.events()
+    per_decision = Counter(e.decision_id for e in events
+                           if e.kind in ENDS and e.decision_id)
     assert all(n == 1 for n in per_decision.values()), per_decision
-    per_upid = Counter(e["upid"] for e in events
-                       if e.get("event") == "succeeded" and e.get("upid"))
+    per_upid = Counter(e.upid for e in events
+                       if e.kind == "succeeded" and e.upid)
     assert all(n == 1 for n in per_upid.values()), per_upid
     assert store.lock.holder() is None, "the lock outlived its owner"
     for proc in deployment.processes:

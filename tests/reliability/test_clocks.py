@@ -44,16 +44,16 @@ def test_a_cooldown_holds_on_a_host_an_hour_ahead(
     deployment = deployment_factory(running, migration_cooldown_seconds=600)
     deployment.start_worker()
     deployment.start_beat()
-    wait_until(lambda: [e["event"] for e in ends(store)] == ["succeeded"], timeout=60,
+    wait_until(lambda: [e.kind for e in ends(store)] == ["succeeded"], timeout=60,
                what="the first migration to end")
-    moved = ends(store)[0]["vmid"]
+    moved = ends(store)[0].vmid
 
     ahead = deployment.cli("status", "--json", clock_offset=3600.0)
     assert ahead.returncode == 0, ahead.stderr
     marks = json.loads(ahead.stdout)["marks"]
-    assert [(m["kind"], m["vmid"]) for m in marks] == [("cooldown", moved)], marks
+    assert [(m["kind"], m.vmid) for m in marks] == [("cooldown", moved)], marks
     later = deployment.start_worker(clock_offset=3600.0)
     wait_for_cycles(running.sim, 10, timeout=30)
-    assert [e["vmid"] for e in ends(store)] == [moved], "nothing moved again"
+    assert [e.vmid for e in ends(store)] == [moved], "nothing moved again"
     assert store.marks.blocked()[moved].startswith("cooldown")
     assert later.alive()

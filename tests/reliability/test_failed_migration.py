@@ -42,10 +42,10 @@ def test_failed_migration_backs_off_and_moves_another_candidate(
     assert moves[0] == (202, "migration aborted")
     assert moves[1][0] != 202 and moves[1][1] == "OK", moves
     assert len(moves) == 2, f"202 is not retried while it backs off: {moves}"
-    assert [(e["event"], e["vmid"]) for e in ends(store)] == [
+    assert [(e.kind, e.vmid) for e in ends(store)] == [
         ("failed", 202), ("succeeded", moves[1][0])]
     failed = ends(store)[0]
-    assert failed["outcome"] == "migration aborted" and failed["backoff"] > 0
+    assert failed.outcome == "migration aborted" and (failed.backoff or 0) > 0
     assert store.marks.failures(202) == 1, "remembered, so the next failure backs off longer"
     assert sim.max_concurrent_migrations == 1
     assert sim.node("pve1").cpu <= 0.8, "the node was relieved all the same"

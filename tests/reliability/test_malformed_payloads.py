@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from balancer.pve.client import PveClient
 from balancer.pve.parse import flag, integer
 from balancer.runtime import Runtime, evaluate
+from balancer.runtime.results import CycleResult
 from tests.runtime.scenarios import HOT_AND_FULL
 from tests.support.pvesim_server import RunningSim
 from tests.support.steps import StepDispatcher, runtime_for
@@ -222,7 +223,7 @@ def test_the_uncorrupted_cluster_is_balanced(
     is about decisions that would happen."""
     running, rt, _ = fuzzed
     fresh_state(rt, running)
-    assert evaluate(rt, StepDispatcher())["action"] == "migrate"
+    assert evaluate(rt, StepDispatcher()).action == "migrate"
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, database=None,
@@ -240,15 +241,15 @@ def test_no_exception_and_no_migration_based_on_corrupted_payloads(
     finally:
         client.corruption = None
 
-    assert result["action"] in ("skipped", "none", "migrate"), result
+    assert result.action in ("skipped", "none", "migrate"), result
     if corruption.duplicated and "cluster/resources" not in corruption.whole:
-        assert result["action"] == "skipped", "a VMID or node listed twice: no decision"
+        assert result.action == "skipped", "a VMID or node listed twice: no decision"
     if corruption.quorum_unsure:
-        assert result["action"] != "migrate", result
-    if result["action"] != "migrate":
+        assert result.action != "migrate", result
+    if result.action != "migrate":
         assert dispatch.pending == [] and rt.store.lock.holder() is None
         return
-    vmid, source, target = result["vmid"], result["source"], result["target"]
+    vmid, source, target = result.vmid, result.source, result.target
     truth = {n.name: n for n in running.sim.nodes()}
     guest = running.sim.guest(vmid)
     assert vmid not in corruption.bad_vmids, result
@@ -259,7 +260,7 @@ def test_no_exception_and_no_migration_based_on_corrupted_payloads(
 
 
 def _decide_with(fuzzed: tuple[RunningSim, Runtime, CorruptingClient],
-                 change: Callable[[str, Any], Any]) -> dict[str, Any]:
+                 change: Callable[[str, Any], Any]) -> CycleResult:
     running, rt, client = fuzzed
     fresh_state(rt, running)
 
@@ -280,7 +281,7 @@ def _entry(payload: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
 
 def test_baseline_moves_401_to_pve3(fuzzed: tuple[RunningSim, Runtime, CorruptingClient]) -> None:
     result = _decide_with(fuzzed, lambda path, payload: payload)
-    assert (result["vmid"], result["source"], result["target"]) == (401, "pve1", "pve3")
+    assert (result.vmid, result.source, result.target) == (401, "pve1", "pve3")
 
 
 def _guest_hastate(path: str, payload: Any) -> Any:
@@ -324,4 +325,4 @@ def test_garbage_the_readers_must_not_trust(
     """Each change makes vm 401's move to pve3 (the baseline) rest on a field that is garbage:
     the decision must not be that move."""
     result = _decide_with(fuzzed, change)
-    assert (result["vmid"], result["target"]) != (401, "pve3"), result
+    assert (result.vmid, result.target) != (401, "pve3"), result

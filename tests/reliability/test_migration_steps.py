@@ -20,6 +20,7 @@ import pytest
 from balancer.pve.client import PveClient
 from balancer.pve.records import TaskStatus
 from balancer.runtime import Runtime, evaluate, poll_migration
+from balancer.runtime.results import StepResult
 from balancer.state import StateStore
 from tests.runtime.scenarios import CPU_HOT
 from tests.support.pvesim_server import RunningSim
@@ -33,7 +34,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-ENDS = ("succeeded", "failed", "aborted")
+ENDS = ("succeeded", "failed", "aborted")  # spelled out: these words are a contract
 Factory = Callable[..., RunningSim]
 
 
@@ -53,7 +54,7 @@ def hot_cluster(pvesim_factory: Factory, ha: bool = False) -> RunningSim:
     if ha:
         scenario["ha"] = {"crm_interval": 2.0, "lrm_delay": 0.5}
         for guest in scenario["guests"]:
-            if guest["vmid"] == 202:
+            if guest.vmid == 202:
                 guest["ha"] = "started"
     return pvesim_factory(scenario)
 
@@ -96,33 +97,33 @@ def test_migrate_rechecks_and_aborts_cleanly_when_the_world_changed(
     rt = runtime_for(running, redis_url)
     dispatch = StepDispatcher()
     decision = evaluate_until_migrate(rt, dispatch)
-    assert (decision["vmid"], decision["source"], decision["target"]) == (202, "pve1", "pve3")
+    assert (decision.vmid, decision.source, decision.target) == (202, "pve1", "pve3")
 
     interference(running)
     result = dispatch.run(rt, dispatch.take("migrate"))
 
-    assert result["state"] == "aborted", result
-    assert why in result["outcome"]
+    assert result.state == "aborted", result
+    assert result.outcome is not None and why in result.outcome
     assert rt.store.lock.holder() is None, "the lock is released at once"
     assert rt.store.heartbeat.info() is None
     assert dispatch.pending == [], "nothing is scheduled after an abort"
     assert our_migrations(running) == [], "the balancer started nothing"
     events = migration_events(rt)
-    assert [e["event"] for e in events] == ["requested", "aborted"]
-    assert events[1]["decision_id"] == decision["decision_id"], "the abort ends its request"
+    assert [e.kind for e in events] == ["requested", "aborted"]
+    assert events[1].decision_id == decision.decision_id, "the abort ends its request"
     # The request is closed: the next cycle has nothing to reconcile.
     evaluate(rt, StepDispatcher())
-    assert [e["event"] for e in migration_events(rt)][:2] == ["requested", "aborted"]
-    assert sum(e["event"] in ENDS for e in migration_events(rt)) == 1
+    assert [e.kind for e in migration_events(rt)][:2] == ["requested", "aborted"]
+    assert sum(e.kind in ENDS for e in migration_events(rt)) == 1
 
 
 def start_one(running: RunningSim, rt: Runtime, dispatch: StepDispatcher) -> tuple[str, str]:
     """Decide and start the move of 202; returns (UPID, lock token) with the poll pending."""
     evaluate_until_migrate(rt, dispatch)
     started = dispatch.run(rt, dispatch.take("migrate"))
-    assert started["state"] == "started", started
+    assert started.state == "started" and started.upid is not None, started
     poll = dispatch.take("poll")
-    return started["upid"], poll.args[1]
+    return started.upid, poll.args[1]
 
 
 def test_a_redelivered_poll_cannot_record_the_end_twice(
@@ -138,7 +139,7 @@ def test_a_redelivered_poll_cannot_record_the_end_twice(
     ema_before = rt.store.ema.entries()
     holder = rt.store.lock.holder()
     assert holder is not None
-    share = float(holder.extra["cpu_share_source"])
+    share = holder.cpu_share_source
 
     first_done = threading.Event()
 
@@ -151,7 +152,7 @@ def test_a_redelivered_poll_cannot_record_the_end_twice(
             return status
 
     slow = Runtime(config=rt.config, client=SlowClient(rt.config.proxmox), store=rt.store)
-    results: list[dict[str, Any]] = []
+    results: list[StepResult] = []
     duplicate = threading.Thread(
         target=lambda: results.append(poll_migration(slow, StepDispatcher(), upid, token)))
     duplicate.start()
@@ -160,9 +161,9 @@ def test_a_redelivered_poll_cannot_record_the_end_twice(
     first_done.set()
     duplicate.join(10)
 
-    assert first["state"] == "succeeded"
-    assert results and results[0]["state"] == "done", results
-    ends = [e for e in migration_events(rt) if e["event"] in ENDS]
+    assert first.state == "succeeded"
+    assert results and results[0].state == "done", results
+    ends = [e for e in migration_events(rt) if e.kind in ENDS]
     assert len(ends) == 1, ends
     shift = ema_before["pve1"].value - rt.store.ema.entries()["pve1"].value
     assert shift == pytest.approx(share), "the source's EMA is shifted once"
@@ -186,22 +187,22 @@ def test_a_redelivered_migrate_never_starts_a_second_follower(
 
     # Follower alive: the redelivered message leaves it alone.
     again = dispatch.run(rt, message)
-    assert again["state"] == "following" and dispatch.pending == []
+    assert again.state == "following" and dispatch.pending == []
     assert len(our_migrations(running)) == 1
 
     # Follower dead (heartbeat silent): the redelivered message adopts under a new token.
     rt.store.client.delete(rt.store.heartbeat.hb_key)
     adopted = dispatch.run(rt, message)
-    assert adopted["state"] == "adopted"
+    assert adopted.state == "adopted"
     (poll,) = dispatch.pending
     assert poll.args[1] != message.args[3], "the adopter has its own token"
     stale = poll_migration(rt, StepDispatcher(), first_poll.args[0], message.args[3])
-    assert stale["state"] == "done", "the old chain stops"
+    assert stale.state == "done", "the old chain stops"
     running.sim.advance(600)
     dispatch.pending.clear()
-    assert dispatch.run(rt, poll)["state"] == "succeeded"
+    assert dispatch.run(rt, poll).state == "succeeded"
     assert len(our_migrations(running)) == 1, "PVE was asked once"
-    assert [e["event"] for e in migration_events(rt)] == ["requested", "started", "succeeded"]
+    assert [e.kind for e in migration_events(rt)] == ["requested", "started", "succeeded"]
 
 
 def test_a_follower_lost_before_the_upid_was_attached_is_reconciled_from_pve(
@@ -217,24 +218,24 @@ def test_a_follower_lost_before_the_upid_was_attached_is_reconciled_from_pve(
     upid = rt.client.migrate(source, vmid, target)  # ... and the worker dies here
 
     skip = evaluate(rt, dispatch)
-    assert skip["skip"] == "migration_in_flight", "the lock (no UPID) holds until its TTL"
+    assert skip.skip == "migration_in_flight", "the lock (no UPID) holds until its TTL"
     expire_lock(rt.store)
     skip = evaluate(rt, dispatch)
-    assert skip["skip"] == "pve_migration_in_flight", "PVE's task keeps the balancer still"
+    assert skip.skip == "pve_migration_in_flight", "PVE's task keeps the balancer still"
     running.sim.advance(600)
 
     after = evaluate(rt, dispatch)
-    assert after["action"] == "none", "pve1 was relieved: no needless second move"
-    ends = [e for e in migration_events(rt) if e["event"] in ENDS]
+    assert after.action == "none", "pve1 was relieved: no needless second move"
+    ends = [e for e in migration_events(rt) if e.kind in ENDS]
     assert len(ends) == 1, migration_events(rt)
     end = ends[0]
-    assert (end["event"], end["vmid"], end["decision_id"], end["upid"]) == (
-        "succeeded", 202, decision["decision_id"], upid), "found in PVE's task list"
-    assert end["recovered"]
+    assert (end.kind, end.vmid, end.decision_id, end.upid) == (
+        "succeeded", 202, decision.decision_id, upid), "found in PVE's task list"
+    assert end.recovered
     assert rt.store.marks.blocked()[202].startswith("cooldown")
     assert [m.upid for m in our_migrations(running)] == [upid], "nothing else was started"
     evaluate(rt, dispatch)
-    assert len([e for e in migration_events(rt) if e["event"] in ENDS]) == 1, "once only"
+    assert len([e for e in migration_events(rt) if e.kind in ENDS]) == 1, "once only"
 
 
 def test_an_unconfirmed_migrate_holds_the_lock_then_is_reconciled(
@@ -251,20 +252,20 @@ def test_an_unconfirmed_migrate_holds_the_lock_then_is_reconciled(
     result = dispatch.run(rt, dispatch.take("migrate"))
     running.sim.clear_faults()
 
-    assert result["state"] == "unconfirmed", result
+    assert result.state == "unconfirmed", result
     assert our_migrations(running) == []
     holder = rt.store.lock.holder()
     assert holder is not None and holder.upid is None, "held: PVE might be migrating"
-    assert evaluate(rt, dispatch)["skip"] == "migration_in_flight"
+    assert evaluate(rt, dispatch).skip == "migration_in_flight"
     assert "backoff" in rt.store.marks.blocked()[202]
 
     expire_lock(rt.store)
     after = evaluate(rt, dispatch)
-    ends = [e for e in migration_events(rt) if e["event"] in ENDS]
-    assert [(e["event"], e["decision_id"]) for e in ends] == [
-        ("aborted", decision["decision_id"])]
-    assert "no migration task was started" in ends[0]["outcome"]
-    assert after["action"] in ("migrate", "none") and after.get("vmid") != 202, (
+    ends = [e for e in migration_events(rt) if e.kind in ENDS]
+    assert [(e.kind, e.decision_id) for e in ends] == [
+        ("aborted", decision.decision_id)]
+    assert "no migration task was started" in (ends[0].outcome or "")
+    assert after.action in ("migrate", "none") and after.vmid != 202, (
         "the backed-off VM is not retried at once")
 
 
@@ -280,11 +281,12 @@ def test_failures_back_off_growing_and_the_next_candidate_moves(
         upid, token = start_one(running, rt, dispatch)
         running.sim.advance(600)
         failed = poll_migration(rt, dispatch, upid, token)
-        assert failed["state"] == "failed" and failed["vmid"] == 202
+        assert failed.state == "failed" and failed.vmid == 202
         assert rt.store.lock.holder() is None
-        backoffs.append(failed["backoff"])
+        assert failed.backoff is not None
+        backoffs.append(failed.backoff)
         decision = evaluate(rt, dispatch)
-        assert decision["action"] == "migrate" and decision["vmid"] != 202, decision
+        assert decision.action == "migrate" and decision.vmid != 202, decision
         dispatch.pending.clear()
         rt.store.lock.force_release()
         # Let the backoff pass (the mark's clock), so 202 is the choice again.
@@ -333,29 +335,29 @@ def test_a_recheck_that_outlives_the_lock_never_posts(
     first = evaluate_until_migrate(rt, dispatch)
     stale_step = dispatch.take("migrate")
     running.sim.set_faults(latency_seconds=1.5, paths=[r"/qemu/\d+/status/current$"])
-    outcome: dict[str, Any] = {}
+    outcome: list[StepResult] = []
     calls_before = stale_rt.client.api_calls
     worker = threading.Thread(
-        target=lambda: outcome.update(dispatch.run(stale_rt, stale_step)))
+        target=lambda: outcome.append(dispatch.run(stale_rt, stale_step)))
     worker.start()
     wait_until(lambda: stale_rt.client.api_calls > calls_before, timeout=10,
                what="the slow re-check to be under way")
 
     expire_lock(rt.store)  # the re-check outlived the lock's TTL
     second = evaluate(rt, dispatch)
-    assert second["action"] == "migrate" and second["decision_id"] != first["decision_id"]
+    assert second.action == "migrate" and second.decision_id != first.decision_id
     dispatch.run(rt, dispatch.take("migrate"))
     worker.join(timeout=30)
     running.sim.clear_faults()
 
-    assert outcome["state"] == "abandoned", outcome
+    assert [o.state for o in outcome] == ["abandoned"], outcome
     posts = [r for r in running.sim.request_log if r.method == "POST"]
     assert len(posts) == 1, "the stale task sent its POST anyway"
     events = migration_events(rt)
-    assert not [e for e in events if e["decision_id"] == first["decision_id"]
-                and e["event"] in ("started", "succeeded", "failed")]
-    assert [e["event"] for e in events if e["decision_id"] == first["decision_id"]
-            and e["event"] in ENDS] == ["aborted"]
+    assert not [e for e in events if e.decision_id == first.decision_id
+                and e.kind in ("started", "succeeded", "failed")]
+    assert [e.kind for e in events if e.decision_id == first.decision_id
+            and e.kind in ENDS] == ["aborted"]
 
 
 def test_a_refused_post_is_recorded_once_with_its_decision(
@@ -371,14 +373,14 @@ def test_a_refused_post_is_recorded_once_with_its_decision(
                            methods=["POST"], message="unable to fork worker")
     result = dispatch.run(rt, dispatch.take("migrate"))
     running.sim.clear_faults()
-    assert result["state"] == "failed", result
+    assert result.state == "failed", result
     for _ in range(3):
         evaluate(rt, dispatch)
-    ends = [e for e in migration_events(rt) if e["event"] in ENDS
-            and e.get("vmid") == decision["vmid"]]
-    assert [(e["event"], e["decision_id"]) for e in ends][:1] == [
-        ("failed", decision["decision_id"])]
-    assert len([e for e in ends if e["decision_id"] == decision["decision_id"]]) == 1
+    ends = [e for e in migration_events(rt) if e.kind in ENDS
+            and e.vmid == decision.vmid]
+    assert [(e.kind, e.decision_id) for e in ends][:1] == [
+        ("failed", decision.decision_id)]
+    assert len([e for e in ends if e.decision_id == decision.decision_id]) == 1
 
 
 def test_the_history_records_one_end_per_decision_and_never_reopens_it(
@@ -406,7 +408,7 @@ def test_migration_problems_is_judged_by_where_the_vm_runs(
     result = poll_migration(rt, StepDispatcher(), upid, token)
     assert rt.client.task_status(upid).exitstatus == "migration problems"
     assert (running.sim.guest(202).node == "pve3") is landed
-    assert result["state"] == ("succeeded" if landed else "failed"), result
+    assert result.state == ("succeeded" if landed else "failed"), result
     blocked = rt.store.marks.blocked()[202]
     assert blocked.startswith("cooldown" if landed else "backoff"), blocked
 
@@ -422,13 +424,13 @@ def test_a_redelivered_poll_does_not_start_a_second_poll_loop(
     evaluate_until_migrate(rt, dispatch)
     dispatch.run(rt, dispatch.take("migrate"))
     first = dispatch.take("poll")
-    assert dispatch.run(rt, first)["state"] == "running"  # schedules the next poll ...
+    assert dispatch.run(rt, first).state == "following"  # schedules the next poll ...
     assert [s.kind for s in dispatch.pending] == ["poll"]
     replay = dispatch.run(rt, first)  # ... and its message comes back after the worker died
-    assert replay["state"] == "duplicate", replay
+    assert replay.state == "duplicate", replay
     assert [s.kind for s in dispatch.pending] == ["poll"], "still exactly one loop"
     running.sim.advance(600)
-    assert dispatch.run(rt, dispatch.take("poll"))["state"] == "succeeded"
+    assert dispatch.run(rt, dispatch.take("poll")).state == "succeeded"
 
 
 def test_pve_away_is_logged_when_it_starts_and_when_it_ends(
@@ -440,7 +442,7 @@ def test_pve_away_is_logged_when_it_starts_and_when_it_ends(
     dispatch = StepDispatcher()
     running.sim.set_faults(error_rate=1.0, error_status=503)
     with caplog.at_level(logging.INFO, logger="balancer.evaluate"):
-        skips = [evaluate(rt, dispatch)["action"] for _ in range(4)]
+        skips = [evaluate(rt, dispatch).action for _ in range(4)]
         running.sim.clear_faults()
         evaluate(rt, dispatch)
     assert skips == ["skipped"] * 4

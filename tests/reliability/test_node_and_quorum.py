@@ -36,13 +36,13 @@ def test_no_action_without_quorum_and_never_to_or_from_an_offline_node(
         "skipped_cycles", {"reason": "no_quorum"}) >= 8, timeout=30,
         what="cycles skipped for lack of quorum")
     assert not [r for r in sim.request_log if r.method == "POST"], "no action at all"
-    assert store.history.migrations() == []
+    assert store.history.events() == []
 
     # Quorum back, but the hot node itself is offline: nothing may leave it.
     sim.set_node_online("pve1", False)
     sim.set_quorate(True)
     wait_for_cycles(sim, 8)
-    assert sim.migration_log == [] and store.history.migrations() == []
+    assert sim.migration_log == [] and store.history.events() == []
 
     # pve1 back, the least-loaded node pve3 (the usual target) offline: relief goes to pve2.
     sim.set_node_online("pve3", False)

@@ -69,15 +69,15 @@ def test_redis_restart_mid_migration(
     assert len(moved_vmids(running)) == len(set(moved_vmids(running))) == 2, (
         moved_vmids(running))
     assert all(m.exitstatus == "OK" for m in our_moves(running))
-    recorded = {e.get("upid"): e for e in ends(store)}
+    recorded = {e.upid: e for e in ends(store)}
     assert first.upid in recorded, f"the outcome of {first.upid} is recorded: {ends(store)}"
-    assert recorded[first.upid]["event"] == "succeeded"
+    assert recorded[first.upid].kind == "succeeded"
     assert store.marks.blocked().get(first.vmid, "").startswith("cooldown"), (
         "the VM just moved stays put")
     assert store.keys_without_ttl() == []
 
     if not appendonly:
-        assert recorded[first.upid].get("recovered"), "read back from PVE's task list"
+        assert recorded[first.upid].recovered, "read back from PVE's task list"
         # The EMA restarted from nothing: the CPU trigger waited for half a window.
         second = our_moves(running)[1]
         decisions = list(reversed(store.history.decisions()))
@@ -85,6 +85,6 @@ def test_redis_restart_mid_migration(
         assert warming, "decisions after the restart waited for EMA samples"
         move = next(d for d in decisions
                     if d["action"] == "migrate" and d["vmid"] == second.vmid)
-        samples = re.search(r"\((\d+) samples\)", " ".join(move["explanation"]))
+        samples = re.search(r"\((\d+) samples\)", " ".join(move.explanation))
         assert samples is not None and int(samples.group(1)) >= MIN_SAMPLES, move
         assert warming[0]["at"] < move["at"]

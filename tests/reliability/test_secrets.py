@@ -85,7 +85,7 @@ def test_no_secret_in_logs_results_state_or_output(
         "logs": deployment.logs(),
         "redis": everything_in(redis.Redis.from_url(server.url)),
         "outputs": "\n".join(outputs),
-        "history": repr(store.history.migrations()) + repr(store.history.decisions()),
+        "history": repr(store.history.events()) + repr(store.history.decisions()),
     }
     assert "failed" in searched["history"] and "migration aborted" in searched["history"]
     for where, text in searched.items():

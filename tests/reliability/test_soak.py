@@ -79,14 +79,14 @@ def test_soak_half_an_hour_of_swinging_load(
                 f"vm {vmid} moved again within its cooldown: {runs}")
 
     # Every migration PVE ran is in our history, started and ended; every start was decided.
-    events = store.history.migrations()
-    started = {e["upid"]: e for e in events if e["event"] == "started"}
-    ended = {e["upid"]: e for e in ends(store)}
+    events = store.history.events()
+    started = {e.upid: e for e in events if e.kind == "started"}
+    ended = {e.upid: e for e in ends(store)}
     decided = {d["decision_id"] for d in store.history.decisions() if d["action"] == "migrate"}
     for move in moves:
         assert move.upid in started and move.upid in ended, (move, events[:6])
-        assert started[move.upid]["decision_id"] in decided
-        assert ended[move.upid]["event"] == ("succeeded" if move.exitstatus == "OK" else "failed")
+        assert started[move.upid].decision_id in decided
+        assert ended[move.upid].kind == ("succeeded" if move.exitstatus == "OK" else "failed")
     assert set(started) <= {m.upid for m in our_moves(running)}, "no phantom migrations"
 
     # Bounded state: our keys all expire and stay few; Celery's results expire too.

@@ -95,7 +95,7 @@ def test_sigkilled_follower_is_taken_over_and_its_messages_are_harmless(
 
     assert_healthy(deployment, killed=[doomed])
     (end,) = ends(store)
-    assert (end["event"], end["vmid"], end["upid"], end["decision_id"]) == (
+    assert (end.kind, end.vmid, end.upid, end.decision_id) == (
         "succeeded", holder.vmid, move.upid, holder.decision_id)
     assert [m.vmid for m in sim.migration_log] == [holder.vmid], "PVE was asked once"
     assert store.marks.blocked()[holder.vmid].startswith("cooldown")

@@ -41,8 +41,8 @@ def test_cpu_hot_node_is_relieved_by_the_one_expected_migration(
         (202, "pve1", "pve3", "OK")], deployment.logs()
     assert sim.guest(200).node == "pve1", "the busiest VM must stay"
     assert sim.node("pve1").cpu <= 0.8
-    history = store.history.migrations()
-    assert [e["event"] for e in reversed(history)] == ["requested", "started", "succeeded"]
+    history = store.history.events()
+    assert [e.kind for e in reversed(history)] == ["requested", "started", "succeeded"]
     assert store.marks.blocked().get(202, "").startswith("cooldown")
 
 

@@ -58,7 +58,10 @@ def test_attach_and_holder_round_trip(store: StateStore, raw: redis.Redis) -> No
     assert token is not None
     assert store.lock.attach(token, vmid=101, source="pve1", target="pve2",
                              started_at=1_700_000_001.5, decision_id="d-42")
-    assert store.lock.attach(token, upid="UPID:pve1:0001:qmigrate:101:root@pam:", note=[1, 2])
+    assert store.lock.attach(token, upid="UPID:pve1:0001:qmigrate:101:root@pam:",
+                             cpu_share_source=0.25, cpu_share_target=0.125)
+    with pytest.raises(ValueError, match="note"):
+        store.lock.attach(token, note=[1, 2])  # the lock describes a migration, nothing else
     info = store.lock.holder()
     assert info is not None
     assert info.acquired_at == 1_700_000_000.25
@@ -67,7 +70,8 @@ def test_attach_and_holder_round_trip(store: StateStore, raw: redis.Redis) -> No
     assert info.upid == "UPID:pve1:0001:qmigrate:101:root@pam:"
     assert info.started_at == 1_700_000_001.5
     assert info.decision_id == "d-42"
-    assert info.extra == {"note": [1, 2]}
+    assert (info.cpu_share_source, info.cpu_share_target) == (0.25, 0.125)
+    assert info.migration is not None and info.migration.upid == info.upid
     assert token not in repr(info)
     # the description lives exactly as long as the lock
     assert 0 < raw.pttl(store.lock.info_key) <= raw.pttl(store.lock.lock_key) + 50
@@ -81,8 +85,10 @@ def test_attach_requires_ownership(store: StateStore, raw: redis.Redis) -> None:
     assert store.lock.attach("nobody", vmid=1) is False
     info = store.lock.holder()
     assert info is not None and info.vmid is None
-    with pytest.raises(ValueError, match="reserved"):
+    with pytest.raises(ValueError, match="acquired_at"):
         store.lock.attach(token, acquired_at=0)
+    with pytest.raises(ValueError, match="finishing"):
+        store.lock.attach(token, finishing=True)
 
 
 def test_a_new_owner_does_not_inherit_the_old_description(store: StateStore) -> None:

@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from balancer.engine.types import CpuReading
+from balancer.migrations import EventKind, MigrationEvent
 from balancer.state import (
     CpuEmaStore,
     GuestMarks,
@@ -43,7 +44,8 @@ def exercise(store: StateStore, cycles: int = 1, now: float | None = None) -> No
         store.marks.mark_unmigratable(300 + cycle, "local disk", now=now)
         store.marks.blocked(now=now)
         store.history.record_decision({"id": cycle})
-        store.history.record_migration_event({"event": "succeeded", "vmid": 100 + cycle})
+        store.history.record_migration_event(
+            MigrationEvent(EventKind.SUCCEEDED, vmid=100 + cycle, at=float(cycle)))
         store.cache.set("ha/status", {"cycle": cycle}, 60)
         store.cache.set("cluster/options", {}, 60)
         store.lock.release(token)

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from balancer.config import parse_config
+from balancer.migrations import MigrationEvent
 from balancer.pve.client import PveClient
 from balancer.runtime import Runtime, evaluate, poll_migration, start_migration
+from balancer.runtime.results import CycleResult, StepResult
 from balancer.state import StateStore
 from tests.support.celery_worker import FAST_BALANCING
 from tests.support.pvesim_server import RunningSim
@@ -42,7 +44,7 @@ class StepDispatcher:
         self.pending.remove(step)
         return step
 
-    def run(self, rt: Runtime, step: Step) -> dict[str, Any]:
+    def run(self, rt: Runtime, step: Step) -> StepResult:
         if step.kind == "migrate":
             return start_migration(rt, self, *step.args)
         return poll_migration(rt, self, *step.args)
@@ -66,17 +68,17 @@ def runtime_for(running: RunningSim, redis_url: str, client_cls: type[PveClient]
 
 
 def evaluate_until_migrate(rt: Runtime, dispatch: StepDispatcher,
-                           tries: int = 10) -> dict[str, Any]:
+                           tries: int = 10) -> CycleResult:
     """Evaluate until a migration is requested (the CPU trigger first needs a few EMA samples;
     every call is a new sample because it is taken at a new instant)."""
-    result: dict[str, Any] = {}
+    result = None
     for _ in range(tries):
         result = evaluate(rt, dispatch)
-        if result["action"] == "migrate":
+        if result.action == "migrate":
             return result
     raise AssertionError(f"no migration decided after {tries} cycles: {result}")
 
 
-def migration_events(rt: Runtime) -> list[dict[str, Any]]:
+def migration_events(rt: Runtime) -> list[MigrationEvent]:
     """The migration events of the history, oldest first."""
-    return list(reversed(rt.store.history.migrations()))
+    return list(reversed(rt.store.history.events()))
