@@ -101,8 +101,9 @@ class MigrationEvent:
 
     @classmethod
     def of(cls, kind: EventKind, ref: MigrationRef, at: float, **details: Any) -> MigrationEvent:
-        """An event about `ref`, carrying its identity (and, when requested, its shares)."""
-        shares = ({"cpu_share_source": ref.cpu_share_source,
+        """An event about `ref`, carrying its identity; the request also carries what the
+        end needs if the lock is lost on the way (the trigger, the CPU shares)."""
+        shares = ({"reason": ref.reason, "cpu_share_source": ref.cpu_share_source,
                    "cpu_share_target": ref.cpu_share_target}
                   if kind is EventKind.REQUESTED else {})
         return cls(kind=kind, vmid=ref.vmid, at=at, source=ref.source, target=ref.target,

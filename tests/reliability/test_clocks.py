@@ -51,7 +51,7 @@ def test_a_cooldown_holds_on_a_host_an_hour_ahead(
     ahead = deployment.cli("status", "--json", clock_offset=3600.0)
     assert ahead.returncode == 0, ahead.stderr
     marks = json.loads(ahead.stdout)["marks"]
-    assert [(m["kind"], m.vmid) for m in marks] == [("cooldown", moved)], marks
+    assert [(m["kind"], m["vmid"]) for m in marks] == [("cooldown", moved)], marks
     later = deployment.start_worker(clock_offset=3600.0)
     wait_for_cycles(running.sim, 10, timeout=30)
     assert [e.vmid for e in ends(store)] == [moved], "nothing moved again"

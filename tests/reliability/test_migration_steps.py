@@ -54,7 +54,7 @@ def hot_cluster(pvesim_factory: Factory, ha: bool = False) -> RunningSim:
     if ha:
         scenario["ha"] = {"crm_interval": 2.0, "lrm_delay": 0.5}
         for guest in scenario["guests"]:
-            if guest.vmid == 202:
+            if guest["vmid"] == 202:
                 guest["ha"] = "started"
     return pvesim_factory(scenario)
 

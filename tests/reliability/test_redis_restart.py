@@ -85,6 +85,6 @@ def test_redis_restart_mid_migration(
         assert warming, "decisions after the restart waited for EMA samples"
         move = next(d for d in decisions
                     if d["action"] == "migrate" and d["vmid"] == second.vmid)
-        samples = re.search(r"\((\d+) samples\)", " ".join(move.explanation))
+        samples = re.search(r"\((\d+) samples\)", " ".join(move["explanation"]))
         assert samples is not None and int(samples.group(1)) >= MIN_SAMPLES, move
         assert warming[0]["at"] < move["at"]
