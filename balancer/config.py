@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -68,95 +68,6 @@ def redact_url(url: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
-
-
-@dataclass(frozen=True)
-class ProxmoxConfig:
-    hosts: tuple[str, ...]
-    user: str
-    token_name: str
-    token_value: Secret
-    verify_ssl: bool = True
-    ca_bundle: str | None = None
-    timeout_seconds: float = 10.0
-
-
-@dataclass(frozen=True)
-class RedisConfig:
-    url: Secret = field(default_factory=lambda: Secret("redis://localhost:6379/0"))
-
-    @property
-    def redacted_url(self) -> str:
-        return redact_url(self.url.reveal())
-
-
-@dataclass(frozen=True)
-class BalancingConfig:
-    cpu_max: float = 0.8
-    memory_max: float = 0.8
-    interval_seconds: float = 5.0
-    ema_window_seconds: float = 60.0
-    proactive_margin: float = 0.20
-    safety_margin: float = 0.05
-    migration_cooldown_seconds: float = 600.0
-    exclude_tags: tuple[str, ...] = ("pve-balancer-ignore",)
-    exclude_nodes: tuple[str, ...] = ()
-    proxlb_tags: bool = True
-    leave_ha_to_pve: bool = True
-    dry_run: bool = False
-
-    @property
-    def ema_samples(self) -> int:
-        """N in alpha = 2/(N+1): how many samples one EMA window holds."""
-        return max(1, round(self.ema_window_seconds / self.interval_seconds))
-
-    @property
-    def ema_alpha(self) -> float:
-        return 2.0 / (self.ema_samples + 1)
-
-    @property
-    def ema_min_samples(self) -> int:
-        """The CPU trigger waits for half a window so a fresh start never acts on a spike."""
-        return max(1, math.ceil(self.ema_samples / 2))
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    format: str = "text"
-    level: str = "INFO"
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    port: int = 9108
-    #: Address the exporter binds: loopback unless the operator opens it on purpose.
-    listen: str = "127.0.0.1"
-
-
-@dataclass(frozen=True)
-class Config:
-    proxmox: ProxmoxConfig
-    redis: RedisConfig = field(default_factory=RedisConfig)
-    balancing: BalancingConfig = field(default_factory=BalancingConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-
-    def redacted(self) -> dict[str, Any]:
-        """The effective configuration as plain data with every secret replaced by `***`."""
-        return _as_plain(self)
-
-
-def _as_plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: _as_plain(getattr(value, f.name)) for f in fields(value)}
-        if isinstance(value, RedisConfig):
-            out["url"] = value.redacted_url
-        return out
-    if isinstance(value, Secret):
-        return REDACTED
-    if isinstance(value, tuple):
-        return [_as_plain(v) for v in value]
-    return value
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -270,52 +181,135 @@ def _kind(value: Any) -> str:
     return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
 
 
-REQUIRED = object()
+# --- declaration: each key once (check, default, help); the sections below use it ---------
 
-#: section -> key -> (check, default). The one place that says what a valid config is.
-SCHEMA: dict[str, dict[str, tuple[Check, Any]]] = {
-    "proxmox": {
-        "hosts": (_hosts, REQUIRED),
-        "user": (_text, REQUIRED),
-        "token_name": (_text, REQUIRED),
-        "token_value": (_secret, REQUIRED),
-        "verify_ssl": (_boolean, True),
-        "ca_bundle": (_optional_text, None),
-        "timeout_seconds": (_number(0.5, 300), 10.0),
-    },
-    "redis": {
-        "url": (_redis_url, "redis://localhost:6379/0"),
-    },
-    "balancing": {
-        "cpu_max": (_number(0.5, 0.9, clamp=True), 0.8),
-        "memory_max": (_number(0.5, 0.9, clamp=True), 0.8),
-        "interval_seconds": (_number(0.1, 3600), 5.0),
-        "ema_window_seconds": (_number(0.2, 86400), 60.0),
-        "proactive_margin": (_number(0.05, 0.5), 0.20),
-        "safety_margin": (_number(0.0, 0.3), 0.05),
-        "migration_cooldown_seconds": (_number(0, 7 * 86400), 600.0),
-        "exclude_tags": (_string_list, ["pve-balancer-ignore"]),
-        "exclude_nodes": (_string_list, []),
-        "proxlb_tags": (_boolean, True),
-        "leave_ha_to_pve": (_boolean, True),
-        "dry_run": (_boolean, False),
-    },
-    "logging": {
-        "format": (_choice("text", "json"), "text"),
-        "level": (_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
-    },
-    "metrics": {
-        "port": (_number(0, 65535, integer=True), 9108),
-        "listen": (_listen_address, "127.0.0.1"),
-    },
-}
+REQUIRED: Any = object()
 
+
+class Key(NamedTuple):
+    """One config key: how a value is checked, its default (or REQUIRED), what it is for."""
+
+    check: Check
+    default: Any
+    help: str
+
+
+def setting(default: Any, check: Check, help: str) -> Any:
+    """A dataclass field declaring one config key; `SCHEMA` is read back from these."""
+    key = {"key": Key(check, default, help)}
+    if default is REQUIRED:
+        return field(metadata=key)
+    return field(default=default, metadata=key)
+
+
+@dataclass(frozen=True)
+class ProxmoxConfig:
+    hosts: tuple[str, ...] = setting(
+        REQUIRED, _hosts, "PVE API endpoints, host or host:port, tried in order")
+    user: str = setting(REQUIRED, _text, "user owning the token, e.g. balancer@pve")
+    token_name: str = setting(REQUIRED, _text, "token id, e.g. balancer")
+    token_value: Secret = setting(REQUIRED, _secret, "token secret ($PVE_TOKEN_VALUE)")
+    verify_ssl: bool = setting(True, _boolean, "verify PVE's TLS certificate")
+    ca_bundle: str | None = setting(None, _optional_text, "CA file for a private CA")
+    timeout_seconds: float = setting(10.0, _number(0.5, 300), "timeout of every API call")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: Secret = setting(Secret("redis://localhost:6379/0"), _redis_url,
+                          "broker, results and state ($REDIS_URL)")
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url.reveal())
+
+
+@dataclass(frozen=True)
+class BalancingConfig:
+    cpu_max: float = setting(0.8, _number(0.5, 0.9, clamp=True), "CPU EMA threshold")
+    memory_max: float = setting(0.8, _number(0.5, 0.9, clamp=True), "memory threshold")
+    interval_seconds: float = setting(5.0, _number(0.1, 3600), "evaluation period")
+    ema_window_seconds: float = setting(60.0, _number(0.2, 86400), "CPU EMA window")
+    proactive_margin: float = setting(0.20, _number(0.05, 0.5),
+                                      "proactive threshold = mean memory + this")
+    safety_margin: float = setting(0.05, _number(0.0, 0.3),
+                                   "a target stays below each max minus this")
+    migration_cooldown_seconds: float = setting(600.0, _number(0, 7 * 86400),
+                                                "a VM just moved is not moved again before")
+    exclude_tags: tuple[str, ...] = setting(("pve-balancer-ignore",), _string_list,
+                                            "guests with any of these tags never move")
+    exclude_nodes: tuple[str, ...] = setting((), _string_list,
+                                             "nodes never a source or a target")
+    proxlb_tags: bool = setting(True, _boolean, "honour ProxLB's plb_* tags")
+    leave_ha_to_pve: bool = setting(True, _boolean, "leave HA guests to PVE's auto-rebalance")
+    dry_run: bool = setting(False, _boolean, "decide and record, migrate nothing")
+
+    @property
+    def ema_samples(self) -> int:
+        """N in alpha = 2/(N+1): how many samples one EMA window holds."""
+        return max(1, round(self.ema_window_seconds / self.interval_seconds))
+
+    @property
+    def ema_alpha(self) -> float:
+        return 2.0 / (self.ema_samples + 1)
+
+    @property
+    def ema_min_samples(self) -> int:
+        """The CPU trigger waits for half a window so a fresh start never acts on a spike."""
+        return max(1, math.ceil(self.ema_samples / 2))
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    format: str = setting("text", _choice("text", "json"), "text (key=value) or json")
+    level: str = setting("INFO", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "log level")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = setting(9108, _number(0, 65535, integer=True), "port of the exporter")
+    #: Address the exporter binds: loopback unless the operator opens it on purpose.
+    listen: str = setting("127.0.0.1", _listen_address, "address the exporter binds")
+
+
+@dataclass(frozen=True)
+class Config:
+    proxmox: ProxmoxConfig
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    balancing: BalancingConfig = field(default_factory=BalancingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data with every secret replaced by `***`."""
+        return _as_plain(self)
+
+
+def _as_plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _as_plain(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, RedisConfig):
+            out["url"] = value.redacted_url
+        return out
+    if isinstance(value, Secret):
+        return REDACTED
+    if isinstance(value, tuple):
+        return [_as_plain(v) for v in value]
+    return value
+
+
+#: section -> key -> Key(check, default, help), read from the section dataclasses: the one
+#: place that says what a valid config is.
 SECTION_TYPES: dict[str, type] = {
     "proxmox": ProxmoxConfig,
     "redis": RedisConfig,
     "balancing": BalancingConfig,
     "logging": LoggingConfig,
     "metrics": MetricsConfig,
+}
+SCHEMA: dict[str, dict[str, Key]] = {
+    name: {f.name: f.metadata["key"] for f in fields(cls)}
+    for name, cls in SECTION_TYPES.items()
 }
 
 
@@ -335,14 +329,12 @@ def _section(name: str, raw: Any) -> Any:
         if key not in schema:
             raise _unknown_key(f"{name}.{key}", list(schema))
     values: dict[str, Any] = {}
-    for key, (check, default) in schema.items():
+    for key, declared in schema.items():
         dotted = f"{name}.{key}"
         if key in raw:
-            values[key] = check(dotted, raw[key])
-        elif default is REQUIRED:
+            values[key] = declared.check(dotted, raw[key])
+        elif declared.default is REQUIRED:
             raise ConfigError(f"{dotted}: required key is missing")
-        else:
-            values[key] = check(dotted, default)
     return SECTION_TYPES[name](**values)
 
 

@@ -12,9 +12,9 @@ import math
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -256,6 +256,9 @@ class Scenario:
         raise KeyError(name)
 
 
+_Section = TypeVar("_Section")
+
+
 class _Fields:
     """Typed access to one mapping of a scenario that records problems instead of raising."""
 
@@ -333,6 +336,24 @@ class _Fields:
             return bool(value)
         self.problem(f"'{key}' must be true/false (or 1/0), got {value!r}")
         return default
+
+    def section(self, cls: type[_Section], minimum: Mapping[str, float] = {}) -> _Section:
+        """A flat section read by its dataclass: each field's default and type (bool, int,
+        float, text) are declared there once, not repeated here."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            default: Any = f.default
+            low = minimum.get(f.name)
+            if isinstance(default, bool):
+                values[f.name] = self.flag(f.name, default)
+            elif isinstance(default, int):
+                values[f.name] = self.integer(f.name, default,
+                                              None if low is None else int(low))
+            elif isinstance(default, float):
+                values[f.name] = self.number(f.name, default, 0.0 if low is None else low)
+            else:  # text, possibly absent (None)
+                values[f.name] = self.text(f.name, default) or default
+        return cls(**values)
 
     def size(self, key: str, default: int | None) -> int | None:
         for spelled in size_keys(key):
@@ -820,28 +841,13 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     top = _Fields(data, "scenario", problems)
 
     c = _Fields(top.raw("cluster", {}), "cluster", problems)
-    pve_version = c.text("version", "9.0.3") or "9.0.3"
-    cluster = ClusterSpec(
-        name=c.text("name", "pvesim") or "pvesim",
-        quorate=c.flag("quorate", True),
-        version=pve_version,
-        release=c.text("release", None) or ".".join(pve_version.split(".")[:2]),
-        repoid=c.text("repoid", ClusterSpec.repoid) or ClusterSpec.repoid,
-        config_version=c.integer("config_version", 5, minimum=1),
-        entry_node=c.text("entry_node", None),
-        cluster_tasks_lag=c.number("cluster_tasks_lag", 0.0),
-    )
+    cluster = c.section(ClusterSpec, minimum={"config_version": 1})
+    if "release" not in c.data:  # PVE's release is its version's major.minor
+        cluster = replace(cluster, release=".".join(cluster.version.split(".")[:2]))
     c.finish()
 
     a = _Fields(top.raw("auth", {}), "auth", problems)
-    auth = AuthSpec(
-        user=a.text("user", "balancer@pve") or "balancer@pve",
-        token_name=a.text("token_name", "balancer") or "balancer",
-        token_value=a.text("token_value", DEFAULT_TOKEN_VALUE) or DEFAULT_TOKEN_VALUE,
-        password=a.text("password", None),
-        sys_audit=a.flag("sys_audit", True),
-        failure_delay=a.number("failure_delay", 0.0),
-    )
+    auth = a.section(AuthSpec)
     if "@" not in auth.user:
         a.problem("user must look like NAME@REALM")
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9.\-_]+", auth.token_name):
@@ -849,23 +855,11 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     a.finish()
 
     m = _Fields(top.raw("migration", {}), "migration", problems)
-    migration = MigrationSpec(
-        seconds_per_gib=m.number("seconds_per_gib", 2.0),
-        min_seconds=m.number("min_seconds", 3.0),
-        disk_seconds_per_gib=m.number("disk_seconds_per_gib", 5.0),
-        lxc_restart_seconds=m.number("lxc_restart_seconds", 6.0),
-        hamigrate_seconds=m.number("hamigrate_seconds", 1.0),
-        abort_seconds=m.number("abort_seconds", 1.5),
-    )
+    migration = m.section(MigrationSpec)
     m.finish()
 
     h = _Fields(top.raw("ha", {}), "ha", problems)
-    ha_settings = HASettings(
-        crm_interval=h.number("crm_interval", 5.0) or 5.0,
-        lrm_delay=h.number("lrm_delay", 1.0),
-        max_workers=h.integer("max_workers", 4, minimum=1),
-        fence_delay=h.number("fence_delay", 60.0),
-    )
+    ha_settings = h.section(HASettings, minimum={"max_workers": 1, "crm_interval": 0.1})
     h.finish()
 
     options = _parse_options(top.raw("options"), problems)

@@ -1,14 +1,17 @@
 """The Celery application: broker, result backend and beat schedule all in the one Redis.
 
 Loaded by `celery -A tasks worker|beat|call|flower`. The config comes from $BALANCER_CONFIG
-(default /etc/pve-balancer/balancer.yaml); a bad config stops the process with the error
-instead of running half-configured.
+(default /etc/pve-balancer/balancer.yaml) and is read when Celery first needs its settings
+(`on_configure`), not at import: importing `tasks` (a test, a linter, a REPL) never exits. A
+bad config stops the worker or beat with the error instead of running half-configured.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from functools import cache
+from typing import Any
 
 from celery import Celery
 
@@ -21,7 +24,9 @@ POLL = "balancer.poll_migration"
 BEAT_PREFIX = "pve-balancer-beat:"
 
 
-def _load() -> Config:
+@cache
+def current_config() -> Config:
+    """The process's configuration, read once on first use; exits 3 on a bad one."""
     try:
         return load_config()
     except ConfigError as exc:
@@ -30,12 +35,37 @@ def _load() -> Config:
 
 
 def make_app(config: Config) -> Celery:
-    """A Celery app configured for at-most-one-migration semantics."""
+    """A Celery app configured from `config` at once (tests; the demo)."""
+    app = Celery("pve-balancer")
+    app.conf.update(settings(config))
+    _add_steps(app)
+    return app
+
+
+def lazy_app() -> Celery:
+    """The Celery app whose settings are read from the config file when first needed."""
+    app = Celery("pve-balancer")
+    app.on_configure.connect(_configure, weak=False)
+    _add_steps(app)
+    return app
+
+
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(settings(current_config()))
+
+
+def _add_steps(app: Celery) -> None:
+    from tasks.reconnect import BeatWatchdog
+
+    app.steps["worker"].add(BeatWatchdog)
+
+
+def settings(config: Config) -> dict[str, Any]:
+    """Celery settings for at-most-one-migration semantics."""
     interval = config.balancing.interval_seconds
     timings = Timings.from_config(config.balancing)
     url = config.redis.url.reveal()
-    app = Celery("pve-balancer")
-    app.conf.update(
+    return dict(
         broker_url=url,
         result_backend=url,
         broker_connection_retry_on_startup=True,
@@ -81,11 +111,6 @@ def make_app(config: Config) -> Celery:
             POLL: {"soft_time_limit": 60, "time_limit": 75},
         },
     )
-    from tasks.reconnect import BeatWatchdog
-
-    app.steps["worker"].add(BeatWatchdog)
-    return app
 
 
-config = _load()
-app = make_app(config)
+app = lazy_app()

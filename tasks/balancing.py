@@ -15,7 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from balancer.config import REDACTED
 from balancer.runtime import Runtime, evaluate, poll_migration, start_migration
 from balancer.runtime.evaluate import cut_short
-from tasks.app import EVALUATE, MIGRATE, POLL, app, config
+from tasks.app import EVALUATE, MIGRATE, POLL, app, current_config
 from tasks.runtime import get_runtime
 
 
@@ -32,7 +32,7 @@ class CeleryDispatcher:
 
 
 def _runtime() -> Runtime:
-    return get_runtime(config)
+    return get_runtime(current_config())
 
 
 @app.task(name=EVALUATE, ignore_result=False)

@@ -8,18 +8,20 @@ from typing import Any
 from celery import signals
 
 from balancer.logs import configure_logging, event_fields
-from tasks.app import config
+from tasks.app import current_config
 
 log = logging.getLogger("balancer.worker")
 
 
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
+    config = current_config()
     configure_logging(config.logging.format, config.logging.level)
 
 
 @signals.worker_ready.connect
 def _announce(**_: Any) -> None:
+    config = current_config()
     b = config.balancing
     log.info("worker ready", extra=event_fields(
         hosts=",".join(config.proxmox.hosts), redis=config.redis.redacted_url,

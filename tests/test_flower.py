@@ -82,12 +82,9 @@ def test_flower_shows_evaluate_results_without_secrets(
 def test_flower_binds_loopback_by_default_and_guards_metrics(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import os
-    from pathlib import Path
 
     from flower.views import monitor
 
-    example = Path(__file__).resolve().parents[1] / "config" / "balancer.yaml.example"
-    monkeypatch.setenv("BALANCER_CONFIG", str(example))  # `tasks` loads a config on import
     from tasks.flower import DEFAULT_ADDRESS, secure_defaults
 
     monkeypatch.delenv("FLOWER_ADDRESS", raising=False)

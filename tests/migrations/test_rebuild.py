@@ -16,7 +16,7 @@ UPID = "UPID:pve1:00001234:00005678:65000000:qmigrate:202:pve-balancer@pve!tok:"
 
 
 def ev(kind: EventKind, at: float, ref: MigrationRef = REF, **details: object) -> MigrationEvent:
-    return MigrationEvent.of(kind, ref, at, **details)  # type: ignore[arg-type]
+    return MigrationEvent.of(kind, ref, at, **details)
 
 
 STARTED = MigrationRef(**{**REF.__dict__, "upid": UPID})
