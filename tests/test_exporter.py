@@ -22,6 +22,7 @@ from balancer.exporter import (
     run_exporter,
     start_exporter,
 )
+from balancer.migrations import EventKind, MigrationEvent, MigrationRef
 from balancer.state import StateStore
 from tests.support.redis_server import RedisServer, free_port, wait_until
 
@@ -87,6 +88,11 @@ def record_state(store: StateStore) -> None:
     store.marks.set_cooldown(101, 600, "moved")
     store.marks.set_cooldown(102, 600, "moved")
     store.marks.mark_unmigratable(103, "local disk")
+    for kind, at in ((EventKind.SUCCEEDED, 900.0), (EventKind.FAILED, 950.0),
+                     (EventKind.SUCCEEDED, 990.0)):
+        ref = MigrationRef(vmid=int(at), source="pve1", target="pve2", decision_id=f"d{at}")
+        store.history.record_migration_event(MigrationEvent.of(EventKind.REQUESTED, ref, at - 30))
+        store.history.record_migration_event(MigrationEvent.of(kind, ref, at))
 
 
 @pytest.fixture
@@ -152,6 +158,10 @@ def test_scrape_over_http(redis_url: str, store: StateStore) -> None:
     assert got[("pve_balancer_threshold_ratio", (("resource", "cpu"),))] == 0.75
     assert got[("pve_balancer_threshold_ratio", (("resource", "memory"),))] == 0.85
     assert got[("pve_balancer_nodes_read_timestamp_seconds", ())] == 1005.0
+    last_end = "pve_balancer_last_migration_end_timestamp_seconds"
+    assert got[(last_end, (("result", "succeeded"),))] == 990.0, "the newest success"
+    assert got[(last_end, (("result", "failed"),))] == 950.0
+    assert (last_end, (("result", "aborted"),)) not in got, "none recorded: no sample"
     # The malformed node entry is skipped, not fatal.
     assert not any(labels == (("node", ""),) for _, labels in got)
 
