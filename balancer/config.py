@@ -100,6 +100,15 @@ def _number(lo: float, hi: float, *, clamp: bool = False, integer: bool = False)
     return check
 
 
+def _optional(check: Check) -> Check:
+    """`check`, or null for "derived from another key" (the help says from which)."""
+
+    def optional(key: str, value: Any) -> Any:
+        return None if value is None else check(key, value)
+
+    return optional
+
+
 def _boolean(key: str, value: Any) -> Any:
     if not isinstance(value, bool):
         raise ConfigError(f"{key}: expected true or false, got {_kind(value)}")
@@ -230,8 +239,12 @@ class BalancingConfig:
     memory_max: float = setting(0.8, _number(0.5, 0.9, clamp=True), "memory threshold")
     interval_seconds: float = setting(5.0, _number(0.1, 3600), "evaluation period")
     ema_window_seconds: float = setting(60.0, _number(0.2, 86400), "CPU EMA window")
+    proactive: bool = setting(True, _boolean, "voluntary memory spreading in a calm cluster")
     proactive_margin: float = setting(0.20, _number(0.05, 0.5),
                                       "proactive threshold = mean memory + this")
+    proactive_hold_seconds: float | None = setting(
+        None, _optional(_number(0, 86400)),
+        "a node must stay above the proactive threshold this long (null: the EMA window)")
     safety_margin: float = setting(0.05, _number(0.0, 0.3),
                                    "a target stays below each max minus this")
     migration_cooldown_seconds: float = setting(600.0, _number(0, 7 * 86400),
@@ -241,6 +254,8 @@ class BalancingConfig:
     exclude_nodes: tuple[str, ...] = setting((), _string_list,
                                              "nodes never a source or a target")
     proxlb_tags: bool = setting(True, _boolean, "honour ProxLB's plb_* tags")
+    repair_rules: bool = setting(True, _boolean,
+                                 "repair broken plb_anti_affinity_* and plb_pin_* tags")
     leave_ha_to_pve: bool = setting(True, _boolean, "leave HA guests to PVE's auto-rebalance")
     dry_run: bool = setting(False, _boolean, "decide and record, migrate nothing")
 
@@ -252,6 +267,13 @@ class BalancingConfig:
     @property
     def ema_alpha(self) -> float:
         return 2.0 / (self.ema_samples + 1)
+
+    @property
+    def proactive_hold(self) -> float:
+        """Seconds a node stays above the proactive threshold before a voluntary move."""
+        if self.proactive_hold_seconds is None:
+            return self.ema_window_seconds
+        return self.proactive_hold_seconds
 
     @property
     def ema_min_samples(self) -> int:

@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from balancer.config import Config
+from balancer.engine.repair import ANTI_AFFINITY, PIN
 from balancer.migrations import ENDS, Migration
 from balancer.state import StateStore
 from balancer.state.marks import KINDS
@@ -47,6 +48,10 @@ DEFAULT_PORT = 9108
 SOCKET_TIMEOUT = 2.0
 #: The cache entry evaluate writes each cycle (`balancer.runtime.evaluate.NODES_CACHE`).
 NODES_CACHE = "nodes"
+#: The cache entry with the newest evaluate's broken rules (`...evaluate.VIOLATIONS_CACHE`).
+VIOLATIONS_CACHE = "violations"
+#: Rule labels of `pve_balancer_rule_violations`, always exported.
+RULES = (ANTI_AFFINITY, PIN)
 NS = "pve_balancer"
 
 #: Counters recorded by the runtime: stored name -> (help, label names).
@@ -101,6 +106,7 @@ class BalancerCollector(Collector):
         # Read everything first: a Redis error half-way must not leave a partial scrape.
         ema = store.ema.entries()
         nodes_entry = store.cache.get(NODES_CACHE)
+        violations_entry = store.cache.get(VIOLATIONS_CACHE)
         snapshot = store.metrics.snapshot()
         holder = store.lock.holder()
         marks = store.marks.listing()
@@ -119,6 +125,7 @@ class BalancerCollector(Collector):
             yield stamp
 
         yield _last_ends(migrations)
+        yield _violations(violations_entry)
 
         lock = _gauge("lock_held", "1 while the cluster-wide migration lock is held.")
         lock.add_metric([], 1.0 if holder is not None else 0.0)
@@ -138,6 +145,17 @@ class BalancerCollector(Collector):
             threshold.add_metric(["cpu"], b.cpu_max)
             threshold.add_metric(["memory"], b.memory_max)
             yield threshold
+
+
+def _violations(entry: Any) -> Metric:
+    """Broken placement rules the newest evaluate found, by rule (0 when none)."""
+    family = _gauge("rule_violations", "Broken placement rules (ProxLB anti-affinity, pins) "
+                    "found by the newest evaluate, repaired or not.", ["rule"])
+    found = entry.get("violations", []) if isinstance(entry, Mapping) else []
+    per_rule = Counter(v.get("rule") for v in found if isinstance(v, Mapping))
+    for rule in RULES:
+        family.add_metric([rule], float(per_rule.get(rule, 0)))
+    return family
 
 
 def _last_ends(migrations: list[Migration]) -> Metric:

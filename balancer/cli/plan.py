@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,20 +13,27 @@ import yaml
 
 from balancer.cli.common import EXIT_OK, load, open_store
 from balancer.config import Config, ConfigError
-from balancer.engine import CpuReading, Decision, EngineInput, decide
+from balancer.engine import CpuReading, Decision, EngineInput, above_proactive, decide
 from balancer.model import ClusterSnapshot
 from balancer.pve import PveClient, PveError
 from balancer.pve.snapshot import build_snapshot, read_snapshot
 from balancer.runtime.choose import PreconditionFailed, choose_move, decision_seed
+from balancer.runtime.timings import Timings
 from balancer.state import StateStore
 
 
-def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, min_samples: int,
-                 notes: list[str]) -> tuple[dict[str, CpuReading], dict[int, str]]:
-    """CPU EMAs and blocked VMs from Redis when available; otherwise the current measurement,
-    said so, because a hand-run plan must not wait a window for history."""
+def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Config,
+                 notes: list[str]) -> EngineInput:
+    """CPU EMAs, blocked VMs and proactive holds from Redis when available; otherwise the
+    current measurement, said so, because a hand-run plan must not wait a window for
+    history. Read only: a plan records nothing, not even a hold."""
+    min_samples = config.balancing.ema_min_samples
     stored = store.ema.readings() if store is not None else {}
     blocked = store.marks.blocked() if store is not None else {}
+    held = None
+    if store is not None:
+        gap = Timings.from_config(config.balancing).hold_gap
+        held = store.holds.peek(above_proactive(snapshot, config.balancing), gap)
     if store is None:
         notes.append("Redis not reachable: no CPU history, cooldowns or backoffs considered")
     cpu: dict[str, CpuReading] = {}
@@ -39,7 +47,10 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, min_sample
     if measured:
         notes.append("no CPU history for " + ", ".join(measured)
                      + ": using the current measurement instead of the EMA")
-    return cpu, blocked
+    if held is None:
+        notes.append("no proactive hold history: a proactive move is shown without its wait")
+    return EngineInput(snapshot, cpu, blocked, config.balancing,
+                       decision_seed(snapshot, config.balancing), proactive_held=held)
 
 
 def _snapshot_from_file(path: str) -> tuple[ClusterSnapshot, dict[str, Any]]:
@@ -74,9 +85,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         snapshot, doc = _snapshot_from_file(args.snapshot)
         cpu = {node: CpuReading(float(v["value"]), int(v.get("samples", 0)))
                for node, v in (doc.get("cpu_ema") or {}).items()}
-        cpu, _ = _plan_inputs(snapshot, None, 0, []) if not cpu else (cpu, {})
+        inp = _plan_inputs(snapshot, None, config, [])
         blocked = {int(k): str(v) for k, v in (doc.get("blocked") or {}).items()}
-        notes.append(f"offline snapshot {args.snapshot}: PVE's migrate precondition not asked")
+        inp = dataclasses.replace(inp, cpu=cpu or inp.cpu, blocked=blocked)
+        notes.append(f"offline snapshot {args.snapshot}: PVE's migrate precondition not asked, "
+                     "no proactive hold applied")
     else:
         client = PveClient(config.proxmox)
         read = read_snapshot(client)
@@ -86,24 +99,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
             notes.append(f"raw snapshot saved to {args.save_snapshot}")
         for moving in read.running_migrations:
             notes.append(f"vm {moving.vmid} is migrating now: the balancer itself would wait")
-        cpu, blocked = _plan_inputs(snapshot, open_store(config),
-                                    config.balancing.ema_min_samples, notes)
+        inp = _plan_inputs(snapshot, open_store(config), config, notes)
     refused: list[str] = []
-    decision = _decide(client, snapshot, cpu, blocked, config, refused)
+    decision = _decide(client, inp, refused)
     notes += refused
     _print_decision(decision, notes, args.json)
     return EXIT_OK
 
 
-def _decide(client: PveClient | None, snapshot: ClusterSnapshot, cpu: dict[str, CpuReading],
-            blocked: dict[int, str], config: Config, refused: list[str]) -> Decision:
+def _decide(client: PveClient | None, inp: EngineInput, refused: list[str]) -> Decision:
     if client is None:
-        seed = decision_seed(snapshot, config.balancing)
-        return decide(EngineInput(snapshot, cpu, blocked, config.balancing, seed))
+        return decide(inp)
     try:
-        return choose_move(client, snapshot, cpu, blocked, config.balancing,
-                           on_refused=lambda refusal: refused.append(
-                               f"PVE would refuse vm {refusal.vmid}: {refusal.reason}"))
+        return choose_move(client, inp, on_refused=lambda refusal: refused.append(
+            f"PVE would refuse vm {refusal.vmid}: {refusal.reason}"))
     except PreconditionFailed as exc:
         raise PveError(str(exc)) from None
 

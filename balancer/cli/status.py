@@ -32,6 +32,7 @@ def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
     holder = store.lock.holder()
     beat = store.heartbeat.info()
     nodes = (store.cache.get("nodes") or {}).get("nodes", [])
+    violations = (store.cache.get("violations") or {}).get("violations", [])
     ema = store.ema.entries()
     last = store.liveness.last()
     return {
@@ -45,6 +46,7 @@ def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
         "nodes": [{**n, "cpu_ema": ema[n["name"]].value if n["name"] in ema else None,
                    "ema_samples": ema[n["name"]].samples if n["name"] in ema else 0}
                   for n in nodes],
+        "violations": violations,
         "marks": [{"kind": m.kind, "vmid": m.vmid, "until": m.until, "reason": m.reason}
                   for m in store.marks.listing()],
         "decisions": store.history.decisions(decisions),
@@ -65,6 +67,12 @@ def _render_status(status: dict[str, Any]) -> str:
         [n["name"], "yes" if n["online"] else "no", pct(n["cpu"]), pct(n["cpu_ema"]),
          n["ema_samples"], pct(n["memory"]), n["guests"]] for n in status["nodes"]])
         if status["nodes"] else "no node data yet (has an evaluate run?)")
+    out.append("")
+    if status["violations"]:
+        out.append("broken placement rules (repaired one move per cycle when possible):")
+        out.extend(f"  {v['rule']}: {v['text']}" for v in status["violations"])
+    else:
+        out.append("no broken placement rules")
     out.append("")
     out.append(table(["vm", "blocked", "until", "reason"], [
         [m["vmid"], m["kind"], clock(m["until"]), m["reason"]] for m in status["marks"]])

@@ -1,8 +1,9 @@
 """The decision engine: a pure function from a cluster snapshot to at most one migration.
 
-`decide` reads like the rules users were promised: sustained CPU first, then memory above
-`memory_max`, then proactive memory spreading in a calm cluster; the first trigger that finds
-a valid move wins, and everything not chosen comes back with its reason.
+`decide` reads like the rules users were promised: broken placement rules are repaired first,
+then sustained CPU, then memory above `memory_max`, then proactive memory spreading in a calm
+cluster; the first trigger that finds a valid move wins, and everything not chosen comes back
+with its reason.
 """
 
 from __future__ import annotations
@@ -10,8 +11,16 @@ from __future__ import annotations
 from .context import build_context
 from .explain import Report
 from .pipeline import Pipeline
+from .repair import RuleRepair
 from .rules import Rule
-from .strategies import STRATEGIES
+from .strategies import (
+    CpuTrigger,
+    MemoryTrigger,
+    ProactiveTrigger,
+    Strategy,
+    above_proactive,
+    proactive_threshold,
+)
 from .types import (
     CandidateVerdict,
     CpuReading,
@@ -23,8 +32,13 @@ from .types import (
     Trigger,
     TriggerFired,
     Utilisation,
+    Violation,
 )
 from .views import cpu_share
+
+#: In rule order; the first that finds a valid move wins.
+STRATEGIES: tuple[Strategy, ...] = (RuleRepair(), CpuTrigger(), MemoryTrigger(),
+                                    ProactiveTrigger())
 
 __all__ = [
     "CandidateVerdict",
@@ -38,8 +52,11 @@ __all__ = [
     "Trigger",
     "TriggerFired",
     "Utilisation",
+    "Violation",
+    "above_proactive",
     "cpu_share",
     "decide",
+    "proactive_threshold",
 ]
 
 

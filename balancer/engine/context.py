@@ -25,6 +25,7 @@ class Context:
     readings: Mapping[str, CpuReading]
     blocked: Mapping[int, str]
     refused_targets: Mapping[int, Mapping[str, str]]
+    proactive_held: Mapping[str, float] | None
     seed: int
     constraints: Constraints
     nodes: tuple[Node, ...]
@@ -52,6 +53,7 @@ def build_context(inp: EngineInput) -> Context:
         readings=inp.cpu,
         blocked=inp.blocked,
         refused_targets=inp.refused_targets,
+        proactive_held=inp.proactive_held,
         seed=inp.seed,
         constraints=derive_constraints(snapshot, inp.config),
         nodes=nodes,

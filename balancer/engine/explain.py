@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .types import CandidateVerdict, Decision, Move, Rejection, TriggerFired
+from .types import CandidateVerdict, Decision, Move, Rejection, TriggerFired, Violation
 
 #: Lines about individual candidates (evaluated or not) across the whole decision.
 MAX_CANDIDATE_LINES = 30
@@ -31,6 +31,7 @@ class Report:
         self._shown = 0
         self._shown_deferred = 0
         self._hidden = 0
+        self._violations: list[Violation] = []
 
     def note(self, line: str) -> None:
         self._lines.append(line)
@@ -47,6 +48,9 @@ class Report:
     def skip_source(self, prefix: str, rejection: Rejection) -> None:
         self._skipped.append(rejection)
         self._lines.append(f"{prefix}: source skipped: {rejection.message}")
+
+    def violations(self, found: list[Violation]) -> None:
+        self._violations.extend(found)
 
     def screened(self, source: str, rejected: list[CandidateVerdict], total: int) -> None:
         """Guests on a source that are not candidates: one histogram line, details if few."""
@@ -82,7 +86,7 @@ class Report:
             lines.append(f"{self._hidden} more candidate verdicts not shown "
                          "(kept in Decision.candidates)")
         return Decision(move, tuple(lines), tuple(self._fired), tuple(self._skipped),
-                        tuple(self._candidates))
+                        tuple(self._candidates), tuple(self._violations))
 
 
 def headline(move: Move | None, outcomes: list[str]) -> str:

@@ -191,6 +191,10 @@ PAIR_FILTERS: tuple[PairFilter, ...] = (
     cpu_headroom, memory_headroom, no_flip_midpoint,
 )
 
+#: A rule repair is not a balancing move: every filter applies but the no-flip midpoint.
+REPAIR_FILTERS: tuple[PairFilter, ...] = tuple(
+    check for check in PAIR_FILTERS if check is not no_flip_midpoint)
+
 
 # --- how much a target can take before a filter says no (for pruning) -------------------------
 
@@ -233,17 +237,19 @@ ROOMS: dict[PairFilter, RoomBound] = {
 }
 
 
-def room(source: NodeView, target: NodeView, resource: Resource, ctx: Context) -> Room:
-    """The least room any active size filter leaves on `target` (infinite: no such filter)."""
-    bounds = [ROOMS[check](source, target, resource, ctx) for check in PAIR_FILTERS
+def room(source: NodeView, target: NodeView, resource: Resource, ctx: Context,
+         filters: tuple[PairFilter, ...] = PAIR_FILTERS) -> Room:
+    """The least room any of `filters`' size filters leaves on `target` (infinite: none)."""
+    bounds = [ROOMS[check](source, target, resource, ctx) for check in filters
               if check in ROOMS]
     return Room(min((b.cpu for b in bounds), default=_NO_BOUND),
                 min((b.memory for b in bounds), default=_NO_BOUND))
 
 
-def first_pair_rejection(p: Placement, ctx: Context) -> Rejection | None:
+def first_pair_rejection(p: Placement, ctx: Context,
+                         filters: tuple[PairFilter, ...] = PAIR_FILTERS) -> Rejection | None:
     """kube-style: a target's verdict is the first filter that rejects it."""
-    for check in PAIR_FILTERS:
+    for check in filters:
         rejection = check(p, ctx)
         if rejection is not None:
             return rejection

@@ -15,7 +15,10 @@ from balancer.model import Guest
 
 from .context import Context
 from .filters import (
+    PAIR_FILTERS,
+    REPAIR_FILTERS,
     TARGET_NODE_FILTERS,
+    PairFilter,
     Placement,
     first_node_rejection,
     first_pair_rejection,
@@ -26,10 +29,14 @@ from .types import CandidateVerdict, Move, TargetVerdict, TargetVerdicts, Trigge
 from .views import NodeView, Resource, cpu_share
 
 RESOURCE_OF: dict[Trigger, Resource] = {
+    Trigger.RULE: Resource.MEMORY,
     Trigger.CPU: Resource.CPU,
     Trigger.MEMORY: Resource.MEMORY,
     Trigger.PROACTIVE: Resource.MEMORY,
 }
+
+#: The pair filters each trigger's moves must pass.
+FILTERS_OF: dict[Trigger, tuple[PairFilter, ...]] = {Trigger.RULE: REPAIR_FILTERS}
 
 #: Relative slack on room estimates, far above float noise, so pruning is never too eager.
 _SLACK = 1e-6
@@ -41,6 +48,8 @@ class Targets:
 
     closed: TargetVerdicts  # rejected by a node-only filter, for every guest
     open: tuple[NodeView, ...]
+    resource: Resource
+    filters: tuple[PairFilter, ...]
     cpu_room: float  # most threads any open target can take (headroom and midpoint)
     memory_room: float  # most bytes any open target can take
 
@@ -52,48 +61,50 @@ class Pipeline:
         self.ctx = ctx
         self._gates = {n.name: first_node_rejection(TARGET_NODE_FILTERS, n, ctx)
                        for n in ctx.nodes}
-        self._targets: dict[tuple[str, Resource], Targets] = {}
+        self._targets: dict[tuple[str, Trigger], Targets] = {}
 
-    def targets(self, source: NodeView, resource: Resource) -> Targets:
-        key = (source.name, resource)
+    def targets(self, source: NodeView, trigger: Trigger) -> Targets:
+        key = (source.name, trigger)
         if key not in self._targets:
-            self._targets[key] = self._split(source, resource)
+            self._targets[key] = self._split(source, trigger)
         return self._targets[key]
 
-    def _split(self, source: NodeView, resource: Resource) -> Targets:
+    def _split(self, source: NodeView, trigger: Trigger) -> Targets:
+        resource, filters = RESOURCE_OF[trigger], FILTERS_OF.get(trigger, PAIR_FILTERS)
         others = [n.name for n in self.ctx.nodes if n.name != source.name]
         closed = tuple(TargetVerdict(name, self._gates[name]) for name in others
                        if self._gates[name] is not None)
         open_ = tuple(self.ctx.views[name] for name in others if self._gates[name] is None)
-        rooms = [room(source, t, resource, self.ctx) for t in open_]
+        rooms = [room(source, t, resource, self.ctx, filters) for t in open_]
         # Slack so that float noise never prunes a guest the filters would accept.
         cpu = [r.cpu + _SLACK * t.maxcpu for r, t in zip(rooms, open_, strict=True)]
         memory = [r.memory + _SLACK * t.maxmem for r, t in zip(rooms, open_, strict=True)]
-        return Targets(closed, open_, max(cpu, default=-1.0), max(memory, default=-1.0))
+        return Targets(closed, open_, resource, filters, max(cpu, default=-1.0),
+                       max(memory, default=-1.0))
 
     def place(self, guest: Guest, source: NodeView, trigger: Trigger) -> CandidateVerdict:
         """Every target's verdict for one eligible guest, and the best valid target if any."""
-        resource = RESOURCE_OF[trigger]
-        targets = self.targets(source, resource)
+        targets = self.targets(source, trigger)
         if guest.cpu_cores > targets.cpu_room or guest.maxmem > targets.memory_room:
-            lazy = partial(self.verdicts, guest, source, resource)
+            lazy = partial(self.verdicts, guest, source, trigger)
             return CandidateVerdict(guest.vmid, guest.name, source.name, trigger,
                                     target_verdicts=lazy)
-        verdicts, best = self._evaluate(guest, source, resource, targets)
+        verdicts, best = self._evaluate(guest, source, targets)
         return CandidateVerdict(guest.vmid, guest.name, source.name, trigger,
                                 target=best, target_verdicts=verdicts)
 
-    def verdicts(self, guest: Guest, source: NodeView, resource: Resource) -> TargetVerdicts:
-        return self._evaluate(guest, source, resource, self.targets(source, resource))[0]
+    def verdicts(self, guest: Guest, source: NodeView, trigger: Trigger) -> TargetVerdicts:
+        return self._evaluate(guest, source, self.targets(source, trigger))[0]
 
-    def _evaluate(self, guest: Guest, source: NodeView, resource: Resource,
+    def _evaluate(self, guest: Guest, source: NodeView,
                   targets: Targets) -> tuple[TargetVerdicts, str | None]:
         verdicts: list[TargetVerdict] = []
         best: tuple[TargetKey, str] | None = None
+        resource = targets.resource
         for target in targets.open:
             after = target.with_guest(guest)
             rejection = first_pair_rejection(
-                Placement(guest, source, target, after, resource), self.ctx)
+                Placement(guest, source, target, after, resource), self.ctx, targets.filters)
             verdicts.append(TargetVerdict(target.name, rejection))
             if rejection is None:
                 key = (target_key(after, resource), target.name)

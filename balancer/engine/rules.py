@@ -17,6 +17,7 @@ class Rule(StrEnum):
     SOURCE_OFFLINE = "source_offline"
     SOURCE_MAINTENANCE = "source_maintenance"
     SOURCE_EXCLUDED = "source_excluded"
+    PROACTIVE_HOLD = "proactive_hold"
 
     # Candidates: guest checks (all failures are reported, descheduler-style).
     CONTAINER = "container"

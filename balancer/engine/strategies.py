@@ -1,5 +1,7 @@
-"""The three triggers, in rule order. Each classifies nodes, orders sources and candidates,
-and hands every candidate to the shared filter -> score pipeline; the first valid move wins.
+"""The triggers, in rule order: rule repair (`repair.py`), sustained CPU, memory above
+`memory_max`, proactive memory spreading. Each classifies nodes, orders sources and
+candidates, and hands every candidate to the shared filter -> score pipeline; the first valid
+move wins.
 """
 
 from __future__ import annotations
@@ -8,12 +10,13 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from balancer.model import Guest, GuestType, Node
+from balancer.config import BalancingConfig
+from balancer.model import ClusterSnapshot, Guest, GuestType, Node
 
 from .context import Context
 from .eligibility import guest_rejections
 from .explain import Report
-from .filters import SOURCE_FILTERS, first_node_rejection
+from .filters import EPSILON, SOURCE_FILTERS, first_node_rejection
 from .pipeline import Pipeline
 from .rules import Rule, reject
 from .types import CandidateVerdict, CpuReading, Move, Rejection, Trigger, TriggerFired
@@ -259,12 +262,26 @@ class MemoryTrigger:
             report.outcome(f"{name}: no node above {label}{top}")
             return None
         order = random_within_fewest_moves(random.Random(ctx.seed), limit)
+        waiting: list[Rejection] = []
         for node in over:
             report.fire(TriggerFired(self.trigger, node.name, node.memory_ratio, limit),
                         f"{name}: {node.name} memory {node.memory_ratio:.2f} > {label}")
+            if (wait := self.still_holding(node, limit, ctx)) is not None:
+                report.skip_source(name, wait)
+                waiting.append(wait)
+                continue
             if (move := drain(node, self.trigger, pipe, report, order)) is not None:
                 return move
-        report.outcome(f"{name}: no valid move off {', '.join(n.name for n in over)}")
+        held_back = {w.subject for w in waiting}
+        tried = [n.name for n in over if n.name not in held_back]
+        sentences = [f"{name}: {w.message.removeprefix(f'{w.rule}: ')}" for w in waiting]
+        if tried:
+            sentences.append(f"{name}: no valid move off {', '.join(tried)}")
+        report.outcome("; ".join(sentences))
+        return None
+
+    def still_holding(self, node: Node, limit: float, ctx: Context) -> Rejection | None:
+        """Why `node` must stay above a while longer before it sheds (None: it may now)."""
         return None
 
 
@@ -274,14 +291,26 @@ class ProactiveTrigger(MemoryTrigger):
     trigger = Trigger.PROACTIVE
 
     def threshold(self, ctx: Context) -> tuple[float, str]:
-        online = ctx.online
-        mean = sum(n.memory_ratio for n in online) / len(online) if online else 0.0
         margin = ctx.config.proactive_margin
-        return mean + margin, (f"mean memory {mean:.2f} + proactive_margin {margin:.2f} "
-                               f"= {mean + margin:.2f}")
+        mean, limit = proactive_threshold(ctx.online, margin)
+        return limit, f"mean memory {mean:.2f} + proactive_margin {margin:.2f} = {limit:.2f}"
+
+    def still_holding(self, node: Node, limit: float, ctx: Context) -> Rejection | None:
+        """A voluntary move needs a sustained reason: the node must have stayed above for
+        `proactive_hold` seconds of consecutive cycles (a spike that ends moves nothing)."""
+        held, hold = ctx.proactive_held, ctx.config.proactive_hold
+        if held is None:
+            return None  # not tracked by this caller (see EngineInput.proactive_held)
+        seconds = held.get(node.name, 0.0)
+        if seconds + EPSILON >= hold:
+            return None
+        return reject(Rule.PROACTIVE_HOLD, node.name,
+                      f"above {limit:.2f} for {seconds:.0f} of {hold:.0f} s", seconds, hold)
 
     def blocked_by(self, ctx: Context) -> str | None:
         cfg = ctx.config
+        if not cfg.proactive:
+            return "off (balancing.proactive: false)"
         for node in ctx.online:
             view = ctx.views[node.name]
             if view.cpu > cfg.cpu_max:
@@ -292,4 +321,16 @@ class ProactiveTrigger(MemoryTrigger):
         return None
 
 
-STRATEGIES: tuple[Strategy, ...] = (CpuTrigger(), MemoryTrigger(), ProactiveTrigger())
+def proactive_threshold(nodes: Sequence[Node], margin: float) -> tuple[float, float]:
+    """(mean memory ratio, proactive threshold) over `nodes` (the online ones)."""
+    mean = sum(n.memory_ratio for n in nodes) / len(nodes) if nodes else 0.0
+    return mean, mean + margin
+
+
+def above_proactive(snapshot: ClusterSnapshot, config: BalancingConfig) -> list[str]:
+    """Online nodes above the proactive threshold now: the runtime records, across cycles,
+    how long each has stayed there (`EngineInput.proactive_held`)."""
+    online = [n for n in snapshot.nodes if n.online]
+    _, limit = proactive_threshold(online, config.proactive_margin)
+    return sorted(n.name for n in online if n.memory_ratio > limit)
+

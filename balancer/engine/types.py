@@ -25,6 +25,8 @@ _Name = TypeVar("_Name", bound=str)
 class Trigger(StrEnum):
     """Why a move was made: the rule that fired on the source."""
 
+    #: A broken rule nobody else enforces (ProxLB anti-affinity, pin) is repaired.
+    RULE = "rule"
     CPU = "cpu"
     MEMORY = "memory"
     PROACTIVE = "proactive"
@@ -39,6 +41,10 @@ class EngineInput:
     seed: int = 0
     #: Targets PVE's migrate precondition refused for a VM (vmid -> node -> reason).
     refused_targets: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    #: Seconds each node has stayed above the proactive threshold over consecutive cycles
+    #: (the runtime keeps it in Redis). None: not tracked by this caller (a what-if plan from
+    #: a saved snapshot, a unit test), so the hold is not applied and the explanation says so.
+    proactive_held: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +168,29 @@ def _by_count(counts: Counter[_Name]) -> list[tuple[_Name, int]]:
 
 
 @dataclass(frozen=True)
+class Violation:
+    """A placement rule broken right now: `rule` is `anti_affinity` or `pin`."""
+
+    rule: str
+    label: str
+    node: str
+    vmids: tuple[int, ...]
+    #: Whether it may be repaired by a move this cycle (balancing.repair_rules and a valid
+    #: target found); False also when it was not reached (one move per cycle).
+    repaired: bool = False
+
+    def describe(self) -> str:
+        guests = ", ".join(f"vm {v}" for v in self.vmids)
+        if self.rule == "pin":
+            return f"{guests} runs on {self.node}, outside {self.label}"
+        return f"{guests} share {self.node} against {self.label}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "label": self.label, "node": self.node,
+                "vmids": list(self.vmids), "text": self.describe()}
+
+
+@dataclass(frozen=True)
 class Decision:
     """At most one move, plus why everything else was not chosen."""
 
@@ -170,6 +199,8 @@ class Decision:
     fired: tuple[TriggerFired, ...] = ()
     skipped_sources: tuple[Rejection, ...] = ()
     candidates: tuple[CandidateVerdict, ...] = field(default=(), repr=False)
+    #: Every rule violation found, repaired by this move or not (`plan` lists them all).
+    violations: tuple[Violation, ...] = ()
 
     @property
     def action(self) -> Literal["migrate", "none"]:
@@ -186,6 +217,7 @@ class Decision:
             "reason": str(move.reason) if move else None,
             "explanation": list(self.explanation),
             "projected": _projected(move) if move else None,
+            "violations": [v.to_dict() for v in self.violations],
         }
 
 

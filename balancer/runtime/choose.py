@@ -12,11 +12,11 @@ allowed by PVE; after `MAX_PRECONDITION_TRIES` refused VMs the cycle moves nothi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from balancer.config import BalancingConfig
-from balancer.engine import CpuReading, Decision, EngineInput, Move, decide
+from balancer.engine import Decision, EngineInput, Move, decide
 from balancer.model import ClusterSnapshot
 from balancer.pve.client import PveClient
 from balancer.pve.errors import PveError
@@ -44,16 +44,18 @@ def decision_seed(snapshot: ClusterSnapshot, config: BalancingConfig) -> int:
     return int(snapshot.taken_at // max(config.interval_seconds, 1.0))
 
 
-def choose_move(client: PveClient, snapshot: ClusterSnapshot, cpu: Mapping[str, CpuReading],
-                blocked: Mapping[int, str], config: BalancingConfig,
+def choose_move(client: PveClient, inp: EngineInput,
                 on_refused: Callable[[Refusal], None]) -> Decision:
-    """The engine's best move that PVE's precondition allows, or a decision without a move."""
-    blocked = dict(blocked)
+    """The engine's best move that PVE's precondition allows, or a decision without a move.
+    Each refusal is added to the engine's input (a blocked VM, refused targets) and the
+    engine asked again."""
+    snapshot = inp.snapshot
+    blocked = dict(inp.blocked)
     refused_targets: dict[int, dict[str, str]] = {}
     asked: dict[int, Precondition] = {}
-    seed = decision_seed(snapshot, config)
     while True:
-        decision = decide(EngineInput(snapshot, cpu, blocked, config, seed, refused_targets))
+        decision = decide(dataclasses.replace(inp, blocked=blocked,
+                                              refused_targets=refused_targets))
         move = decision.move
         if move is None:
             return decision

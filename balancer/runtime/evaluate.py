@@ -13,14 +13,14 @@ from collections import Counter
 
 import redis
 
-from balancer.engine import Decision
+from balancer.engine import Decision, EngineInput, above_proactive
 from balancer.logs import event_fields
 from balancer.migrations import EventKind, MigrationEvent, MigrationRef
 from balancer.model import ClusterSnapshot
 from balancer.pve.errors import PveError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
-from balancer.runtime.choose import PreconditionFailed, Refusal, choose_move
+from balancer.runtime.choose import PreconditionFailed, Refusal, choose_move, decision_seed
 from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.reconcile import rebuild_cooldowns_if_lost, reconcile_unfinished
 from balancer.runtime.results import CycleResult
@@ -29,6 +29,7 @@ from balancer.runtime.skip import Skip
 log = logging.getLogger("balancer.evaluate")
 
 NODES_CACHE = "nodes"
+VIOLATIONS_CACHE = "violations"
 
 
 def evaluate(rt: Runtime, dispatch: Dispatcher, scheduled: bool = False) -> CycleResult:
@@ -100,19 +101,23 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
     # before the EMA update: a recovered move corrects the averages this cycle decides on.
     reconcile_unfinished(rt, snapshot)
     rebuild_cooldowns_if_lost(rt, snapshot)
+    cfg = rt.config.balancing
     cpu = rt.store.ema.update(
         {node.name: node.cpu for node in snapshot.nodes if node.online},
         sampled_at=snapshot.taken_at,
-        alpha=rt.config.balancing.ema_alpha,
+        alpha=cfg.ema_alpha,
         online=[node.name for node in snapshot.nodes if node.online],
         ttl_seconds=rt.timings.ema_ttl,
     )
+    held = rt.store.holds.observe(above_proactive(snapshot, cfg), gap=rt.timings.hold_gap,
+                                  ttl=rt.timings.ema_ttl)
+    inp = EngineInput(snapshot, cpu, rt.store.marks.blocked(), cfg,
+                      decision_seed(snapshot, cfg), proactive_held=held)
     try:
-        decision = choose_move(rt.client, snapshot, cpu, rt.store.marks.blocked(),
-                               rt.config.balancing,
-                               on_refused=lambda refusal: _refused(rt, refusal))
+        decision = choose_move(rt.client, inp, on_refused=lambda refusal: _refused(rt, refusal))
     except PreconditionFailed as exc:
         raise Skip("read_failed", str(exc)) from None
+    publish_violations(rt, decision)
     decision_id = uuid.uuid4().hex[:12]
     result = CycleResult.decided(decision, decision_id, rt.config.balancing.dry_run)
     _record(rt, result)
@@ -164,6 +169,12 @@ def publish_nodes(rt: Runtime, snapshot: ClusterSnapshot) -> None:
              for n in snapshot.nodes]
     rt.store.cache.set(NODES_CACHE, {"at": snapshot.taken_at, "nodes": nodes},
                        max(60.0, 10 * rt.timings.interval))
+
+
+def publish_violations(rt: Runtime, decision: Decision) -> None:
+    """The broken placement rules this cycle found, for `status` and the exporter."""
+    rt.store.cache.set(VIOLATIONS_CACHE, {"at": rt.clock(), "violations": [
+        v.to_dict() for v in decision.violations]}, max(60.0, 10 * rt.timings.interval))
 
 
 def announce_pve_auto_rebalance(rt: Runtime, snapshot: ClusterSnapshot) -> None:

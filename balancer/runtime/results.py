@@ -94,13 +94,16 @@ class CycleResult:
     skip: str | None = None
     decision_id: str | None = None
     dry_run: bool | None = None
+    #: Broken placement rules found this cycle (`Violation.to_dict()`), repaired or not.
+    violations: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def decided(cls, decision: Decision, decision_id: str, dry_run: bool) -> CycleResult:
         d = decision.to_dict()
         return cls(action=d["action"], reason=d["reason"], explanation=tuple(d["explanation"]),
                    vmid=d["vmid"], source=d["source"], target=d["target"],
-                   projected=d["projected"], decision_id=decision_id, dry_run=dry_run)
+                   projected=d["projected"], decision_id=decision_id, dry_run=dry_run,
+                   violations=tuple(d["violations"]))
 
     @classmethod
     def skipped(cls, kind: str, reason: str) -> CycleResult:
@@ -113,8 +116,9 @@ class CycleResult:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["explanation"] = list(self.explanation)
+        out["violations"] = list(self.violations)
         if self.action == "skipped":
-            del out["projected"], out["decision_id"], out["dry_run"]
+            del out["projected"], out["decision_id"], out["dry_run"], out["violations"]
         else:
             del out["skip"]
         return out

@@ -40,6 +40,9 @@ class Timings:
     cycle_deadline: float
     #: the re-check before the migrate POST ends by then, well inside the lock's TTL.
     recheck_deadline: float
+    #: evaluations further apart than this are not consecutive: a proactive hold starts over
+    #: (a few missed cycles are tolerated; a migration in flight, minutes long, is not).
+    hold_gap: float
 
     @classmethod
     def from_config(cls, balancing: BalancingConfig) -> Timings:
@@ -58,4 +61,5 @@ class Timings:
             ema_ttl=max(10 * balancing.ema_window_seconds, 60.0),
             cycle_deadline=0.7 * _clamp(4 * interval, 2.0, 30.0),
             recheck_deadline=0.4 * _clamp(12 * interval, 5.0, 60.0),
+            hold_gap=3 * interval,
         )

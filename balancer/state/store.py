@@ -15,6 +15,7 @@ Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
     P metrics:<name>          hash labels -> value (see metrics.py)  same
     P last-evaluate           JSON {at, action} of the newest evaluate   PX 30 days
     P cycle                   "a scheduled evaluate started"   PX half an interval
+    P holds:proactive         hash node -> {since, seen}       PX a few EMA windows
 
 Errors are never swallowed: any Redis trouble raises `redis.exceptions.RedisError` and the
 caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, health checks).
@@ -33,6 +34,7 @@ from balancer.state.clock import RedisClock
 from balancer.state.ema import CpuEmaStore
 from balancer.state.heartbeat import Heartbeat
 from balancer.state.history import History
+from balancer.state.holds import Holds
 from balancer.state.keys import DEFAULT_PREFIX, Clock, key_count, keys_without_ttl
 from balancer.state.liveness import Liveness
 from balancer.state.lock import EVALUATE_LOCK, MIGRATION_LOCK, MigrationLock
@@ -62,6 +64,7 @@ class StateStore:
         self.heartbeat = Heartbeat(client, prefix, clock=clock)
         self.metrics = MetricsStore(client, prefix, clock)
         self.liveness = Liveness(client, prefix, clock)
+        self.holds = Holds(client, prefix, clock)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, *,

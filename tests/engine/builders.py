@@ -78,10 +78,11 @@ def engine_input(snap: ClusterSnapshot, cpu: Mapping[str, CpuReading] | None = N
                  blocked: Mapping[int, str] | None = None,
                  cfg: BalancingConfig | None = None, seed: int = 0,
                  refused_targets: Mapping[int, Mapping[str, str]] | None = None,
+                 proactive_held: Mapping[str, float] | None = None,
                  ) -> EngineInput:
     return EngineInput(snapshot=snap, cpu=steady(snap.nodes) if cpu is None else cpu,
                        blocked=blocked or {}, config=cfg or config(), seed=seed,
-                       refused_targets=refused_targets or {})
+                       refused_targets=refused_targets or {}, proactive_held=proactive_held)
 
 
 def context(snap: ClusterSnapshot, cpu: Mapping[str, CpuReading] | None = None,

@@ -3,7 +3,7 @@
 import pytest
 
 from balancer.config import BalancingConfig
-from balancer.engine import CpuReading, Decision, Trigger, decide
+from balancer.engine import CpuReading, Decision, Rule, Trigger, above_proactive, decide
 from balancer.model import Guest, Node
 
 from .builders import config, engine_input, node, snapshot, vm
@@ -78,3 +78,54 @@ def test_proactive_respects_the_midpoint() -> None:
     assert decision.move is None
     (verdict,) = decision.candidates
     assert verdict.summary() == "vm 101: 0/1 targets valid: 1 midpoint"
+
+
+# --- issue 15: a voluntary move needs a sustained reason ------------------------------------
+
+def test_a_node_above_for_less_than_the_hold_sheds_nothing_and_says_how_long() -> None:
+    nodes, guests = lopsided()
+    inp = engine_input(snapshot(nodes, guests), cfg=config(proactive_hold_seconds=60),
+                       proactive_held={"pve1": 15.0})
+    decision = decide(inp)
+    assert decision.move is None
+    assert "proactive: pve1 above 0.60 for 15 of 60 s" in decision.explanation[0]
+    (held_back,) = decision.skipped_sources
+    assert (held_back.rule, held_back.observed, held_back.limit) == (
+        Rule.PROACTIVE_HOLD, 15.0, 60.0)
+
+
+@pytest.mark.parametrize("held", [60.0, 61.5])
+def test_once_the_hold_is_reached_the_node_sheds(held: float) -> None:
+    nodes, guests = lopsided()
+    decision = decide(engine_input(snapshot(nodes, guests),
+                                   cfg=config(proactive_hold_seconds=60),
+                                   proactive_held={"pve1": held}))
+    assert decision.move is not None and decision.move.reason is Trigger.PROACTIVE
+
+
+def test_the_hold_defaults_to_the_ema_window() -> None:
+    assert config().proactive_hold == config().ema_window_seconds == 60
+    assert config(ema_window_seconds=120).proactive_hold == 120
+    assert config(proactive_hold_seconds=0).proactive_hold == 0
+
+
+def test_the_mandatory_memory_trigger_does_not_wait() -> None:
+    """Memory above memory_max hurts now: no hold, whatever the proactive state says."""
+    nodes = [node("pve1", mem_gib=230, maxmem_gib=256), node("pve2", mem_gib=64)]
+    guests = [vm(100 + i, mem_gib=16) for i in range(6)]
+    decision = decide(engine_input(snapshot(nodes, guests), proactive_held={}))
+    assert decision.move is not None and decision.move.reason is Trigger.MEMORY
+
+
+def test_proactive_off_leaves_only_mandatory_moves() -> None:
+    nodes, guests = lopsided()
+    decision = decide(engine_input(snapshot(nodes, guests), cfg=config(proactive=False),
+                                   proactive_held={"pve1": 3600.0}))
+    assert decision.move is None
+    assert "proactive: off (balancing.proactive: false)" in decision.explanation[0]
+
+
+def test_above_proactive_names_the_nodes_the_runtime_must_time() -> None:
+    nodes, guests = lopsided()
+    assert above_proactive(snapshot(nodes, guests), config()) == ["pve1"]
+    assert above_proactive(snapshot(nodes, guests), config(proactive_margin=0.35)) == []

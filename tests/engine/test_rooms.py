@@ -23,10 +23,11 @@ def test_the_tightest_active_size_filter_bounds_the_room() -> None:
     assert memory.memory == pytest.approx((100 - 32) / 2 * GIB)  # the memory midpoint
 
 
-def test_a_filter_taken_out_of_the_pipeline_no_longer_prunes(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_filter_left_out_no_longer_prunes() -> None:
+    """A rule repair passes every filter but the no-flip midpoint: its room is the
+    headroom's, so the pruning follows the filter list, not a copy of its arithmetic."""
     ctx = context(snapshot(NODES))
     source, target = ctx.views["pve1"], ctx.views["pve2"]
-    without = tuple(f for f in filters.PAIR_FILTERS if f is not filters.no_flip_midpoint)
-    monkeypatch.setattr(filters, "PAIR_FILTERS", without)
-    assert filters.room(source, target, Resource.CPU, ctx).cpu == pytest.approx(14.4)
+    assert filters.no_flip_midpoint not in filters.REPAIR_FILTERS
+    repair = filters.room(source, target, Resource.CPU, ctx, filters.REPAIR_FILTERS)
+    assert repair.cpu == pytest.approx(14.4)

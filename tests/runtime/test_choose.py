@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from balancer.config import BalancingConfig, ProxmoxConfig, Secret
-from balancer.engine import CpuReading
+from balancer.engine import CpuReading, EngineInput
 from balancer.pve.client import PveClient
 from balancer.pve.snapshot import read_snapshot
 from balancer.runtime.choose import MAX_PRECONDITION_TRIES, Refusal, choose_move
@@ -45,7 +45,8 @@ def _choose(running: RunningSim, refusals: list[Refusal]) -> Any:
     client = _client(running)
     snapshot = read_snapshot(client).snapshot
     cpu = {n.name: CpuReading(n.cpu, 100) for n in snapshot.nodes}
-    return choose_move(client, snapshot, cpu, {}, BalancingConfig(), refusals.append)
+    return choose_move(client, EngineInput(snapshot, cpu, {}, BalancingConfig()),
+                       refusals.append)
 
 
 def _precondition_gets(running: RunningSim) -> list[str]:
