@@ -175,9 +175,11 @@ def memory_headroom(p: Placement, ctx: Context) -> Rejection | None:
 
 
 def no_flip_midpoint(p: Placement, ctx: Context) -> Rejection | None:
-    """The target may not end above halfway between source and target: no flipped imbalance."""
+    """The target may not end above halfway between source and target: no flipped imbalance.
+    It compares what the VM uses now (its cores, its host memory) on both sides; the
+    headroom filters keep charging `maxmem`, the most it may grow to."""
     source, target = p.source.usage(p.resource), p.target.usage(p.resource)
-    after, midpoint = p.after.usage(p.resource), (source + target) / 2
+    after, midpoint = p.target.with_used(p.guest).usage(p.resource), (source + target) / 2
     if after <= midpoint + EPSILON:
         return None
     return reject(Rule.MIDPOINT, p.target.name,
@@ -199,10 +201,12 @@ REPAIR_FILTERS: tuple[PairFilter, ...] = tuple(
 # --- how much a target can take before a filter says no (for pruning) -------------------------
 
 class Room(NamedTuple):
-    """What a target can take from `source` before a filter rejects: threads and bytes."""
+    """What a target can take from `source` before a filter rejects: threads, bytes of
+    `maxmem` (what the headroom charges) and bytes of host memory (what the midpoint does)."""
 
     cpu: float
     memory: float
+    memory_used: float = float("inf")
 
 
 RoomBound = Callable[[NodeView, NodeView, Resource, Context], Room]
@@ -224,7 +228,7 @@ def no_flip_midpoint_room(source: NodeView, target: NodeView, resource: Resource
     half = (source.usage(resource) - target.usage(resource)) / 2
     if resource is Resource.CPU:
         return Room(half * target.maxcpu, _NO_BOUND)
-    return Room(_NO_BOUND, half * target.maxmem)
+    return Room(_NO_BOUND, _NO_BOUND, half * target.maxmem)
 
 
 #: The filters whose verdict is a size limit, each with the room it leaves. The pipeline
@@ -243,7 +247,8 @@ def room(source: NodeView, target: NodeView, resource: Resource, ctx: Context,
     bounds = [ROOMS[check](source, target, resource, ctx) for check in filters
               if check in ROOMS]
     return Room(min((b.cpu for b in bounds), default=_NO_BOUND),
-                min((b.memory for b in bounds), default=_NO_BOUND))
+                min((b.memory for b in bounds), default=_NO_BOUND),
+                min((b.memory_used for b in bounds), default=_NO_BOUND))
 
 
 def first_pair_rejection(p: Placement, ctx: Context,

@@ -51,7 +51,8 @@ class Targets:
     resource: Resource
     filters: tuple[PairFilter, ...]
     cpu_room: float  # most threads any open target can take (headroom and midpoint)
-    memory_room: float  # most bytes any open target can take
+    memory_room: float  # most bytes of maxmem any open target can take (headroom)
+    used_room: float  # most bytes of host memory any open target can take (midpoint)
 
 
 class Pipeline:
@@ -79,13 +80,15 @@ class Pipeline:
         # Slack so that float noise never prunes a guest the filters would accept.
         cpu = [r.cpu + _SLACK * t.maxcpu for r, t in zip(rooms, open_, strict=True)]
         memory = [r.memory + _SLACK * t.maxmem for r, t in zip(rooms, open_, strict=True)]
+        used = [r.memory_used + _SLACK * t.maxmem for r, t in zip(rooms, open_, strict=True)]
         return Targets(closed, open_, resource, filters, max(cpu, default=-1.0),
-                       max(memory, default=-1.0))
+                       max(memory, default=-1.0), max(used, default=-1.0))
 
     def place(self, guest: Guest, source: NodeView, trigger: Trigger) -> CandidateVerdict:
         """Every target's verdict for one eligible guest, and the best valid target if any."""
         targets = self.targets(source, trigger)
-        if guest.cpu_cores > targets.cpu_room or guest.maxmem > targets.memory_room:
+        if (guest.cpu_cores > targets.cpu_room or guest.maxmem > targets.memory_room
+                or guest.host_memory > targets.used_room):
             lazy = partial(self.verdicts, guest, source, trigger)
             return CandidateVerdict(guest.vmid, guest.name, source.name, trigger,
                                     target_verdicts=lazy)

@@ -24,7 +24,7 @@ def test_no_flip_midpoint_cpu(source_cpu: float, target_cpu: float, cores: float
 def test_no_flip_midpoint_memory_uses_memory_only() -> None:
     snap = snapshot([node("pve1", cpu=0.1, mem_gib=80, maxmem_gib=100),
                      node("pve2", cpu=0.9, mem_gib=50, maxmem_gib=100)],
-                    [vm(101, mem_gib=8, maxmem_gib=20)])
+                    [vm(101, mem_gib=20, maxmem_gib=32)])
     ctx = context(snap)
     rejection = no_flip_midpoint(placement(ctx, 101, "pve2", Resource.MEMORY), ctx)
     assert rejection is not None  # 0.70 after > midpoint 0.65, whatever the CPU says
@@ -32,3 +32,14 @@ def test_no_flip_midpoint_memory_uses_memory_only() -> None:
                                  "(source pve1 0.80, target 0.50 before)")
     assert rejection.observed == pytest.approx(0.70)
     assert rejection.limit == pytest.approx(0.65)
+
+
+def test_no_flip_midpoint_charges_what_the_vm_uses_not_its_maxmem() -> None:
+    """Issue 15: the midpoint compares usage with usage. The VM uses 8 GiB of its 20: the
+    target would hold 0.58 (<= 0.65), although 0.70 once the VM grew to its maximum (the
+    headroom filter's business)."""
+    snap = snapshot([node("pve1", mem_gib=80, maxmem_gib=100),
+                     node("pve2", mem_gib=50, maxmem_gib=100)],
+                    [vm(101, mem_gib=8, maxmem_gib=20)])
+    ctx = context(snap)
+    assert no_flip_midpoint(placement(ctx, 101, "pve2", Resource.MEMORY), ctx) is None

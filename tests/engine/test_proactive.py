@@ -129,3 +129,21 @@ def test_above_proactive_names_the_nodes_the_runtime_must_time() -> None:
     nodes, guests = lopsided()
     assert above_proactive(snapshot(nodes, guests), config()) == ["pve1"]
     assert above_proactive(snapshot(nodes, guests), config(proactive_margin=0.35)) == []
+
+
+def test_a_relief_the_maxmem_midpoint_refused_now_finishes() -> None:
+    """Issue 15: the VMs on pve1 use 16/8/8 GiB of 64 GiB each. Charged at their maxmem, every
+    move would end above the midpoint (0.35 + 0.25 = 0.60 > 0.505) and pve1 stayed above the
+    proactive threshold for good; charged at what they use, one move relieves it."""
+    nodes = [node("pve1", mem_gib=0.66 * 256), *(node(f"pve{i}", mem_gib=0.35 * 256)
+                                                 for i in (2, 3, 4))]
+    guests = [vm(100, mem_gib=16, maxmem_gib=64), vm(101, mem_gib=8, maxmem_gib=64),
+              vm(102, mem_gib=8, maxmem_gib=64)]
+    decision = run(nodes, guests)
+    move = decision.move
+    assert move is not None and move.reason is Trigger.PROACTIVE and move.vmid == 100
+    threshold = decision.fired[0].limit
+    assert move.source_after.memory < threshold, "relieved in one move"
+    midpoint = (move.source_before.memory + move.target_before.memory) / 2
+    assert move.target_before.memory + 64 / 256 > midpoint, "the old measure refused it"
+    assert move.target_after.memory < 0.75, "the headroom still charges maxmem"

@@ -20,7 +20,8 @@ def test_the_tightest_active_size_filter_bounds_the_room() -> None:
     assert cpu.memory == pytest.approx((0.75 - 0.25) * 128 * GIB)
     memory = filters.room(source, target, Resource.MEMORY, ctx)
     assert memory.cpu == pytest.approx(14.4)
-    assert memory.memory == pytest.approx((100 - 32) / 2 * GIB)  # the memory midpoint
+    assert memory.memory == pytest.approx((0.75 - 0.25) * 128 * GIB)  # headroom: maxmem
+    assert memory.memory_used == pytest.approx((100 - 32) / 2 * GIB)  # midpoint: host memory
 
 
 def test_a_filter_left_out_no_longer_prunes() -> None:
