@@ -30,10 +30,11 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Co
     min_samples = config.balancing.ema_min_samples
     stored = store.ema.readings() if store is not None else {}
     blocked = store.marks.blocked() if store is not None else {}
-    held = None
+    held, guest_cpu = None, None
     if store is not None:
         gap = Timings.from_config(config.balancing).hold_gap
         held = store.holds.peek(above_proactive(snapshot, config.balancing), gap)
+        guest_cpu = store.guest_ema.values() or None
     if store is None:
         notes.append("Redis not reachable: no CPU history, cooldowns or backoffs considered")
     cpu: dict[str, CpuReading] = {}
@@ -50,7 +51,8 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Co
     if held is None:
         notes.append("no proactive hold history: a proactive move is shown without its wait")
     return EngineInput(snapshot, cpu, blocked, config.balancing,
-                       decision_seed(snapshot, config.balancing), proactive_held=held)
+                       decision_seed(snapshot, config.balancing), proactive_held=held,
+                       guest_cpu=guest_cpu)
 
 
 def _snapshot_from_file(path: str) -> tuple[ClusterSnapshot, dict[str, Any]]:

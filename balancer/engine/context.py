@@ -6,9 +6,10 @@ cycle cheap.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from balancer.config import BalancingConfig
 from balancer.model import ClusterSnapshot, Guest, Node
@@ -26,6 +27,7 @@ class Context:
     blocked: Mapping[int, str]
     refused_targets: Mapping[int, Mapping[str, str]]
     proactive_held: Mapping[str, float] | None
+    guest_cpu: Mapping[int, float] | None
     seed: int
     constraints: Constraints
     nodes: tuple[Node, ...]
@@ -37,6 +39,24 @@ class Context:
     #: How the limits were derived, for rejection messages.
     cpu_limit_text: str
     memory_limit_text: str
+    _smoothed: dict[str, tuple[Guest, ...]] = field(default_factory=dict, compare=False,
+                                                   repr=False)
+
+    def guests_on(self, node: str) -> tuple[Guest, ...]:
+        """The guests on `node` as the triggers weigh them: their CPU is the per-guest
+        average where one exists (what a VM will keep using, not a noise peak). Built for
+        the few nodes a trigger looks at, not for all 10,000 guests."""
+        found = self._smoothed.get(node)
+        if found is None:
+            found = tuple(self.smooth(g) for g in self.guests_by_node.get(node, ()))
+            self._smoothed[node] = found
+        return found
+
+    def smooth(self, guest: Guest) -> Guest:
+        value = None if self.guest_cpu is None else self.guest_cpu.get(guest.vmid)
+        if value is None or value == guest.cpu:
+            return guest
+        return dataclasses.replace(guest, cpu=value)
 
     @property
     def online(self) -> tuple[Node, ...]:
@@ -54,6 +74,7 @@ def build_context(inp: EngineInput) -> Context:
         blocked=inp.blocked,
         refused_targets=inp.refused_targets,
         proactive_held=inp.proactive_held,
+        guest_cpu=inp.guest_cpu,
         seed=inp.seed,
         constraints=derive_constraints(snapshot, inp.config),
         nodes=nodes,

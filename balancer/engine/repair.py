@@ -58,7 +58,7 @@ def repair_order(violations: list[Violation], ctx: Context) -> list[Guest]:
     for v in violations:
         for vmid in v.vmids:
             fixes[vmid] += len(v.vmids) - 1 if v.rule == ANTI_AFFINITY else 1
-    guests = [g for g in ctx.snapshot.guests if g.vmid in fixes]
+    guests = [ctx.smooth(g) for g in ctx.snapshot.guests if g.vmid in fixes]
     return sorted(guests, key=lambda g: (-fixes[g.vmid], g.host_memory, g.vmid))
 
 

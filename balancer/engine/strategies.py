@@ -49,7 +49,7 @@ def drain(node: Node, trigger: Trigger, pipe: Pipeline, report: Report,
 def screen(source: str, trigger: Trigger, ctx: Context, report: Report,
            source_checks: Sequence[SourceCheck]) -> list[Guest]:
     """Guests on `source` that may move; the others are reported with all their reasons."""
-    guests = sorted(ctx.guests_by_node.get(source, ()), key=lambda g: g.vmid)
+    guests = sorted(ctx.guests_on(source), key=lambda g: g.vmid)
     eligible: list[Guest] = []
     rejected: list[CandidateVerdict] = []
     for guest in guests:
@@ -143,7 +143,7 @@ class CpuTrigger:
             if not self.ready(node, reading, ctx, report):
                 continue
             tried.append(node.name)
-            guests = ctx.guests_by_node.get(node.name, ())
+            guests = ctx.guests_on(node.name)
             order = cpu_order(ctx.config.cpu_max, ctx.config.safety_margin)
             move = drain(node, self.trigger, pipe, report, order,
                          cpu_source_checks(node, guests))

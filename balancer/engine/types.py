@@ -45,6 +45,10 @@ class EngineInput:
     #: (the runtime keeps it in Redis). None: not tracked by this caller (a what-if plan from
     #: a saved snapshot, a unit test), so the hold is not applied and the explanation says so.
     proactive_held: Mapping[str, float] | None = None
+    #: Each running guest's CPU averaged over the EMA window (the same unit as `Guest.cpu`),
+    #: kept in Redis by the runtime. Candidate choice, relief and target projections use it
+    #: instead of the last sample. None: the last sample is all there is.
+    guest_cpu: Mapping[int, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

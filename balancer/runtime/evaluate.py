@@ -111,8 +111,12 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
     )
     held = rt.store.holds.observe(above_proactive(snapshot, cfg), gap=rt.timings.hold_gap,
                                   ttl=rt.timings.ema_ttl)
+    guest_cpu = rt.store.guest_ema.update(
+        {g.vmid: g.cpu for g in snapshot.guests if g.running}, sampled_at=snapshot.taken_at,
+        alpha=cfg.ema_alpha, reset_after=cfg.ema_window_seconds,
+        ttl_seconds=rt.timings.ema_ttl)
     inp = EngineInput(snapshot, cpu, rt.store.marks.blocked(), cfg,
-                      decision_seed(snapshot, cfg), proactive_held=held)
+                      decision_seed(snapshot, cfg), proactive_held=held, guest_cpu=guest_cpu)
     try:
         decision = choose_move(rt.client, inp, on_refused=lambda refusal: _refused(rt, refusal))
     except PreconditionFailed as exc:

@@ -16,6 +16,7 @@ Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
     P last-evaluate           JSON {at, action} of the newest evaluate   PX 30 days
     P cycle                   "a scheduled evaluate started"   PX half an interval
     P holds:proactive         hash node -> {since, seen}       PX a few EMA windows
+    P ema:guests              JSON {ts, v: {vmid: cpu average}}     PX ~10 x EMA window
 
 Errors are never swallowed: any Redis trouble raises `redis.exceptions.RedisError` and the
 caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, health checks).
@@ -32,6 +33,7 @@ from redis.retry import Retry
 from balancer.state.cache import RedisJsonCache
 from balancer.state.clock import RedisClock
 from balancer.state.ema import CpuEmaStore
+from balancer.state.guest_ema import GuestCpuEma
 from balancer.state.heartbeat import Heartbeat
 from balancer.state.history import History
 from balancer.state.holds import Holds
@@ -65,6 +67,7 @@ class StateStore:
         self.metrics = MetricsStore(client, prefix, clock)
         self.liveness = Liveness(client, prefix, clock)
         self.holds = Holds(client, prefix, clock)
+        self.guest_ema = GuestCpuEma(client, prefix, clock)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, *,

@@ -1,5 +1,7 @@
 """Rule 1, sustained CPU: busiest VM stays, least-memory sufficient move, else most relief."""
 
+import dataclasses
+
 import pytest
 
 from balancer.config import BalancingConfig
@@ -162,3 +164,22 @@ def test_least_utilised_target_wins_ties_by_memory_then_name() -> None:
     decision = run(nodes, guests)
     assert decision.move is not None and decision.move.target == "pve4"
     assert decision.move.target_after.cpu == pytest.approx(0.2 + 4 / 32)
+
+
+# --- issue 15: weigh guests by what they keep using ------------------------------------------
+
+def test_a_noise_peak_does_not_make_a_vm_look_like_enough_relief() -> None:
+    """pve1 (16 threads) at 0.90. vm 101's last sample (0.9 of 4 cores) says moving it alone
+    leaves 0.675, but it averages 0.3 (1.2 cores): moving it would leave 0.825 and cost a
+    second move. vm 102 (0.7 of 4, steady) really relieves pve1, so it moves."""
+    nodes = [node("pve1", cpu=0.9, maxcpu=16), node("pve2", cpu=0.2), node("pve3", cpu=0.2)]
+    guests = [vm(100, cpu=1.0, maxcpu=8, mem_gib=32), vm(101, cpu=0.9, mem_gib=2),
+              vm(102, cpu=0.7, mem_gib=8)]
+    last_sample = decide(engine_input(snapshot(nodes, guests)))
+    assert last_sample.move is not None and last_sample.move.vmid == 101
+    averaged = decide(dataclasses.replace(engine_input(snapshot(nodes, guests)),
+                                          guest_cpu={100: 1.0, 101: 0.3, 102: 0.7}))
+    move = averaged.move
+    assert move is not None and move.vmid == 102
+    assert move.source_after.cpu == pytest.approx(0.9 - 2.8 / 16)
+    assert move.cpu_share_source == pytest.approx(2.8 / 16), "the EMA shift uses it too"

@@ -1,0 +1,94 @@
+"""Per-guest CPU average, for choosing and projecting moves with what a VM keeps using.
+
+A guest's last sample can be a noise peak: moving it relieves less than it seemed and the
+source drifts back over `cpu_max` (the big benchmark shed two extra VMs that way). The
+triggers weigh guests by this average instead (`EngineInput.guest_cpu`).
+
+Layout: `P ema:guests`, one JSON document `{"ts": sampled_at, "v": {vmid: average}}` with a
+TTL. One Lua script per cycle updates every guest, whatever their number (one round trip):
+a guest seen for the first time (or after `reset_after` seconds without samples) starts from
+its sample; guests no longer running drop out, which bounds the document to the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+
+import redis
+
+from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, to_ms
+
+# KEYS[1] the document. ARGV: alpha, ttl ms, sampled_at, reset_after, samples (JSON object).
+_UPDATE = """
+local alpha = tonumber(ARGV[1])
+local ts = tonumber(ARGV[3])
+local reset = tonumber(ARGV[4])
+local cur = redis.call('GET', KEYS[1])
+local old = {}
+if cur then
+  local d = cjson.decode(cur)
+  if ts <= d.ts then
+    return cur
+  end
+  if ts - d.ts <= reset then
+    old = d.v
+  end
+end
+local out = {}
+local n = 0
+for vmid, x in pairs(cjson.decode(ARGV[5])) do
+  local prev = old[vmid]
+  if prev then
+    out[vmid] = alpha * x + (1 - alpha) * prev
+  else
+    out[vmid] = x
+  end
+  n = n + 1
+end
+local doc
+if n == 0 then
+  doc = '{"ts":' .. string.format('%.17g', ts) .. ',"v":{}}'
+else
+  doc = cjson.encode({ts = ts, v = out})
+end
+redis.call('SET', KEYS[1], doc, 'PX', ARGV[2])
+return doc
+"""
+
+
+class GuestCpuEma(RedisPart):
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
+                 clock: Clock = time.time) -> None:
+        super().__init__(client, prefix, clock)
+        self.doc_key = self.key("ema", "guests")
+        self._update = client.register_script(_UPDATE)
+
+    def update(self, samples: Mapping[int, float], sampled_at: float, alpha: float,
+               reset_after: float, ttl_seconds: float) -> dict[int, float]:
+        """Fold this cycle's sample of every running guest in; every guest's average after.
+        A sample not newer than the stored one is ignored (two evaluates, one snapshot)."""
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+        payload = json.dumps({str(vmid): max(0.0, float(cpu)) for vmid, cpu in samples.items()})
+        reply = self._update(keys=[self.doc_key], args=[
+            number(alpha, "alpha"), to_ms(ttl_seconds), number(sampled_at, "sampled_at"),
+            number(reset_after, "reset_after"), payload])
+        return _values(reply)
+
+    def values(self) -> dict[int, float]:
+        """The stored averages, read only (a hand-run `plan`)."""
+        raw = self.client.get(self.doc_key)
+        return {} if raw is None else _values(raw)
+
+    def clear(self) -> None:
+        self.client.delete(self.doc_key)
+
+
+def _values(raw: object) -> dict[int, float]:
+    try:
+        doc = json.loads(text(raw))
+        return {int(vmid): float(v) for vmid, v in doc.get("v", {}).items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}  # unreadable: the engine falls back to the last samples
