@@ -31,6 +31,10 @@ class Scenario:
     hot: int
     goal_ms: float
     stuck: bool = False
+    #: Anti-affinity groups scattered at random, many members sharing nodes: every cycle is
+    #: a rule repair (issue 15), its members tried against every node. Otherwise the groups
+    #: start intact (as a cluster ProxLB kept would), so the CPU trigger is what is measured.
+    broken_rules: bool = False
 
 
 SCENARIOS = (
@@ -38,10 +42,12 @@ SCENARIOS = (
     Scenario("32 nodes / 1,500 VMs, 4 hot, no room", 32, 1500, 4, 20.0, stuck=True),
     Scenario("128 nodes / 10,000 VMs, 8 hot", 128, 10000, 8, 100.0),
     Scenario("128 nodes / 10,000 VMs, 8 hot, no room", 128, 10000, 8, 100.0, stuck=True),
+    Scenario("128 nodes / 10,000 VMs, broken anti-affinity, no room", 128, 10000, 8, 100.0,
+             stuck=True, broken_rules=True),
 )
 
 
-def _guest(rng: random.Random, vmid: int, node: str, hot: bool) -> Guest:
+def _guest(rng: random.Random, vmid: int, node: str, hot: bool, group: int) -> Guest:
     kind = rng.random()
     vcpus = rng.choice((2, 4, 8))
     mem = rng.choice((4, 8, 16, 32)) * GIB
@@ -52,14 +58,16 @@ def _guest(rng: random.Random, vmid: int, node: str, hot: bool) -> Guest:
         cpu=rng.uniform(0.4, 1.0) if hot else rng.uniform(0.0, 0.35), maxcpu=vcpus,
         mem=int(mem * 0.7), maxmem=mem, memhost=int(mem * 0.75),
         lock="backup" if 0.9 < kind <= 0.91 else None,
-        tags=frozenset({f"plb_anti_affinity_g{vmid % 50}"}) if kind < 0.1 else frozenset(),
+        tags=frozenset({f"plb_anti_affinity_g{group}"}) if kind < 0.1 else frozenset(),
     )
 
 
 def build(s: Scenario, seed: int = 7) -> EngineInput:
     rng = random.Random(seed)
     names = [f"pve{i:03d}" for i in range(s.nodes)]
-    guests = [_guest(rng, 100 + i, names[i % s.nodes], (i % s.nodes) < s.hot)
+    # One group per row of nodes keeps members apart; vmid % 50 piles them up.
+    guests = [_guest(rng, 100 + i, names[i % s.nodes], (i % s.nodes) < s.hot,
+                     (100 + i) % 50 if s.broken_rules else i // s.nodes)
               for i in range(s.guests)]
     per_node: dict[str, list[Guest]] = {name: [] for name in names}
     for guest in guests:

@@ -41,9 +41,11 @@ class Report:
         self._outcomes.append(sentence)
         self._lines.append(sentence)
 
-    def fire(self, event: TriggerFired, line: str) -> None:
+    def fire(self, event: TriggerFired, line: str | None) -> None:
+        """A trigger fired; `line` None keeps it as data only (a long list is summarised)."""
         self._fired.append(event)
-        self._lines.append(line)
+        if line is not None:
+            self._lines.append(line)
 
     def skip_source(self, prefix: str, rejection: Rejection) -> None:
         self._skipped.append(rejection)

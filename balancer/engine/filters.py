@@ -179,13 +179,21 @@ def no_flip_midpoint(p: Placement, ctx: Context) -> Rejection | None:
     It compares what the VM uses now (its cores, its host memory) on both sides; the
     headroom filters keep charging `maxmem`, the most it may grow to."""
     source, target = p.source.usage(p.resource), p.target.usage(p.resource)
-    after, midpoint = p.target.with_used(p.guest).usage(p.resource), (source + target) / 2
+    after, midpoint = _used_after(p), (source + target) / 2
     if after <= midpoint + EPSILON:
         return None
     return reject(Rule.MIDPOINT, p.target.name,
                   f"{p.resource} {after:.2f} after move > midpoint {midpoint:.2f} "
                   f"(source {p.source.name} {source:.2f}, target {target:.2f} before)",
                   after, midpoint)
+
+
+def _used_after(p: Placement) -> float:
+    """The target's usage once it holds what the VM uses now (one per pair: no new view)."""
+    if p.resource is Resource.CPU:
+        return p.after.cpu  # cores are cores: the same as the headroom's projection
+    t = p.target
+    return (t.mem + p.guest.host_memory) / t.maxmem if t.maxmem > 0 else 0.0
 
 
 PAIR_FILTERS: tuple[PairFilter, ...] = (

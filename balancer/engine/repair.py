@@ -62,6 +62,18 @@ def repair_order(violations: list[Violation], ctx: Context) -> list[Guest]:
     return sorted(guests, key=lambda g: (-fixes[g.vmid], g.host_memory, g.vmid))
 
 
+#: Violations named in a headline, and given a line each; the rest are counted (all of
+#: them are in `Decision.violations`).
+MAX_NAMED = 3
+MAX_LINES = 10
+
+
+def _listing(violations: list[Violation]) -> str:
+    named = "; ".join(v.describe() for v in violations[:MAX_NAMED])
+    rest = len(violations) - MAX_NAMED
+    return named + (f" and {rest} more" if rest > 0 else "")
+
+
 class RuleRepair:
     trigger = Trigger.RULE
 
@@ -71,9 +83,12 @@ class RuleRepair:
         report.violations(violations)
         if not violations:
             return None
-        for v in violations:
-            report.fire(TriggerFired(self.trigger, v.node, len(v.vmids), 1),
-                        f"rule: {v.describe()}")
+        for index, v in enumerate(violations):
+            line = f"rule: {v.describe()}" if index < MAX_LINES else None
+            report.fire(TriggerFired(self.trigger, v.node, len(v.vmids), 1), line)
+        if len(violations) > MAX_LINES:
+            report.note(f"rule: {len(violations) - MAX_LINES} more broken rules "
+                        "(all in plan --json and status)")
         if not ctx.config.repair_rules:
             report.outcome(f"rule: {len(violations)} broken, not repaired "
                            "(balancing.repair_rules: false)")
@@ -81,8 +96,7 @@ class RuleRepair:
         for guest in repair_order(violations, ctx):
             if (move := self._try(guest, pipe, report)) is not None:
                 return move
-        report.outcome("rule: cannot repair " + "; ".join(v.describe() for v in violations)
-                       + ": no valid move")
+        report.outcome(f"rule: cannot repair {_listing(violations)}: no valid move")
         return None
 
     def _try(self, guest: Guest, pipe: Pipeline, report: Report) -> Move | None:

@@ -68,13 +68,6 @@ class NodeView(NamedTuple):
         cpu = self.cpu + _rescale(guest.cpu_cores, self.maxcpu)
         return NodeView(self.name, cpu, self.mem + guest.maxmem, self.maxcpu, self.maxmem)
 
-    def with_used(self, guest: Guest) -> NodeView:
-        """This node holding what `guest` uses now (its cores, its host memory): the
-        no-flip midpoint compares like with like, not a ceiling with a usage."""
-        cpu = self.cpu + _rescale(guest.cpu_cores, self.maxcpu)
-        return NodeView(self.name, cpu, self.mem + guest.host_memory, self.maxcpu,
-                        self.maxmem)
-
     def without_guest(self, guest: Guest) -> NodeView:
         """This node after `guest` left: its cores and its current host footprint freed."""
         cpu = max(0.0, self.cpu - _rescale(guest.cpu_cores, self.maxcpu))

@@ -93,3 +93,15 @@ def test_a_guest_that_may_not_move_is_skipped_for_the_other_member() -> None:
     d = run([vm(100, mem_gib=2, tags=[WEB], lock="backup"), vm(101, mem_gib=8, tags=[WEB])])
     assert d.move is not None and d.move.vmid == 101
     assert any("vm 100 on pve1: not a candidate: locked" in line for line in d.explanation)
+
+
+def test_many_violations_make_a_bounded_explanation() -> None:
+    nodes = [node(f"pve{i}", mem_gib=240) for i in range(1, 4)]  # no room anywhere
+    guests = [vm(100 + i, node="pve1", tags=[f"plb_anti_affinity_g{i // 2}"])
+              for i in range(40)]
+    d = run(guests, nodes)
+    assert d.move is None and len(d.violations) == 20
+    assert " and 17 more: no valid move;" in d.explanation[0]
+    assert len([line for line in d.explanation if line.startswith("rule: vm")]) == 10
+    assert "rule: 10 more broken rules (all in plan --json and status)" in d.explanation
+    assert len(d.fired) == 20
