@@ -179,9 +179,6 @@ class Violation:
     label: str
     node: str
     vmids: tuple[int, ...]
-    #: Whether it may be repaired by a move this cycle (balancing.repair_rules and a valid
-    #: target found); False also when it was not reached (one move per cycle).
-    repaired: bool = False
 
     def describe(self) -> str:
         guests = ", ".join(f"vm {v}" for v in self.vmids)
