@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from balancer.cli import EXIT_OK, EXIT_UNAVAILABLE, main
+from balancer.exporter import make_registry
 from balancer.runtime import evaluate
 from balancer.state import StateStore
-from tests.runtime.scenarios import CPU_HOT
+from tests.runtime.scenarios import CPU_HOT, cluster, vm
 from tests.support.celery_worker import write_config
 from tests.support.steps import StepDispatcher, runtime_for
 from tests.support.waiting import free_port, wait_until
@@ -156,3 +158,34 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
         main([command, "--help"])
     assert exc.value.code == 0
     assert len(capsys.readouterr().out.splitlines()) >= 3
+
+
+def test_a_rule_that_cannot_be_repaired_shows_in_plan_status_and_metrics(
+        cli: Cli, pvesim_factory: Callable[..., Any], tmp_path: Path, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: vm 700 is pinned to pve3, which has no memory left for it: never forced,
+    always reported."""
+    scenario = cluster([vm(700, "pve1", 2, 0.2, 8, tags=["plb_pin_pve3"]),
+                        vm(701, "pve3", 2, 0.2, 56, mem_gib=52)])
+    running = pvesim_factory(scenario, speed=10.0)
+    config_path = tmp_path / "balancer.yaml"
+    write_config(config_path, running.host_port, running.user, running.token_name, redis_url)
+    monkeypatch.setenv("PVE_TOKEN_VALUE", running.token_value)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    code, out, _ = cli("--config", str(config_path), "plan", "--json")
+    plan = json.loads(out)
+    assert code == EXIT_OK and plan["action"] == "none"
+    assert plan["violations"] == [{"rule": "pin", "label": "its pinned nodes pve3",
+                                   "node": "pve1", "vmids": [700],
+                                   "text": "vm 700 runs on pve1, outside its pinned nodes pve3"}]
+    assert "rule: cannot repair vm 700" in plan["explanation"][0]
+
+    rt = runtime_for(running, redis_url)
+    assert evaluate(rt, StepDispatcher()).violations == tuple(plan["violations"])
+    code, out, _ = cli("--config", str(config_path), "status")
+    assert "pin: vm 700 runs on pve1, outside its pinned nodes pve3" in out
+    body = generate_latest(make_registry(rt.store)).decode()
+    assert 'pve_balancer_rule_violations{rule="pin"} 1.0' in body
+    assert 'pve_balancer_rule_violations{rule="anti_affinity"} 0.0' in body
+    assert running.sim.migration_log == []
