@@ -183,3 +183,15 @@ def test_a_noise_peak_does_not_make_a_vm_look_like_enough_relief() -> None:
     assert move is not None and move.vmid == 102
     assert move.source_after.cpu == pytest.approx(0.9 - 2.8 / 16)
     assert move.cpu_share_source == pytest.approx(2.8 / 16), "the EMA shift uses it too"
+
+
+def test_without_headroom_the_move_landing_lowest_under_cpu_max_wins() -> None:
+    """No single move reaches 0.75 (cpu_max - margin). 3.5 cores would land pve1 at 0.791,
+    a fluctuation away from another move; 4 cores land it at 0.775: that one, although it
+    copies more memory."""
+    guests = [vm(101, cpu=1.0, maxcpu=12),                   # busiest, stays
+              vm(103, cpu=0.875, maxcpu=4, mem_gib=4),       # 3.5 cores: lands at 0.791
+              vm(104, cpu=1.0, maxcpu=4, mem_gib=16)]        # 4 cores: lands at 0.775
+    decision = run(hot_cluster(), guests, cfg=config(safety_margin=0.05))
+    assert decision.move is not None and decision.move.vmid == 104
+    assert decision.move.source_after.cpu == pytest.approx(0.9 - 4 / 32)
