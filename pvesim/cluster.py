@@ -249,8 +249,11 @@ class Cluster:
     # ----- loads -----------------------------------------------------------------------
 
     def _jitter(self, vmid: int, t: float, salt: int) -> float:
-        """Deterministic noise in [-1, 1] that changes every 10 s (pvestatd's cadence)."""
-        return (_mix(self.seed, vmid, salt, int(t // 10)) % 20001) / 10000.0 - 1.0
+        """Deterministic noise in [-1, 1] that changes every 10 s (pvestatd's cadence), counted
+        from the scenario's start: the same seed gives the same loads at the same simulated
+        second in every run (the benchmark's lower bound reads the loads a run sees)."""
+        step = int((t - self.clock.start) // 10)
+        return (_mix(self.seed, vmid, salt, step) % 20001) / 10000.0 - 1.0
 
     def node_online(self, name: str, t: float | None = None) -> bool:
         node = self.nodes[name]
