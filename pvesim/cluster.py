@@ -277,35 +277,36 @@ class Cluster:
     def guest_running(self, g: GuestState, t: float) -> bool:
         return g.status.at(t) == "running" and self.nodes[g.node.at(t)].online.at(t)
 
-    def guest_cpu(self, g: GuestState, t: float) -> float:
-        """Share of the guest's own vCPUs in use (may exceed 1, like PVE's vmstatus)."""
+    def guest_cpu(self, g: GuestState, t: float, noise: bool = True) -> float:
+        """Share of the guest's own vCPUs in use (may exceed 1, like PVE's vmstatus). Without
+        `noise`, the sustained load the jitter varies around (the benchmark's lower bound)."""
         if not self.guest_running(g, t):
             return 0.0
-        return self._running_cpu(g, t)
+        return self._running_cpu(g, t, noise)
 
-    def _running_cpu(self, g: GuestState, t: float) -> float:
+    def _running_cpu(self, g: GuestState, t: float, noise: bool = True) -> float:
         """guest_cpu for a guest known to be running at `t`."""
         value = g.cpu_override.at(t)
         if value is None:
             profiled = g.spec.profile.cpu(t - self.clock.start)
             value = g.spec.cpu if profiled is None else profiled
-        if g.spec.noise:
+        if g.spec.noise and noise:
             value *= 1.0 + g.spec.noise * self._jitter(g.vmid, t, 1)
         return max(0.0, value)
 
-    def guest_mem(self, g: GuestState, t: float) -> tuple[int, int]:
+    def guest_mem(self, g: GuestState, t: float, noise: bool = True) -> tuple[int, int]:
         """(mem, memhost) in bytes; memhost keeps the scenario's host-side overhead."""
         if not self.guest_running(g, t):
             return 0, 0
-        return self._running_mem(g, t)
+        return self._running_mem(g, t, noise)
 
-    def _running_mem(self, g: GuestState, t: float) -> tuple[int, int]:
+    def _running_mem(self, g: GuestState, t: float, noise: bool = True) -> tuple[int, int]:
         """guest_mem for a guest known to be running at `t`."""
         value = g.mem_override.at(t)
         if value is None:
             profiled = g.spec.profile.mem(t - self.clock.start)
             value = g.spec.mem if profiled is None else profiled
-        if g.spec.noise:
+        if g.spec.noise and noise:
             value = int(value * (1.0 + g.spec.noise * 0.5 * self._jitter(g.vmid, t, 2)))
         mem = max(0, min(int(value), g.spec.maxmem))
         if g.type != "qemu":
