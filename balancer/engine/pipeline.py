@@ -2,8 +2,11 @@
 
 Node-only verdicts are computed once per decision and shared by every candidate; only the
 targets that pass them are checked per pair, and only those that pass everything are scored.
-A guest too big for the roomiest open target is known to fit nowhere without checking each
-pair; its per-target verdicts are then computed only if someone reads them.
+A guest that no open target has room for, in threads and bytes *on the same node*, is known
+to fit nowhere without checking each pair; its per-target verdicts are then computed only if
+someone reads them. The rooms are kept as their Pareto frontier (the targets no other target
+beats in every measure), so "room on the same node" is a scan of a few points, not of every
+node, even when the nodes with CPU room are not the nodes with memory room.
 """
 
 from __future__ import annotations
@@ -50,9 +53,19 @@ class Targets:
     open: tuple[NodeView, ...]
     resource: Resource
     filters: tuple[PairFilter, ...]
-    cpu_room: float  # most threads any open target can take (headroom and midpoint)
-    memory_room: float  # most bytes of maxmem any open target can take (headroom)
-    used_room: float  # most bytes of host memory any open target can take (midpoint)
+    #: (threads, bytes of maxmem, bytes of host memory) some open target can take at once,
+    #: non-dominated points only, roomiest in threads first.
+    frontier: tuple[tuple[float, float, float], ...]
+
+    def may_fit(self, guest: Guest) -> bool:
+        """False when no open target has room for `guest` in every measure at once."""
+        cores, maxmem, used = guest.cpu_cores, guest.maxmem, guest.host_memory
+        for cpu, memory, host in self.frontier:
+            if cpu < cores:
+                return False  # sorted: no later point has more threads
+            if memory >= maxmem and host >= used:
+                return True
+        return False
 
 
 class Pipeline:
@@ -76,19 +89,18 @@ class Pipeline:
         closed = tuple(TargetVerdict(name, self._gates[name]) for name in others
                        if self._gates[name] is not None)
         open_ = tuple(self.ctx.views[name] for name in others if self._gates[name] is None)
-        rooms = [room(source, t, resource, self.ctx, filters) for t in open_]
         # Slack so that float noise never prunes a guest the filters would accept.
-        cpu = [r.cpu + _SLACK * t.maxcpu for r, t in zip(rooms, open_, strict=True)]
-        memory = [r.memory + _SLACK * t.maxmem for r, t in zip(rooms, open_, strict=True)]
-        used = [r.memory_used + _SLACK * t.maxmem for r, t in zip(rooms, open_, strict=True)]
-        return Targets(closed, open_, resource, filters, max(cpu, default=-1.0),
-                       max(memory, default=-1.0), max(used, default=-1.0))
+        points = []
+        for t in open_:
+            r = room(source, t, resource, self.ctx, filters)
+            points.append((r.cpu + _SLACK * t.maxcpu, r.memory + _SLACK * t.maxmem,
+                           r.memory_used + _SLACK * t.maxmem))
+        return Targets(closed, open_, resource, filters, _frontier(points))
 
     def place(self, guest: Guest, source: NodeView, trigger: Trigger) -> CandidateVerdict:
         """Every target's verdict for one eligible guest, and the best valid target if any."""
         targets = self.targets(source, trigger)
-        if (guest.cpu_cores > targets.cpu_room or guest.maxmem > targets.memory_room
-                or guest.host_memory > targets.used_room):
+        if not targets.may_fit(guest):
             lazy = partial(self.verdicts, guest, source, trigger)
             return CandidateVerdict(guest.vmid, guest.name, source.name, trigger,
                                     target_verdicts=lazy)
@@ -128,3 +140,13 @@ class Pipeline:
             cpu_share_source=cpu_share(guest, source),
             cpu_share_target=cpu_share(guest, target),
         )
+
+
+def _frontier(points: list[tuple[float, float, float]]
+              ) -> tuple[tuple[float, float, float], ...]:
+    """The points no other point beats in all three measures, most threads first."""
+    kept: list[tuple[float, float, float]] = []
+    for point in sorted(points, key=lambda p: (-p[0], -p[1], -p[2])):
+        if not any(k[1] >= point[1] and k[2] >= point[2] for k in kept):
+            kept.append(point)  # fewer (or equal) threads than every kept one: more memory
+    return tuple(kept)

@@ -18,6 +18,7 @@ class Rule(StrEnum):
     SOURCE_MAINTENANCE = "source_maintenance"
     SOURCE_EXCLUDED = "source_excluded"
     PROACTIVE_HOLD = "proactive_hold"
+    NO_OPEN_TARGET = "no_open_target"
 
     # Candidates: guest checks (all failures are reported, descheduler-style).
     CONTAINER = "container"

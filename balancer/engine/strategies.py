@@ -7,6 +7,7 @@ move wins.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -42,8 +43,25 @@ def drain(node: Node, trigger: Trigger, pipe: Pipeline, report: Report,
         report.skip_source(str(trigger), rejection)
         return None
     source = pipe.ctx.views[node.name]
+    if (closed := no_open_target(source, trigger, pipe)) is not None:
+        report.skip_source(str(trigger), closed)
+        return None
     eligible = screen(node.name, trigger, pipe.ctx, report, source_checks)
     return first_placeable(order(eligible, source), source, trigger, pipe, report)
+
+
+def no_open_target(source: NodeView, trigger: Trigger, pipe: Pipeline) -> Rejection | None:
+    """Every other node is closed to every guest by a node check (all hot, all full): no
+    need to weigh the source's guests one by one (that is most of an all-hot cycle)."""
+    targets = pipe.targets(source, trigger)
+    if targets.open:
+        return None
+    counts = Counter(v.rejection.rule for v in targets.closed if v.rejection is not None)
+    why = ", ".join(f"{n} {rule}" for rule, n in sorted(counts.items(),
+                                                        key=lambda item: (-item[1], item[0])))
+    return reject(Rule.NO_OPEN_TARGET, source.name,
+                  f"has no node to move to ({len(targets.closed)} closed: {why})"
+                  if targets.closed else "has no other node")
 
 
 def screen(source: str, trigger: Trigger, ctx: Context, report: Report,

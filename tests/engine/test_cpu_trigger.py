@@ -195,3 +195,16 @@ def test_without_headroom_the_move_landing_lowest_under_cpu_max_wins() -> None:
     decision = run(hot_cluster(), guests, cfg=config(safety_margin=0.05))
     assert decision.move is not None and decision.move.vmid == 104
     assert decision.move.source_after.cpu == pytest.approx(0.9 - 4 / 32)
+
+
+def test_when_every_other_node_is_closed_the_source_says_so_once() -> None:
+    """All hot: no node can take anything, so the source's guests are not weighed one by one
+    (issue 16: that was most of an all-hot cycle)."""
+    nodes = [node("pve1", cpu=0.95), node("pve2", cpu=0.9), node("pve3", cpu=0.9)]
+    guests = [vm(101, cpu=1.0, maxcpu=12), vm(102), vm(103)]
+    decision = run(nodes, guests)
+    assert decision.move is None
+    assert "cpu: source skipped: no_open_target: pve1 has no node to move to (2 closed: " \
+           "2 cpu_headroom)" in decision.explanation
+    assert [r.rule for r in decision.skipped_sources].count(Rule.NO_OPEN_TARGET) == 3
+    assert decision.candidates == (), "no guest was weighed"
