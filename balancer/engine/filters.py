@@ -249,6 +249,15 @@ ROOMS: dict[PairFilter, RoomBound] = {
 }
 
 
+#: Size filters whose room depends on the target alone, not on the source.
+TARGET_ONLY_ROOMS: frozenset[PairFilter] = frozenset({cpu_headroom, memory_headroom})
+
+
+def source_free(filters: tuple[PairFilter, ...]) -> bool:
+    """Whether every size filter among `filters` leaves a room that ignores the source."""
+    return all(check in TARGET_ONLY_ROOMS for check in filters if check in ROOMS)
+
+
 def room(source: NodeView, target: NodeView, resource: Resource, ctx: Context,
          filters: tuple[PairFilter, ...] = PAIR_FILTERS) -> Room:
     """The least room any of `filters`' size filters leaves on `target` (infinite: none)."""

@@ -11,6 +11,7 @@ node, even when the nodes with CPU room are not the nodes with memory room.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -26,6 +27,7 @@ from .filters import (
     first_node_rejection,
     first_pair_rejection,
     room,
+    source_free,
 )
 from .score import TargetKey, target_key
 from .types import CandidateVerdict, Move, TargetVerdict, TargetVerdicts, Trigger
@@ -41,6 +43,9 @@ RESOURCE_OF: dict[Trigger, Resource] = {
 #: The pair filters each trigger's moves must pass.
 FILTERS_OF: dict[Trigger, tuple[PairFilter, ...]] = {Trigger.RULE: REPAIR_FILTERS}
 
+#: What one target can take at once: threads, bytes of maxmem, bytes of host memory.
+Point = tuple[float, float, float]
+
 #: Relative slack on room estimates, far above float noise, so pruning is never too eager.
 _SLACK = 1e-6
 
@@ -55,7 +60,7 @@ class Targets:
     filters: tuple[PairFilter, ...]
     #: (threads, bytes of maxmem, bytes of host memory) some open target can take at once,
     #: non-dominated points only, roomiest in threads first.
-    frontier: tuple[tuple[float, float, float], ...]
+    frontier: tuple[Point, ...]
 
     def may_fit(self, guest: Guest) -> bool:
         """False when no open target has room for `guest` in every measure at once."""
@@ -76,6 +81,7 @@ class Pipeline:
         self._gates = {n.name: first_node_rejection(TARGET_NODE_FILTERS, n, ctx)
                        for n in ctx.nodes}
         self._targets: dict[tuple[str, Trigger], Targets] = {}
+        self._shared: dict[Trigger, tuple[Point, ...]] = {}
 
     def targets(self, source: NodeView, trigger: Trigger) -> Targets:
         key = (source.name, trigger)
@@ -89,13 +95,25 @@ class Pipeline:
         closed = tuple(TargetVerdict(name, self._gates[name]) for name in others
                        if self._gates[name] is not None)
         open_ = tuple(self.ctx.views[name] for name in others if self._gates[name] is None)
+        if source_free(filters):
+            # The same rooms for every source (a repair): one frontier over every open node.
+            # Counting the source's own room too only ever prunes less, never wrongly.
+            if trigger not in self._shared:
+                every = [v for n, v in self.ctx.views.items() if self._gates[n] is None]
+                self._shared[trigger] = self._frontier_of(source, every, resource, filters)
+            return Targets(closed, open_, resource, filters, self._shared[trigger])
+        return Targets(closed, open_, resource, filters,
+                       self._frontier_of(source, open_, resource, filters))
+
+    def _frontier_of(self, source: NodeView, targets: Sequence[NodeView], resource: Resource,
+                     filters: tuple[PairFilter, ...]) -> tuple[Point, ...]:
         # Slack so that float noise never prunes a guest the filters would accept.
         points = []
-        for t in open_:
+        for t in targets:
             r = room(source, t, resource, self.ctx, filters)
             points.append((r.cpu + _SLACK * t.maxcpu, r.memory + _SLACK * t.maxmem,
                            r.memory_used + _SLACK * t.maxmem))
-        return Targets(closed, open_, resource, filters, _frontier(points))
+        return _frontier(points)
 
     def place(self, guest: Guest, source: NodeView, trigger: Trigger) -> CandidateVerdict:
         """Every target's verdict for one eligible guest, and the best valid target if any."""
@@ -142,10 +160,9 @@ class Pipeline:
         )
 
 
-def _frontier(points: list[tuple[float, float, float]]
-              ) -> tuple[tuple[float, float, float], ...]:
+def _frontier(points: list[Point]) -> tuple[Point, ...]:
     """The points no other point beats in all three measures, most threads first."""
-    kept: list[tuple[float, float, float]] = []
+    kept: list[Point] = []
     for point in sorted(points, key=lambda p: (-p[0], -p[1], -p[2])):
         if not any(k[1] >= point[1] and k[2] >= point[2] for k in kept):
             kept.append(point)  # fewer (or equal) threads than every kept one: more memory
