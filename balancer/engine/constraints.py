@@ -6,6 +6,7 @@ plain lookups by vmid so the per-guest and per-target checks are dictionary hits
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -93,21 +94,52 @@ def derive_constraints(snapshot: ClusterSnapshot, config: BalancingConfig) -> Co
     )
 
 
+@dataclass(frozen=True)
+class _TagMeaning:
+    """What one guest's tag set says, read once per distinct set (guests share few)."""
+
+    excluded: str | None = None
+    ignore: str | None = None
+    pins: frozenset[str] = frozenset()
+    affinity: str | None = None
+    anti_affinity: tuple[str, ...] = ()
+
+
+_NOTHING = _TagMeaning()
+
+
+@functools.lru_cache(maxsize=4096)
+def _meaning(tags: frozenset[str], excluded: frozenset[str], proxlb: bool) -> _TagMeaning:
+    """Only the tags that matter are looked at: an excluded tag, and ProxLB's `plb_*`."""
+    lowered = sorted(t.lower() for t in tags)
+    found_excluded = next((t for t in lowered if t in excluded), None)
+    plb = [t for t in lowered if t.startswith("plb_")] if proxlb else []
+    if found_excluded is None and not plb:
+        return _NOTHING
+    return _TagMeaning(
+        excluded=found_excluded,
+        ignore=next((t for t in plb if t.startswith(PLB_IGNORE)), None),
+        pins=frozenset(t[len(PLB_PIN):] for t in plb
+                       if t.startswith(PLB_PIN) and len(t) > len(PLB_PIN)),
+        affinity=next((t for t in plb if t.startswith(PLB_AFFINITY)), None),
+        anti_affinity=tuple(t for t in plb if t.startswith(PLB_ANTI_AFFINITY)))
+
+
 def _read_tags(vmid: int, tags: Iterable[str], excluded: frozenset[str], proxlb: bool,
                draft: _Draft) -> None:
-    for tag in sorted(t.lower() for t in tags):
-        if tag in excluded:
-            draft.excluded_tag.setdefault(vmid, tag)
-        if not proxlb:
-            continue
-        if tag.startswith(PLB_IGNORE):
-            draft.plb_ignore.setdefault(vmid, tag)
-        elif tag.startswith(PLB_PIN) and len(tag) > len(PLB_PIN):
-            draft.pins[vmid].add(tag[len(PLB_PIN):])
-        elif tag.startswith(PLB_AFFINITY):
-            draft.plb_affinity.setdefault(vmid, tag)
-        elif tag.startswith(PLB_ANTI_AFFINITY):
-            draft.groups[f"tag {tag}"].add(vmid)
+    meaning = _meaning(frozenset(tags), excluded, proxlb)
+    if meaning is _NOTHING:
+        return
+    if meaning.excluded is not None:
+        draft.excluded_tag.setdefault(vmid, meaning.excluded)
+    if meaning.ignore is not None:
+        draft.plb_ignore.setdefault(vmid, meaning.ignore)
+    if meaning.pins:
+        draft.pins[vmid].update(meaning.pins)
+    if meaning.affinity is not None:
+        draft.plb_affinity.setdefault(vmid, meaning.affinity)
+    for tag in meaning.anti_affinity:
+        draft.groups[f"tag {tag}"].add(vmid)
 
 
 def _unreadable_members(snapshot: ClusterSnapshot, excluded: frozenset[str], proxlb: bool,
