@@ -1,12 +1,13 @@
 """Per-node exponential moving average of the CPU ratio, shared by all workers.
 
-Layout: `P ema:cpu`, one hash: node name -> JSON {"ema": float, "samples": int, "last_ts": float}.
-The whole hash gets `PX` = the TTL passed to `update` on every update, so a stopped balancer
-leaves nothing behind; nodes that go offline (or leave the cluster) are removed on the next
-update, which bounds the field count to the cluster size.
+Layout: `P ema:nodes`, one JSON document: node name -> {"ema": float, "samples": int,
+"last_ts": float}, with `PX` = the TTL passed to `update`, so a stopped balancer leaves
+nothing behind; nodes that go offline (or leave the cluster) are dropped on the next update,
+which bounds the document to the cluster size.
 
-Every change is one Lua script, so two evaluates racing on the same sample cannot double-count:
-a sample whose `sampled_at` is not newer than the node's `last_ts` is ignored.
+Every change is one Lua script on the one key: two evaluates racing on the same sample cannot
+double-count (a sample whose `sampled_at` is not newer than the node's `last_ts` is ignored),
+and an update costs the same two commands inside Redis whatever the node count.
 """
 
 from __future__ import annotations
@@ -21,60 +22,77 @@ from typing import Any
 import redis
 
 from balancer.model import CpuReading
-from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, text_dict, to_ms
+from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, to_ms
 
 #: EMAs (and samples) are kept within 0..EMA_MAX; a node can briefly report a little over 1.0.
 EMA_MAX = 1.5
 
 _VALUE_FMT = '{"ema":%.17g,"samples":%d,"last_ts":%.17g}'
 
-# KEYS[1] hash. ARGV: alpha, ttl ms, sampled_at, n_online, online..., node, value, node, value...
-_UPDATE = """
+#: Lua helpers: cjson.encode keeps 14 digits only, so values are written with %.17g.
+_ENCODE = """
+local function encode(doc)
+  local parts = {}
+  for node, v in pairs(doc) do
+    parts[#parts + 1] = cjson.encode(node) .. ':' ..
+      string.format('""" + _VALUE_FMT + """', v.ema, v.samples, v.last_ts)
+  end
+  return '{' .. table.concat(parts, ',') .. '}', #parts
+end
+local function load(key)
+  local cur = redis.call('GET', key)
+  if cur then
+    return cjson.decode(cur)
+  end
+  return {}
+end
+"""
+
+# KEYS[1] doc. ARGV: alpha, ttl ms, sampled_at, n_online, online..., node, value, node, value...
+_UPDATE = _ENCODE + """
 local key = KEYS[1]
 local alpha = tonumber(ARGV[1])
-local ttl = ARGV[2]
 local ts = tonumber(ARGV[3])
 local n_online = tonumber(ARGV[4])
-local fmt = '""" + _VALUE_FMT + """'
 local online = {}
 for i = 1, n_online do
   online[ARGV[4 + i]] = true
 end
-local stored = redis.call('HKEYS', key)
-for _, node in ipairs(stored) do
-  if not online[node] then
-    redis.call('HDEL', key, node)
+local doc = {}
+for node, v in pairs(load(key)) do
+  if online[node] then
+    doc[node] = v
   end
 end
 for i = 5 + n_online, #ARGV, 2 do
   local node = ARGV[i]
   local x = tonumber(ARGV[i + 1])
   if online[node] then
-    local cur = redis.call('HGET', key, node)
+    local cur = doc[node]
     if not cur then
-      redis.call('HSET', key, node, string.format(fmt, x, 1, ts))
-    else
-      local d = cjson.decode(cur)
-      if ts > d.last_ts then
-        local ema = alpha * x + (1 - alpha) * d.ema
-        redis.call('HSET', key, node, string.format(fmt, ema, d.samples + 1, ts))
-      end
+      doc[node] = {ema = x, samples = 1, last_ts = ts}
+    elseif ts > cur.last_ts then
+      doc[node] = {ema = alpha * x + (1 - alpha) * cur.ema, samples = cur.samples + 1,
+                   last_ts = ts}
     end
   end
 end
-if redis.call('EXISTS', key) == 1 then
-  redis.call('PEXPIRE', key, ttl)
+local text, n = encode(doc)
+if n == 0 then
+  redis.call('DEL', key)
+else
+  redis.call('SET', key, text, 'PX', ARGV[2])
 end
-return redis.call('HGETALL', key)
+return text
 """
 
-# KEYS[1] hash. ARGV: node, delta, max, sampled_at or ''.
-_SHIFT = """
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur then
+# KEYS[1] doc. ARGV: node, delta, max, sampled_at or ''.
+_SHIFT = _ENCODE + """
+local doc = load(KEYS[1])
+local d = doc[ARGV[1]]
+if not d then
   return false
 end
-local d = cjson.decode(cur)
 local v = d.ema + tonumber(ARGV[2])
 local hi = tonumber(ARGV[3])
 if v < 0 then v = 0 end
@@ -84,9 +102,9 @@ if ARGV[4] ~= '' then
   local s = tonumber(ARGV[4])
   if s > ts then ts = s end
 end
-local value = string.format('""" + _VALUE_FMT + """', v, d.samples, ts)
-redis.call('HSET', KEYS[1], ARGV[1], value)
-return value
+doc[ARGV[1]] = {ema = v, samples = d.samples, last_ts = ts}
+redis.call('SET', KEYS[1], (encode(doc)), 'KEEPTTL')
+return string.format('""" + _VALUE_FMT + """', v, d.samples, ts)
 """
 
 
@@ -104,9 +122,19 @@ class EmaValue:
 
 
 def _parse(raw: str) -> EmaValue:
-    data: dict[str, Any] = json.loads(raw)
+    return _value(json.loads(raw))
+
+
+def _value(data: dict[str, Any]) -> EmaValue:
     return EmaValue(value=float(data["ema"]), samples=int(data["samples"]),
                     last_ts=float(data["last_ts"]))
+
+
+def _document(raw: Any) -> dict[str, EmaValue]:
+    if raw is None:
+        return {}
+    doc: dict[str, dict[str, Any]] = json.loads(text(raw))
+    return {node: _value(entry) for node, entry in doc.items()}
 
 
 class CpuEmaStore(RedisPart):
@@ -115,7 +143,7 @@ class CpuEmaStore(RedisPart):
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
                  clock: Clock = time.time) -> None:
         super().__init__(client, prefix, clock)
-        self.ema_key = self.key("ema", "cpu")
+        self.ema_key = self.key("ema", "nodes")
         self._update = self.client.register_script(_UPDATE)
         self._shift = self.client.register_script(_SHIFT)
 
@@ -138,7 +166,7 @@ class CpuEmaStore(RedisPart):
             number(value, f"CPU sample of {node}")
             args += [node, repr(min(max(float(value), 0.0), EMA_MAX))]
         reply = self._update(keys=[self.ema_key], args=args)
-        return {node: _parse(raw).to_reading() for node, raw in text_dict(reply).items()}
+        return {node: value.to_reading() for node, value in _document(reply).items()}
 
     def readings(self) -> dict[str, CpuReading]:
         """Every node's stored EMA for the engine (one round trip)."""
@@ -146,8 +174,7 @@ class CpuEmaStore(RedisPart):
 
     def entries(self) -> dict[str, EmaValue]:
         """Every node's stored EMA including the newest sample's time (status)."""
-        raw = self.client.hgetall(self.ema_key)
-        return {node: _parse(value) for node, value in text_dict(raw).items()}
+        return _document(self.client.get(self.ema_key))
 
     def shift(self, node: str, delta: float,
               sampled_at: float | None = None) -> CpuReading | None:

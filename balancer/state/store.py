@@ -6,7 +6,7 @@ Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
     P lock:migration:info     hash: acquired_at + attached     same TTL as the lock
     P lock:evaluate[:info]    same, for "one evaluate at a time"
     P heartbeat:poller        hash {token, at}                 PX beat TTL
-    P ema:cpu                 hash node -> {ema, samples, last_ts}   PX ~10 x EMA window
+    P ema:nodes               JSON node -> {ema, samples, last_ts}   PX ~10 x EMA window
     P marks                   hash kind:vmid -> entry          PX furthest entry expiry
     P history:decisions       list of JSON, capped             PX 30 days, refreshed on write
     P history:migrations      list of JSON, capped             PX 30 days, refreshed on write

@@ -47,6 +47,9 @@ def exercise(store: StateStore, cycles: int = 1, now: float | None = None) -> No
         store.history.record_migration_event(
             MigrationEvent(EventKind.SUCCEEDED, vmid=100 + cycle, at=float(cycle)))
         store.cache.set("ha/status", {"cycle": cycle}, 60)
+        store.holds.observe(["pve1"], gap=15, ttl=600, now=now)
+        store.guest_ema.update({100 + cycle: 0.5}, sampled_at=1000.0 + cycle, alpha=0.5,
+                               reset_after=60, ttl_seconds=600)
         store.cache.set("cluster/options", {}, 60)
         store.lock.release(token)
         if cycle < cycles - 1:  # the last cycle leaves its eval lock and heartbeat behind
@@ -81,7 +84,8 @@ def test_every_key_is_under_the_prefix_and_has_a_ttl(store: StateStore,
     assert set(keys) == {
         "test-pvb:lock:migration", "test-pvb:lock:migration:info",
         "test-pvb:lock:evaluate", "test-pvb:lock:evaluate:info",
-        "test-pvb:heartbeat:poller", "test-pvb:ema:cpu", "test-pvb:marks",
+        "test-pvb:heartbeat:poller", "test-pvb:ema:nodes", "test-pvb:marks",
+        "test-pvb:ema:guests", "test-pvb:holds:proactive",
         "test-pvb:history:decisions", "test-pvb:history:migrations",
         "test-pvb:cache:ha/status", "test-pvb:cache:cluster/options",
     }
