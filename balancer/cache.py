@@ -17,6 +17,9 @@ class JsonCache(Protocol):
     def set(self, key: str, value: Any, ttl_seconds: float) -> None:
         """Store a JSON-serialisable value for `ttl_seconds`."""
 
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """The cached values of `keys` that are present, in one round trip."""
+
 
 class MemoryCache:
     """Process-local cache with expiry; enough for one-shot CLI commands and tests."""
@@ -32,3 +35,7 @@ class MemoryCache:
 
     def set(self, key: str, value: Any, ttl_seconds: float) -> None:
         self._items[key] = (time.monotonic() + ttl_seconds, value)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        found = {key: self.get(key) for key in keys}
+        return {key: value for key, value in found.items() if value is not None}

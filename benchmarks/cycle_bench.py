@@ -59,12 +59,14 @@ class Counters:
     """What the patched hooks add up during one cycle."""
 
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
     round_trips: int = 0
     #: The first command of each round trip (`--trace`).
     trips: list[str] = field(default_factory=list)
 
     def reset(self) -> None:
         self.seconds.clear()
+        self.cpu.clear()
         self.round_trips = 0
         self.trips.clear()
 
@@ -79,7 +81,7 @@ def _timed(owner: Any, name: str, phase: str) -> None:
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         depth["n"] += 1
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return original(*args, **kwargs)
         finally:
@@ -87,6 +89,8 @@ def _timed(owner: Any, name: str, phase: str) -> None:
             if depth["n"] == 0:
                 spent = time.perf_counter() - start
                 COUNTERS.seconds[phase] = COUNTERS.seconds.get(phase, 0.0) + spent
+                used = time.process_time() - cpu
+                COUNTERS.cpu[phase] = COUNTERS.cpu.get(phase, 0.0) + used
 
     setattr(owner, name, wrapper)
 
@@ -218,6 +222,7 @@ class Cycle:
     cpu: float
     wall: float
     phases: dict[str, float]
+    phases_cpu: dict[str, float]
     round_trips: int
     commands: int
     per_command: Counter[str]
@@ -238,8 +243,10 @@ def one_cycle(rt: Runtime, server: redis.Redis) -> Cycle:
     per_command["info"] -= 1  # our own INFO between the two snapshots
     phases: dict[str, float] = dict(COUNTERS.seconds)
     phases["bookkeeping"] = max(0.0, wall - sum(phases.values()))
-    return Cycle(cpu, wall, phases, trips, sum(v for v in per_command.values() if v > 0),
-                 +per_command, result.action)
+    phases_cpu: dict[str, float] = dict(COUNTERS.cpu)
+    phases_cpu["bookkeeping"] = max(0.0, cpu - sum(phases_cpu.values()))
+    commands = sum(v for v in per_command.values() if v > 0)
+    return Cycle(cpu, wall, phases, phases_cpu, trips, commands, +per_command, result.action)
 
 
 def _commandstats(server: redis.Redis) -> dict[str, int]:
@@ -282,6 +289,8 @@ def summarise(guests: int, nodes: int, served: Served, floor: float, cycles: lis
         "client_cpu_ms": med(c.cpu for c in cycles) * 1000,
         "floor_cpu_ms": floor * 1000,
         "phases_ms": {p: med(c.phases.get(p, 0.0) for c in cycles) * 1000 for p in PHASES},
+        "phases_cpu_ms": {p: med(c.phases_cpu.get(p, 0.0) for c in cycles) * 1000
+                          for p in PHASES},
         "wall_ms": med(c.wall for c in cycles) * 1000,
         "redis_round_trips": med(c.round_trips for c in cycles),
         "redis_commands": med(c.commands for c in cycles),
@@ -302,6 +311,8 @@ def render(figures: list[dict[str, Any]]) -> str:
                      f"(goal <= 2x)")
         phases = "  ".join(f"{p} {ms:.1f}" for p, ms in f["phases_ms"].items())
         lines.append(f"  wall per cycle {f['wall_ms']:.1f} ms: {phases}")
+        cpu = "  ".join(f"{p} {ms:.1f}" for p, ms in f["phases_cpu_ms"].items())
+        lines.append(f"  client CPU by phase, ms: {cpu}")
         lines.append(f"  Redis per cycle: {f['redis_round_trips']:.0f} round trips (goal <= 10),"
                      f" {f['redis_commands']:.0f} commands")
         top = ", ".join(f"{k} {v:g}" for k, v in list(f["redis_by_command"].items())[:8])

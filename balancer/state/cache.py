@@ -28,14 +28,15 @@ class RedisJsonCache(RedisPart):
 
     def get(self, key: str) -> Any | None:
         """The cached JSON value, or None when absent, expired or unreadable."""
-        raw = self.client.get(self.cache_key(key))
-        if raw is None:
-            return None
-        try:
-            return json.loads(text(raw))
-        except ValueError:
-            log.warning("ignoring unreadable cache entry %r", key)
-            return None
+        return _decoded(key, self.client.get(self.cache_key(key)))
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """The readable cached values of `keys` (one MGET)."""
+        if not keys:
+            return {}
+        raws = self.client.mget([self.cache_key(key) for key in keys])
+        found = {key: _decoded(key, raw) for key, raw in zip(keys, raws, strict=True)}
+        return {key: value for key, value in found.items() if value is not None}
 
     def set(self, key: str, value: Any, ttl_seconds: float) -> None:
         """Store a JSON-serialisable value for `ttl_seconds` (<= 0: just drop the entry)."""
@@ -46,3 +47,13 @@ class RedisJsonCache(RedisPart):
 
     def delete(self, key: str) -> None:
         self.client.delete(self.cache_key(key))
+
+
+def _decoded(key: str, raw: Any) -> Any | None:
+    if raw is None:
+        return None
+    try:
+        return json.loads(text(raw))
+    except ValueError:
+        log.warning("ignoring unreadable cache entry %r", key)
+        return None

@@ -12,10 +12,10 @@ its sample; guests no longer running drop out, which bounds the document to the 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 
+import orjson
 import redis
 
 from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, to_ms
@@ -71,7 +71,7 @@ class GuestCpuEma(RedisPart):
         A sample not newer than the stored one is ignored (two evaluates, one snapshot)."""
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-        payload = json.dumps({str(vmid): max(0.0, float(cpu)) for vmid, cpu in samples.items()})
+        payload = orjson.dumps({str(vmid): max(0.0, float(cpu)) for vmid, cpu in samples.items()})
         reply = self._update(keys=[self.doc_key], args=[
             number(alpha, "alpha"), to_ms(ttl_seconds), number(sampled_at, "sampled_at"),
             number(reset_after, "reset_after"), payload])
@@ -88,7 +88,7 @@ class GuestCpuEma(RedisPart):
 
 def _values(raw: object) -> dict[int, float]:
     try:
-        doc = json.loads(text(raw))
+        doc = orjson.loads(raw if isinstance(raw, bytes | str) else text(raw))
         return {int(vmid): float(v) for vmid, v in doc.get("v", {}).items()}
     except (ValueError, TypeError, AttributeError):
         return {}  # unreadable: the engine falls back to the last samples

@@ -94,11 +94,50 @@ class BrokenCache:
     def set(self, key: str, value: Any, ttl_seconds: float) -> None:
         raise ConnectionError("redis is down")
 
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        raise ConnectionError("redis is down")
+
 
 def test_broken_cache_falls_back_to_fresh_reads() -> None:
     client = PveClient(config("pve1"), BrokenCache())
     client.get = lambda path, /, **params: {"crs": "ha=static"}  # type: ignore[method-assign]
+    client.prefetch_cached()
     assert client.cluster_options().crs == {"ha": "static"}
+
+
+class CountingCache(MemoryCache):
+    def __init__(self) -> None:
+        super().__init__()
+        self.single_reads = 0
+        self.batches: list[list[str]] = []
+
+    def get(self, key: str) -> Any | None:
+        self.single_reads += 1
+        return super().get(key)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        self.batches.append(keys)
+        return {k: v for k in keys if (v := MemoryCache.get(self, k)) is not None}
+
+
+def test_one_round_trip_reads_every_cached_payload_once() -> None:
+    cache = CountingCache()
+    client = PveClient(config("pve1"), cache, clock=lambda: 100.0)
+    fetched: list[str] = []
+
+    def get(path: str, /, **params: Any) -> Any:
+        fetched.append(path)
+        return {"crs": "ha=static"}
+
+    client.get = get  # type: ignore[method-assign]
+    client.cluster_options_payload()
+    client.prefetch_cached()
+    cache.single_reads = 0
+    assert client.cluster_options().crs == {"ha": "static"}
+    assert fetched == ["cluster/options"], "served from the prefetched entry"
+    assert cache.single_reads == 0 and len(cache.batches) == 1 and len(cache.batches[0]) == 4
+    client.cluster_options()
+    assert cache.single_reads == 1, "a prefetched entry is used once"
 
 
 def test_no_error_text_carries_the_authorization_header() -> None:
