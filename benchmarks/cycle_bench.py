@@ -116,14 +116,11 @@ def _count_round_trips() -> None:
 def instrument() -> None:
     import balancer.pve.snapshot as snapshot
     import balancer.runtime.choose as choose
-    from balancer.state.ema import CpuEmaStore
-    from balancer.state.guest_ema import GuestCpuEma
-    from balancer.state.holds import Holds
+    import balancer.runtime.evaluate as evaluate_module
 
     _timed(PveClient, "_send", "pve reads")
     _timed(snapshot, "build_snapshot", "snapshot")
-    for owner, name in ((CpuEmaStore, "update"), (GuestCpuEma, "update"), (Holds, "observe")):
-        _timed(owner, name, "averages")
+    _timed(evaluate_module, "update_averages", "averages")
     _timed(choose, "decide", "engine")
     _count_round_trips()
 

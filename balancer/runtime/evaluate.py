@@ -10,21 +10,29 @@ import logging
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
+from typing import Any
 
 import redis
 
-from balancer.engine import Decision, EngineInput, above_proactive
+from balancer.engine import CpuReading, Decision, EngineInput, above_proactive
 from balancer.logs import event_fields
-from balancer.migrations import EventKind, MigrationEvent, MigrationRef
+from balancer.migrations import EventKind, Migration, MigrationEvent, MigrationRef, rebuild
 from balancer.model import ClusterSnapshot
 from balancer.pve.errors import PveError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
 from balancer.runtime.choose import PreconditionFailed, Refusal, choose_move, decision_seed
 from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
-from balancer.runtime.reconcile import rebuild_cooldowns_if_lost, reconcile_unfinished
+from balancer.runtime.reconcile import (
+    COOLDOWNS_REBUILT,
+    RECENT_EVENTS,
+    rebuild_cooldowns_if_lost,
+    reconcile_unfinished,
+)
 from balancer.runtime.results import CycleResult
 from balancer.runtime.skip import Skip
+from balancer.state.scripts import run_together
 
 log = logging.getLogger("balancer.evaluate")
 
@@ -83,51 +91,63 @@ def cut_short(rt: Runtime, kind: str, reason: str, seconds: float) -> CycleResul
 def _observe(rt: Runtime, result: CycleResult, seconds: float) -> None:
     """Metrics are best effort: a Redis hiccup here must not turn a decision into an error."""
     try:
-        rt.store.liveness.stamp(result.action)
+        pipe = rt.store.client.pipeline(transaction=True)  # one round trip for all of it
+        rt.store.liveness.queue_stamp(pipe, result.action)
+        metrics = rt.store.metrics
         if result.skip is not None:
-            rt.store.metrics.count("skipped_cycles", {"reason": result.skip})
+            metrics.queue_count(pipe, "skipped_cycles", {"reason": result.skip})
         else:
-            rt.store.metrics.count("decisions", {"action": result.action,
-                                                 "trigger": result.reason or "none"})
-        rt.store.metrics.observe("evaluate_duration_seconds", seconds)
+            metrics.queue_count(pipe, "decisions", {"action": result.action,
+                                                    "trigger": result.reason or "none"})
+        metrics.queue_observe(pipe, "evaluate_duration_seconds", seconds)
+        pipe.execute()
     except redis.exceptions.RedisError:
         log.debug("metrics not recorded", exc_info=True)
 
 
 def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
     _ensure_no_migration_in_flight(rt, dispatch)
-    snapshot = _read_settled_cluster(rt)
+    snapshot, records = _read_settled_cluster(rt)
     # What our records miss (an end nobody saw, a wiped store) is read back from PVE first, and
     # before the EMA update: a recovered move corrects the averages this cycle decides on.
-    reconcile_unfinished(rt, snapshot)
-    rebuild_cooldowns_if_lost(rt, snapshot)
+    reconcile_unfinished(rt, snapshot, records.migrations)
+    if not records.cooldowns_rebuilt:
+        rebuild_cooldowns_if_lost(rt, snapshot)
     cfg = rt.config.balancing
-    cpu = rt.store.ema.update(
-        {node.name: node.cpu for node in snapshot.nodes if node.online},
-        sampled_at=snapshot.taken_at,
-        alpha=cfg.ema_alpha,
-        online=[node.name for node in snapshot.nodes if node.online],
-        ttl_seconds=rt.timings.ema_ttl,
-    )
-    held = rt.store.holds.observe(above_proactive(snapshot, cfg), gap=rt.timings.hold_gap,
-                                  ttl=rt.timings.ema_ttl)
-    guest_cpu = rt.store.guest_ema.update(
-        {g.vmid: g.cpu for g in snapshot.guests if g.running}, sampled_at=snapshot.taken_at,
-        alpha=cfg.ema_alpha, reset_after=cfg.ema_window_seconds,
-        ttl_seconds=rt.timings.ema_ttl)
+    cpu, held, guest_cpu = update_averages(rt, snapshot)
     inp = EngineInput(snapshot, cpu, rt.store.marks.blocked(), cfg,
                       decision_seed(snapshot, cfg), proactive_held=held, guest_cpu=guest_cpu)
     try:
         decision = choose_move(rt.client, inp, on_refused=lambda refusal: _refused(rt, refusal))
     except PreconditionFailed as exc:
         raise Skip("read_failed", str(exc)) from None
-    publish_violations(rt, decision)
     decision_id = uuid.uuid4().hex[:12]
     result = CycleResult.decided(decision, decision_id, rt.config.balancing.dry_run)
-    _record(rt, result)
+    _record(rt, result, decision, records.last_decision)
     if decision.move is not None and not rt.config.balancing.dry_run:
         _start(rt, dispatch, decision, decision_id)
     return result
+
+
+def update_averages(rt: Runtime, snapshot: ClusterSnapshot
+                    ) -> tuple[dict[str, CpuReading], dict[str, float], dict[int, float]]:
+    """Fold this read into the node CPU averages, the proactive holds and the guest CPU
+    averages (three atomic scripts, one round trip)."""
+    cfg, t = rt.config.balancing, rt.timings
+    online = [node.name for node in snapshot.nodes if node.online]
+    store = rt.store
+    cpu, held, guest_cpu = run_together(store.client, [
+        store.ema.update_call({node.name: node.cpu for node in snapshot.nodes if node.online},
+                              sampled_at=snapshot.taken_at, alpha=cfg.ema_alpha,
+                              online=online, ttl_seconds=t.ema_ttl),
+        store.holds.observe_call(above_proactive(snapshot, cfg), gap=t.hold_gap,
+                                 ttl=t.ema_ttl),
+        store.guest_ema.update_call({g.vmid: g.cpu for g in snapshot.guests if g.running},
+                                    sampled_at=snapshot.taken_at, alpha=cfg.ema_alpha,
+                                    reset_after=cfg.ema_window_seconds,
+                                    ttl_seconds=t.ema_ttl),
+    ])
+    return cpu, held, guest_cpu
 
 
 def _ensure_no_migration_in_flight(rt: Runtime, dispatch: Dispatcher) -> None:
@@ -149,36 +169,50 @@ def _ensure_no_migration_in_flight(rt: Runtime, dispatch: Dispatcher) -> None:
     raise Skip("migration_in_flight", f"migration in flight: {what} ({holder.upid or 'starting'})")
 
 
-def _read_settled_cluster(rt: Runtime) -> ClusterSnapshot:
+@dataclass(frozen=True)
+class Records:
+    """What a cycle needs from our own records, loaded in the round trip that publishes the
+    nodes it read."""
+
+    migrations: list[Migration]
+    cooldowns_rebuilt: bool
+    last_decision: dict[str, Any] | None
+
+
+def _read_settled_cluster(rt: Runtime) -> tuple[ClusterSnapshot, Records]:
     try:
         read = read_snapshot(rt.client)
     except PveError as exc:
         raise Skip("read_failed", f"cluster read failed: {exc}") from None
-    publish_nodes(rt, read.snapshot)
+    records = publish_and_load(rt, read.snapshot)
     announce_pve_auto_rebalance(rt, read.snapshot)
     if not read.snapshot.quorate:
         raise Skip("no_quorum", "cluster is not quorate: no action without quorum")
     if read.running_migrations:
         raise Skip("pve_migration_in_flight", "PVE shows a migration in flight: "
                    + ", ".join(_describe(m) for m in read.running_migrations))
-    return read.snapshot
+    return read.snapshot, records
 
 
-def publish_nodes(rt: Runtime, snapshot: ClusterSnapshot) -> None:
-    """The latest per-node usage, for `status`, the metrics exporter and the demo."""
+def publish_and_load(rt: Runtime, snapshot: ClusterSnapshot) -> Records:
+    """Publish the latest per-node usage (for `status`, the exporter and the demo) and load
+    our records, in one round trip."""
     guests = Counter(g.node for g in snapshot.guests)
     nodes = [{"name": n.name, "online": n.online, "cpu": n.cpu, "memory": n.memory_ratio,
               "maxcpu": n.maxcpu, "maxmem": n.maxmem, "hastate": n.hastate,
               "guests": guests[n.name]}
              for n in snapshot.nodes]
-    rt.store.cache.set(NODES_CACHE, {"at": snapshot.taken_at, "nodes": nodes},
-                       max(60.0, 10 * rt.timings.interval))
-
-
-def publish_violations(rt: Runtime, decision: Decision) -> None:
-    """The broken placement rules this cycle found, for `status` and the exporter."""
-    rt.store.cache.set(VIOLATIONS_CACHE, {"at": rt.clock(), "violations": [
-        v.to_dict() for v in decision.violations]}, max(60.0, 10 * rt.timings.interval))
+    store = rt.store
+    pipe = store.client.pipeline(transaction=False)
+    store.cache.queue_set(pipe, NODES_CACHE, {"at": snapshot.taken_at, "nodes": nodes},
+                          max(60.0, 10 * rt.timings.interval))
+    store.history.queue_events(pipe, RECENT_EVENTS)
+    store.cache.queue_get(pipe, COOLDOWNS_REBUILT)
+    store.history.queue_last_decision(pipe)
+    _, events, rebuilt, last = pipe.execute()
+    return Records(migrations=rebuild(store.history.parse_events(events)),
+                   cooldowns_rebuilt=store.cache.parse(COOLDOWNS_REBUILT, rebuilt) is not None,
+                   last_decision=store.history.parse_last_decision(last))
 
 
 def announce_pve_auto_rebalance(rt: Runtime, snapshot: ClusterSnapshot) -> None:
@@ -214,16 +248,22 @@ def _refused(rt: Runtime, refusal: Refusal) -> None:
         vmid=refusal.vmid, reason=refusal.reason, whole_vm=refusal.whole_vm))
 
 
-def _record(rt: Runtime, result: CycleResult) -> None:
-    """Log every decision; keep migrate decisions and changes of 'none' in the history."""
+def _record(rt: Runtime, result: CycleResult, decision: Decision,
+            last: dict[str, Any] | None) -> None:
+    """Log every decision; keep migrate decisions and changes of 'none' in the history, and
+    the broken placement rules for `status` and the exporter (one round trip)."""
     log.info("decision", extra=event_fields(
         action=result.action, vmid=result.vmid, source=result.source, target=result.target,
         reason=result.reason, decision_id=result.decision_id, dry_run=result.dry_run,
         summary=result.summary))
-    last = rt.store.history.last_decision()
+    now = rt.clock()
+    pipe = rt.store.client.pipeline(transaction=True)
+    rt.store.cache.queue_set(pipe, VIOLATIONS_CACHE, {"at": now, "violations": [
+        v.to_dict() for v in decision.violations]}, max(60.0, 10 * rt.timings.interval))
     if (result.action == "migrate" or last is None
             or last.get("explanation") != list(result.explanation)):
-        rt.store.history.record_decision({**result.to_dict(), "at": rt.clock()})
+        rt.store.history.queue_decision(pipe, {**result.to_dict(), "at": now})
+    pipe.execute()
 
 
 def _start(rt: Runtime, dispatch: Dispatcher, decision: Decision, decision_id: str) -> None:

@@ -53,9 +53,11 @@ def open_migrations(migrations: list[Migration]) -> list[Migration]:
     return sorted(found, key=lambda m: m.requested_at or 0.0)
 
 
-def reconcile_unfinished(rt: Runtime, snapshot: ClusterSnapshot) -> None:
-    """Settle every migration of ours that has no recorded end (call on a settled cluster)."""
-    for migration in open_migrations(rt.store.history.migrations(RECENT_EVENTS)):
+def reconcile_unfinished(rt: Runtime, snapshot: ClusterSnapshot,
+                         recent: list[Migration]) -> None:
+    """Settle every migration of ours that has no recorded end (call on a settled cluster);
+    `recent` are the migrations the newest `RECENT_EVENTS` events tell of."""
+    for migration in open_migrations(recent):
         token = rt.store.lock.acquire(rt.timings.lock_ttl)
         if token is None:
             raise Skip("migration_in_flight", "migration lock was taken by another worker")

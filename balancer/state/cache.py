@@ -30,6 +30,14 @@ class RedisJsonCache(RedisPart):
         """The cached JSON value, or None when absent, expired or unreadable."""
         return _decoded(key, self.client.get(self.cache_key(key)))
 
+    def queue_get(self, pipe: redis.client.Pipeline, key: str) -> None:
+        """`get` queued in the caller's pipeline; read the reply with `parse(key, reply)`."""
+        pipe.get(self.cache_key(key))
+
+    @staticmethod
+    def parse(key: str, reply: Any) -> Any | None:
+        return _decoded(key, reply)
+
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """The readable cached values of `keys` (one MGET)."""
         if not keys:
@@ -40,10 +48,15 @@ class RedisJsonCache(RedisPart):
 
     def set(self, key: str, value: Any, ttl_seconds: float) -> None:
         """Store a JSON-serialisable value for `ttl_seconds` (<= 0: just drop the entry)."""
+        self.queue_set(self.client, key, value, ttl_seconds)
+
+    def queue_set(self, pipe: redis.Redis | redis.client.Pipeline, key: str, value: Any,
+                  ttl_seconds: float) -> None:
+        """`set` as a command in the caller's pipeline (or at once on a client)."""
         if ttl_seconds <= 0:
-            self.delete(key)
+            pipe.delete(self.cache_key(key))
             return
-        self.client.set(self.cache_key(key), json.dumps(value), px=to_ms(ttl_seconds))
+        pipe.set(self.cache_key(key), json.dumps(value), px=to_ms(ttl_seconds))
 
     def delete(self, key: str) -> None:
         self.client.delete(self.cache_key(key))

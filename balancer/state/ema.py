@@ -23,6 +23,7 @@ import redis
 
 from balancer.model import CpuReading
 from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, to_ms
+from balancer.state.scripts import ScriptCall
 
 #: EMAs (and samples) are kept within 0..EMA_MAX; a node can briefly report a little over 1.0.
 EMA_MAX = 1.5
@@ -130,6 +131,10 @@ def _value(data: dict[str, Any]) -> EmaValue:
                     last_ts=float(data["last_ts"]))
 
 
+def _readings(reply: Any) -> dict[str, CpuReading]:
+    return {node: value.to_reading() for node, value in _document(reply).items()}
+
+
 def _document(raw: Any) -> dict[str, EmaValue]:
     if raw is None:
         return {}
@@ -149,6 +154,12 @@ class CpuEmaStore(RedisPart):
 
     def update(self, samples: Mapping[str, float], sampled_at: float, alpha: float,
                online: Collection[str], ttl_seconds: float = 600.0) -> dict[str, CpuReading]:
+        """See `update_call`; one round trip."""
+        return self.update_call(samples, sampled_at, alpha, online, ttl_seconds).run()
+
+    def update_call(self, samples: Mapping[str, float], sampled_at: float, alpha: float,
+                    online: Collection[str], ttl_seconds: float = 600.0
+                    ) -> ScriptCall[dict[str, CpuReading]]:
         """Fold one sample per node into the EMA, atomically for all nodes, and return every
         stored reading afterwards.
 
@@ -165,8 +176,7 @@ class CpuEmaStore(RedisPart):
         for node, value in samples.items():
             number(value, f"CPU sample of {node}")
             args += [node, repr(min(max(float(value), 0.0), EMA_MAX))]
-        reply = self._update(keys=[self.ema_key], args=args)
-        return {node: value.to_reading() for node, value in _document(reply).items()}
+        return ScriptCall(self._update, [self.ema_key], args, _readings)
 
     def readings(self) -> dict[str, CpuReading]:
         """Every node's stored EMA for the engine (one round trip)."""

@@ -19,6 +19,7 @@ import orjson
 import redis
 
 from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, to_ms
+from balancer.state.scripts import ScriptCall
 
 # KEYS[1] the document. ARGV: alpha, ttl ms, sampled_at, reset_after, samples (JSON object).
 _UPDATE = """
@@ -67,15 +68,19 @@ class GuestCpuEma(RedisPart):
 
     def update(self, samples: Mapping[int, float], sampled_at: float, alpha: float,
                reset_after: float, ttl_seconds: float) -> dict[int, float]:
+        """See `update_call`; one round trip."""
+        return self.update_call(samples, sampled_at, alpha, reset_after, ttl_seconds).run()
+
+    def update_call(self, samples: Mapping[int, float], sampled_at: float, alpha: float,
+                    reset_after: float, ttl_seconds: float) -> ScriptCall[dict[int, float]]:
         """Fold this cycle's sample of every running guest in; every guest's average after.
         A sample not newer than the stored one is ignored (two evaluates, one snapshot)."""
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
         payload = orjson.dumps({str(vmid): max(0.0, float(cpu)) for vmid, cpu in samples.items()})
-        reply = self._update(keys=[self.doc_key], args=[
+        return ScriptCall(self._update, [self.doc_key], [
             number(alpha, "alpha"), to_ms(ttl_seconds), number(sampled_at, "sampled_at"),
-            number(reset_after, "reset_after"), payload])
-        return _values(reply)
+            number(reset_after, "reset_after"), payload], _values)
 
     def values(self) -> dict[int, float]:
         """The stored averages, read only (a hand-run `plan`)."""

@@ -35,29 +35,47 @@ class History(RedisPart):
         self.migrations_key = self.key("history", "migrations")
 
     def _push(self, key: str, entry: Mapping[str, Any]) -> None:
-        payload = json.dumps(dict(entry), default=str)
         pipe = self.client.pipeline(transaction=True)
-        pipe.lpush(key, payload)
+        self._queue_push(pipe, key, entry)
+        pipe.execute()
+
+    def _queue_push(self, pipe: redis.client.Pipeline, key: str,
+                    entry: Mapping[str, Any]) -> None:
+        pipe.lpush(key, json.dumps(dict(entry), default=str))
         pipe.ltrim(key, 0, self.max_entries - 1)
         pipe.pexpire(key, self.ttl_ms)
-        pipe.execute()
 
     def _read(self, key: str, limit: int) -> list[dict[str, Any]]:
         if limit <= 0:
             return []
-        out: list[dict[str, Any]] = []
-        for raw in self.client.lrange(key, 0, min(limit, self.max_entries) - 1):
-            try:
-                value = json.loads(text(raw))
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                out.append(value)
-        return out
+        return _entries(self.client.lrange(key, 0, min(limit, self.max_entries) - 1))
+
+    # Reads queued in a caller's pipeline (a cycle loads its records in one round trip);
+    # parse the reply with the matching `parse_*`.
+
+    def queue_events(self, pipe: redis.client.Pipeline, limit: int) -> None:
+        pipe.lrange(self.migrations_key, 0, max(0, min(limit, self.max_entries) - 1))
+
+    @staticmethod
+    def parse_events(reply: Any) -> list[MigrationEvent]:
+        found = (MigrationEvent.from_json(raw) for raw in _entries(reply))
+        return [event for event in found if event is not None]
+
+    def queue_last_decision(self, pipe: redis.client.Pipeline) -> None:
+        pipe.lrange(self.decisions_key, 0, 0)
+
+    @staticmethod
+    def parse_last_decision(reply: Any) -> dict[str, Any] | None:
+        found = _entries(reply)
+        return found[0] if found else None
 
     def record_decision(self, decision: Mapping[str, Any]) -> None:
         """Remember one evaluate outcome (JSON-able mapping; non-JSON values become str)."""
         self._push(self.decisions_key, decision)
+
+    def queue_decision(self, pipe: redis.client.Pipeline, decision: Mapping[str, Any]) -> None:
+        """`record_decision` as commands in the caller's pipeline."""
+        self._queue_push(pipe, self.decisions_key, decision)
 
     def record_migration_event(self, event: MigrationEvent) -> None:
         """Remember one migration event (requested, started, succeeded, ...)."""
@@ -79,8 +97,12 @@ class History(RedisPart):
 
     def events(self, limit: int = DEFAULT_MAX_ENTRIES) -> list[MigrationEvent]:
         """Migration events, newest first (an unreadable entry is skipped)."""
-        found = (MigrationEvent.from_json(raw) for raw in self._read(self.migrations_key, limit))
-        return [event for event in found if event is not None]
+        return self.parse_events(self._read_raw(self.migrations_key, limit))
+
+    def _read_raw(self, key: str, limit: int) -> list[Any]:
+        if limit <= 0:
+            return []
+        return list(self.client.lrange(key, 0, min(limit, self.max_entries) - 1))
 
     def migrations(self, limit: int = DEFAULT_MAX_ENTRIES) -> list[Migration]:
         """The migrations the newest `limit` events tell of, newest first."""
@@ -92,3 +114,16 @@ class History(RedisPart):
 
     def clear(self) -> None:
         self.client.delete(self.decisions_key, self.migrations_key)
+
+
+def _entries(raws: Any) -> list[dict[str, Any]]:
+    """The JSON objects of a list reply, newest first; anything else is skipped."""
+    out: list[dict[str, Any]] = []
+    for raw in raws or ():
+        try:
+            value = json.loads(text(raw))
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out

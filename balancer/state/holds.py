@@ -14,12 +14,44 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import redis
 
-from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, text, text_dict, to_ms
+from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, text_dict, to_ms
+from balancer.state.scripts import ScriptCall
 
 PROACTIVE = "proactive"
+
+# KEYS[1] hash. ARGV: now, gap, ttl ms, nodes above... Returns node, seconds held, ...
+_OBSERVE = """
+local now = tonumber(ARGV[1])
+local gap = tonumber(ARGV[2])
+local out = {}
+local keep = {}
+for i = 4, #ARGV do
+  local node = ARGV[i]
+  local since = now
+  local raw = redis.call('HGET', KEYS[1], node)
+  if raw then
+    local ok, d = pcall(cjson.decode, raw)
+    if ok and type(d) == 'table' and tonumber(d.since) and tonumber(d.seen)
+        and now - tonumber(d.seen) <= gap then
+      since = tonumber(d.since)
+    end
+  end
+  keep[#keep + 1] = node
+  keep[#keep + 1] = string.format('{"since":%.17g,"seen":%.17g}', since, now)
+  out[#out + 1] = node
+  out[#out + 1] = string.format('%.17g', math.max(0, now - since))
+end
+redis.call('DEL', KEYS[1])
+if #keep > 0 then
+  redis.call('HSET', KEYS[1], unpack(keep))
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return out
+"""
 
 
 class Holds(RedisPart):
@@ -27,22 +59,20 @@ class Holds(RedisPart):
                  clock: Clock = time.time, name: str = PROACTIVE) -> None:
         super().__init__(client, prefix, clock)
         self.hold_key = self.key("holds", name)
+        self._observe = client.register_script(_OBSERVE)
 
     def observe(self, above: Iterable[str], gap: float, ttl: float,
                 now: float | None = None) -> dict[str, float]:
+        """See `observe_call`; one round trip."""
+        return self.observe_call(above, gap, ttl, now).run()
+
+    def observe_call(self, above: Iterable[str], gap: float, ttl: float,
+                     now: float | None = None) -> ScriptCall[dict[str, float]]:
         """Record one evaluation's nodes above the threshold; node -> seconds held so far
-        (0 for a node that just went above). Two round trips whatever the node count."""
+        (0 for a node that just went above). One script, atomic."""
         t = self.now(now)
-        held = self._held(self._read(), set(above), gap, t)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.hold_key)
-        if held:
-            pipe.hset(self.hold_key, mapping={
-                node: json.dumps({"since": t - seconds, "seen": t})
-                for node, seconds in held.items()})
-            pipe.pexpire(self.hold_key, to_ms(ttl))
-        pipe.execute()
-        return held
+        return ScriptCall(self._observe, [self.hold_key], [
+            number(t, "now"), number(gap, "gap"), to_ms(ttl), *sorted(set(above))], _held)
 
     def peek(self, above: Iterable[str], gap: float, now: float | None = None
              ) -> dict[str, float]:
@@ -70,3 +100,8 @@ class Holds(RedisPart):
 
     def clear(self) -> None:
         self.client.delete(self.hold_key)
+
+
+def _held(reply: Any) -> dict[str, float]:
+    pairs = [text(item) for item in reply]
+    return {pairs[i]: float(pairs[i + 1]) for i in range(0, len(pairs), 2)}

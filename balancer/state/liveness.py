@@ -39,8 +39,13 @@ class Liveness(RedisPart):
         self.stamp_key = self.key("last-evaluate")
 
     def stamp(self, action: str, now: float | None = None) -> None:
+        self.queue_stamp(self.client, action, now)
+
+    def queue_stamp(self, pipe: redis.Redis | redis.client.Pipeline, action: str,
+                    now: float | None = None) -> None:
+        """`stamp` as a command in the caller's pipeline (or at once on a client)."""
         payload = json.dumps({"at": self.now(now), "action": action})
-        self.client.set(self.stamp_key, payload, px=to_ms(TTL_SECONDS))
+        pipe.set(self.stamp_key, payload, px=to_ms(TTL_SECONDS))
 
     def last(self, now: float | None = None) -> LastEvaluate | None:
         raw = self.client.get(self.stamp_key)

@@ -140,35 +140,44 @@ class MetricsStore(RedisPart):
               amount: float = 1.0) -> float:
         """Add `amount` (>= 0: counters only go up) to counter `name` with `labels`; returns
         the new total. One round trip (MULTI)."""
+        pipe = self.client.pipeline(transaction=True)
+        self.queue_count(pipe, name, labels, amount)
+        return float(pipe.execute()[0])
+
+    def queue_count(self, pipe: redis.client.Pipeline, name: str,
+                    labels: Mapping[str, str] | None = None, amount: float = 1.0) -> None:
+        """`count` as commands in the caller's pipeline (one round trip for a cycle's
+        bookkeeping); the new total is the first of them."""
         key = self.metric_key(name)
         if name in HISTOGRAM_BUCKETS:
             raise ValueError(f"{name!r} is a histogram: use observe()")
         number(amount, "amount")
         if amount < 0:
             raise ValueError(f"a counter only goes up; amount must be >= 0, got {amount!r}")
-        field_name = encode_labels(label_key(labels))
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hincrbyfloat(key, field_name, float(amount))
+        pipe.hincrbyfloat(key, encode_labels(label_key(labels)), float(amount))
         pipe.pexpire(key, self.ttl_ms)
         self._index(pipe, name, COUNTER)
-        total = pipe.execute()[0]
-        return float(total)
 
     def observe(self, name: str, value: float,
                 labels: Mapping[str, str] | None = None) -> None:
         """Record one observation of histogram `name` (e.g. a duration in seconds). One round
         trip (MULTI): its bucket, sum and count move together."""
+        pipe = self.client.pipeline(transaction=True)
+        self.queue_observe(pipe, name, value, labels)
+        pipe.execute()
+
+    def queue_observe(self, pipe: redis.client.Pipeline, name: str, value: float,
+                      labels: Mapping[str, str] | None = None) -> None:
+        """`observe` as commands in the caller's pipeline."""
         key = self.metric_key(name)
         number(value, "value")
         encoded = encode_labels(label_key(labels))
         bound = next((b for b in buckets_for(name) if value <= b), math.inf)
-        pipe = self.client.pipeline(transaction=True)
         pipe.hincrby(key, f"bucket:{_le(bound)}:{encoded}", 1)
         pipe.hincrbyfloat(key, f"sum:{encoded}", float(value))
         pipe.hincrby(key, f"count:{encoded}", 1)
         pipe.pexpire(key, self.ttl_ms)
         self._index(pipe, name, HISTOGRAM)
-        pipe.execute()
 
     def _index(self, pipe: redis.client.Pipeline, name: str, kind: str) -> None:
         pipe.hset(self.index_key, name, kind)
