@@ -72,7 +72,7 @@ class Holds(RedisPart):
         (0 for a node that just went above). One script, atomic."""
         t = self.now(now)
         return ScriptCall(self._observe, [self.hold_key], [
-            number(t, "now"), number(gap, "gap"), to_ms(ttl), *sorted(set(above))], _held)
+            number(t, "now"), number(gap, "gap"), to_ms(ttl), *sorted(set(above))], _parse_held)
 
     def peek(self, above: Iterable[str], gap: float, now: float | None = None
              ) -> dict[str, float]:
@@ -102,6 +102,6 @@ class Holds(RedisPart):
         self.client.delete(self.hold_key)
 
 
-def _held(reply: Any) -> dict[str, float]:
+def _parse_held(reply: Any) -> dict[str, float]:
     pairs = [text(item) for item in reply]
     return {pairs[i]: float(pairs[i + 1]) for i in range(0, len(pairs), 2)}
