@@ -34,6 +34,9 @@ from balancer.runtime.skip import Skip
 log = logging.getLogger("balancer.reconcile")
 
 COOLDOWNS_REBUILT = "cooldowns-rebuilt"
+#: The flag lives as long as the history: only a store that lost its data lacks it. (It once
+#: expired with the cooldown, and every 10 minutes the rebuild asked each of 128 nodes.)
+REBUILT_FLAG_TTL = 30 * 86400.0
 
 #: How many of the newest migration events are searched for a migration without an end. One
 #: migration runs at a time and every settled cycle reconciles, so only the newest can be open.
@@ -163,8 +166,7 @@ def rebuild_cooldowns_if_lost(rt: Runtime, snapshot: ClusterSnapshot) -> None:
                                         f"moved by us at {task.starttime} (from PVE task log)")
         if task.vmid is not None and not task.running and task.upid not in known:
             _record_recovered(rt, task, _guest(snapshot, task.vmid), now)
-    rt.store.cache.set(COOLDOWNS_REBUILT, {"at": now, "found": len(tasks)},
-                       max(cooldown, rt.timings.interval))
+    rt.store.cache.set(COOLDOWNS_REBUILT, {"at": now, "found": len(tasks)}, REBUILT_FLAG_TTL)
 
 
 def _known_upids(events: list[MigrationEvent]) -> set[str]:

@@ -20,6 +20,7 @@ import pytest
 from balancer.pve.client import PveClient
 from balancer.pve.records import TaskStatus
 from balancer.runtime import Runtime, evaluate, poll_migration
+from balancer.runtime.reconcile import COOLDOWNS_REBUILT
 from balancer.runtime.results import StepResult
 from balancer.state import StateStore
 from tests.runtime.scenarios import CPU_HOT
@@ -449,3 +450,27 @@ def test_pve_away_is_logged_when_it_starts_and_when_it_ends(
     lines = [r.getMessage() for r in caplog.records if r.name == "balancer.evaluate"
              and r.levelno >= logging.INFO and r.getMessage().startswith("evaluate ")]
     assert lines == ["evaluate skipped", "evaluate resumed"], lines
+
+
+def test_the_cooldown_rebuild_runs_after_a_data_loss_not_every_cooldown(
+    pvesim_factory: Factory, redis_url: str,
+) -> None:
+    """Its flag lived as long as a cooldown, so every 10 minutes the rebuild asked every
+    node for its tasks (1,152 extra reads on huge). Only a store that lost its data lacks it."""
+    running = hot_cluster(pvesim_factory)
+    rt = runtime_for(running, redis_url)
+    evaluate(rt, StepDispatcher())
+    flag = rt.store.cache.cache_key(COOLDOWNS_REBUILT)
+    assert rt.store.client.pttl(flag) > 86_400_000, "it outlives any cooldown"
+
+    def node_task_reads() -> int:
+        return sum(1 for r in running.sim.request_log if r.path.endswith("/tasks")
+                   and r.path.startswith("/nodes/"))
+
+    before = node_task_reads()
+    rt.store.client.delete(*rt.store.client.keys(f"{rt.store.prefix}*"))  # the data is lost
+    evaluate(rt, StepDispatcher())
+    assert node_task_reads() > before, "a store without the flag rebuilds"
+    after = node_task_reads()
+    evaluate(rt, StepDispatcher())
+    assert node_task_reads() == after, "and then not again"
