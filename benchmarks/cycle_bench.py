@@ -24,6 +24,7 @@ Figures are printed next to their floor or goal; nothing fails on a time.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -116,7 +117,8 @@ def _count_round_trips() -> None:
 def instrument() -> None:
     import balancer.pve.snapshot as snapshot
     import balancer.runtime.choose as choose
-    import balancer.runtime.evaluate as evaluate_module
+    # `balancer.runtime.evaluate` is also the name of a function the package exports.
+    evaluate_module = importlib.import_module("balancer.runtime.evaluate")
 
     _timed(PveClient, "_send", "pve reads")
     _timed(snapshot, "build_snapshot", "snapshot")

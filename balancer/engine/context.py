@@ -41,6 +41,15 @@ class Context:
     memory_limit_text: str
     _smoothed: dict[str, tuple[Guest, ...]] = field(default_factory=dict, compare=False,
                                                    repr=False)
+    _by_name: dict[str, Node] = field(default_factory=dict, compare=False, repr=False)
+
+    def node(self, name: str) -> Node:
+        """The node called `name` (every guest's node is one of them)."""
+        found = self._by_name.get(name)
+        if found is None:
+            self._by_name.update((n.name, n) for n in self.nodes)
+            found = self._by_name[name]
+        return found
 
     def guests_on(self, node: str) -> tuple[Guest, ...]:
         """The guests on `node` as the triggers weigh them: their CPU is the per-guest

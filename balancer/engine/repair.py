@@ -101,7 +101,7 @@ class RuleRepair:
 
     def _try(self, guest: Guest, pipe: Pipeline, report: Report) -> Move | None:
         ctx = pipe.ctx
-        node = next(n for n in ctx.nodes if n.name == guest.node)
+        node = ctx.node(guest.node)
         source_rejection = first_node_rejection(SOURCE_FILTERS, node, ctx)
         rejections = guest_rejections(guest, ctx) + (
             (source_rejection,) if source_rejection is not None else ())

@@ -7,7 +7,6 @@ move wins.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -53,15 +52,15 @@ def drain(node: Node, trigger: Trigger, pipe: Pipeline, report: Report,
 def no_open_target(source: NodeView, trigger: Trigger, pipe: Pipeline) -> Rejection | None:
     """Every other node is closed to every guest by a node check (all hot, all full): no
     need to weigh the source's guests one by one (that is most of an all-hot cycle)."""
-    targets = pipe.targets(source, trigger)
-    if targets.open:
+    closed = pipe.closed_to(source.name)
+    if closed is None:
         return None
-    counts = Counter(v.rejection.rule for v in targets.closed if v.rejection is not None)
-    why = ", ".join(f"{n} {rule}" for rule, n in sorted(counts.items(),
+    total = sum(closed.values())
+    why = ", ".join(f"{n} {rule}" for rule, n in sorted(closed.items(),
                                                         key=lambda item: (-item[1], item[0])))
     return reject(Rule.NO_OPEN_TARGET, source.name,
-                  f"has no node to move to ({len(targets.closed)} closed: {why})"
-                  if targets.closed else "has no other node")
+                  f"has no node to move to ({total} closed: {why})" if total
+                  else "has no other node")
 
 
 def screen(source: str, trigger: Trigger, ctx: Context, report: Report,
