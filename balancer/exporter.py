@@ -112,6 +112,7 @@ class BalancerCollector(Collector):
         marks = store.marks.listing()
         last = store.liveness.last()
         migrations = store.history.migrations()
+        paused = store.pause.current()
 
         yield from _ema_families(ema)
         yield from _node_families(nodes_entry)
@@ -126,6 +127,10 @@ class BalancerCollector(Collector):
 
         yield _last_ends(migrations)
         yield _violations(violations_entry)
+
+        pause = _gauge("paused", "1 while `pve-balancer pause` holds back every new migration.")
+        pause.add_metric([], 1.0 if paused is not None else 0.0)
+        yield pause
 
         lock = _gauge("lock_held", "1 while the cluster-wide migration lock is held.")
         lock.add_metric([], 1.0 if holder is not None else 0.0)

@@ -14,12 +14,13 @@ import pytest
 from prometheus_client import generate_latest
 
 from balancer.cli import EXIT_OK, EXIT_UNAVAILABLE, main
+from balancer.cli.common import EXIT_USAGE
 from balancer.exporter import make_registry
 from balancer.runtime import evaluate
 from balancer.state import StateStore
 from tests.runtime.scenarios import CPU_HOT, cluster, vm
 from tests.support.celery_worker import write_config
-from tests.support.steps import StepDispatcher, runtime_for
+from tests.support.steps import StepDispatcher, evaluate_until_migrate, runtime_for
 from tests.support.waiting import free_port, wait_until
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -189,3 +190,40 @@ def test_a_rule_that_cannot_be_repaired_shows_in_plan_status_and_metrics(
     assert 'pve_balancer_rule_violations{rule="pin"} 1.0' in body
     assert 'pve_balancer_rule_violations{rule="anti_affinity"} 0.0' in body
     assert running.sim.migration_log == []
+
+
+def test_pause_holds_back_moves_and_resume_lets_them_go(
+        cli: Cli, hot_cluster: tuple[Any, Path], redis_url: str) -> None:
+    """Issue 17: paused, evaluate still reads and says why it moves nothing; a migrate
+    message decided before the pause starts nothing; status and the metrics show it."""
+    running, config_path = hot_cluster
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    decision = evaluate_until_migrate(rt, dispatch)  # decided before the pause ...
+    code, out, _ = cli("--config", str(config_path), "pause", "--for", "1h",
+                       "--reason", "backup window")
+    assert code == EXIT_OK and out.startswith("paused by ") and "backup window" in out
+    step = dispatch.take("migrate")
+    aborted = dispatch.run(rt, step)  # ... is not started once paused
+    assert aborted.state == "aborted" and "paused by" in (aborted.outcome or "")
+    rt.store.marks.clear(decision.vmid, "cooldown")
+    skipped = evaluate(rt, dispatch)
+    assert (skipped.action, skipped.skip) == ("skipped", "paused")
+    assert skipped.reason is not None and "backup window" in skipped.reason
+    assert dispatch.pending == [] and running.sim.migration_log == []
+
+    code, out, _ = cli("--config", str(config_path), "status", "--json")
+    assert json.loads(out)["paused"]["reason"] == "backup window"
+    body = generate_latest(make_registry(rt.store)).decode()
+    assert "pve_balancer_paused 1.0" in body
+
+    code, out, _ = cli("--config", str(config_path), "resume")
+    assert (code, out.strip()) == (EXIT_OK, "resumed")
+    resumed = evaluate_until_migrate(rt, dispatch)
+    assert resumed.action == "migrate"
+    assert "pve_balancer_paused 0.0" in generate_latest(make_registry(rt.store)).decode()
+
+
+def test_a_bad_pause_duration_is_a_usage_error(cli: Cli) -> None:
+    code, _, err = cli("pause", "--for", "soon")
+    assert code == EXIT_USAGE and "use e.g. 90s, 30m, 2h" in err

@@ -27,6 +27,7 @@ from balancer.cli.common import (
     Command,
     load,
 )
+from balancer.cli.pause import cmd_pause, cmd_resume
 from balancer.cli.plan import cmd_plan
 from balancer.cli.status import cmd_history, cmd_status
 from balancer.config import BalancingConfig, ConfigError
@@ -146,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how many migrations to show (default 20)")
     p.add_argument("--json", action="store_true", help="print the history as JSON")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("pause", help="hold back every new migration, cluster-wide",
+                       description=cmd_pause.__doc__)
+    p.add_argument("--for", dest="duration", metavar="DURATION",
+                   help="how long (90s, 30m, 2h, 1h30m, 1d); default: until resume")
+    p.add_argument("--reason", metavar="TEXT", help="why (shown in status, logs and Flower)")
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("resume", help="lift a pause", description=cmd_resume.__doc__)
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("exporter", help="serve Prometheus metrics from the shared state",
                        description=cmd_exporter.__doc__)

@@ -10,6 +10,7 @@ from typing import Any
 from balancer.cli.common import EXIT_OK, EXIT_UNAVAILABLE, load, open_store
 from balancer.render import clock, pct, seconds, table
 from balancer.state import StateStore
+from balancer.state.pause import PauseState
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -35,7 +36,9 @@ def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
     violations = (store.cache.get("violations") or {}).get("violations", [])
     ema = store.ema.entries()
     last = store.liveness.last()
+    paused = store.pause.current()
     return {
+        "paused": None if paused is None else paused.to_dict(),
         "last_evaluate_at": last.at_iso if last else None,
         "last_evaluate_age_seconds": round(last.age_seconds, 3) if last else None,
         "lock": None if holder is None else {
@@ -56,7 +59,9 @@ def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
 def _render_status(status: dict[str, Any]) -> str:
     lock = status["lock"]
     age = status["last_evaluate_age_seconds"]
-    out = ["last evaluate: never" if age is None else
+    paused = status["paused"]
+    out = [] if paused is None else [f"PAUSED: {PauseState(**paused).describe()}", ""]
+    out += ["last evaluate: never" if age is None else
            f"last evaluate: {status['last_evaluate_at']} ({seconds(age)} ago)",
            "migration lock: free" if lock is None else
            f"migration lock: held for vm {lock['vmid']} {lock['source']} -> {lock['target']}"

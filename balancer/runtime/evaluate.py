@@ -115,6 +115,9 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
         rebuild_cooldowns_if_lost(rt, snapshot)
     cfg = rt.config.balancing
     cpu, held, guest_cpu = update_averages(rt, snapshot)
+    # Paused: the cluster is read and the averages kept current; no move is chosen.
+    if (paused := rt.store.pause.current()) is not None:
+        raise Skip("paused", paused.describe())
     inp = EngineInput(snapshot, cpu, rt.store.marks.blocked(), cfg,
                       decision_seed(snapshot, cfg), proactive_held=held, guest_cpu=guest_cpu)
     try:

@@ -34,6 +34,8 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
         return _abandoned(vmid, "migration lock no longer held")
     with rt.client.deadline(t.recheck_deadline):
         refusal = _recheck(rt, vmid, source, target)
+    if refusal is None and (paused := rt.store.pause.current()) is not None:
+        refusal = f"balancer {paused.describe()}"  # paused after the decision: start nothing
     if refusal is not None:
         return abort(rt, lock_token, m, refusal)
     # Beat before attaching the UPID: evaluate adopts a migration whose follower is silent.

@@ -17,6 +17,7 @@ Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
     P cycle                   "a scheduled evaluate started"   PX half an interval
     P holds:proactive         hash node -> {since, seen}       PX a few EMA windows
     P ema:guests              JSON {ts, v: {vmid: cpu average}}     PX ~10 x EMA window
+    P pause                   JSON {by, reason, since, until}  PX until the pause ends
 
 Errors are never swallowed: any Redis trouble raises `redis.exceptions.RedisError` and the
 caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, health checks).
@@ -42,6 +43,7 @@ from balancer.state.liveness import Liveness
 from balancer.state.lock import EVALUATE_LOCK, MIGRATION_LOCK, MigrationLock
 from balancer.state.marks import GuestMarks
 from balancer.state.metrics import MetricsStore
+from balancer.state.pause import Pause
 
 SOCKET_TIMEOUT = 5.0
 HEALTH_CHECK_INTERVAL = 30
@@ -68,6 +70,7 @@ class StateStore:
         self.liveness = Liveness(client, prefix, clock)
         self.holds = Holds(client, prefix, clock)
         self.guest_ema = GuestCpuEma(client, prefix, clock)
+        self.pause = Pause(client, prefix, clock)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, *,

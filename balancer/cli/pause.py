@@ -1,0 +1,66 @@
+"""`pve-balancer pause` and `resume`: hold back every new migration, cluster-wide."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import re
+import socket
+import sys
+
+from balancer.cli.common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, load, open_store
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `90s`, `30m`, `2h`, `1h30m`, `1d` -> seconds; ValueError names the forms."""
+    spec = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", spec):
+        seconds = float(spec)
+    elif spec and re.fullmatch(r"(?:\d+(?:\.\d+)?[smhd])+", spec):
+        seconds = sum(float(n) * _UNIT[u] for n, u in _PART.findall(spec))
+    else:
+        raise ValueError(f"{text!r} is not a duration; use e.g. 90s, 30m, 2h, 1h30m or 1d")
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a pause must last more than 0 seconds")
+    return seconds
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Hold back every new migration on every worker (the one running finishes) until
+    `resume`, or for --for DURATION. Evaluate keeps reading and recording, and says
+    "skipped: paused by ... until ..."."""
+    try:
+        seconds = parse_duration(args.duration) if args.duration else None
+    except ValueError as exc:
+        print(f"pause: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = load(args)
+    store = open_store(config)
+    if store is None:
+        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    state = store.pause.set(by=_who(), reason=args.reason or "", seconds=seconds)
+    print(state.describe())
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Lift a pause: the next evaluate may start a migration again."""
+    config = load(args)
+    store = open_store(config)
+    if store is None:
+        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print("resumed" if store.pause.clear() else "was not paused")
+    return EXIT_OK
