@@ -227,3 +227,14 @@ def test_pause_holds_back_moves_and_resume_lets_them_go(
 def test_a_bad_pause_duration_is_a_usage_error(cli: Cli) -> None:
     code, _, err = cli("pause", "--for", "soon")
     assert code == EXIT_USAGE and "use e.g. 90s, 30m, 2h" in err
+
+
+def test_config_before_or_after_the_command_and_version(cli: Cli) -> None:
+    """Issue 17: as people type it."""
+    example = str(Path(__file__).resolve().parents[1] / "config" / "balancer.yaml.example")
+    before = cli("--config", example, "check-config", "--json")
+    after = cli("check-config", "--json", "--config", example)
+    assert before[0] == after[0] == EXIT_OK and before[1] == after[1]
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0

@@ -11,10 +11,12 @@ Exit codes (stable, for scripts):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from importlib import metadata
 
 import yaml
 
@@ -101,6 +103,16 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+CONFIG_HELP = "config file (default: $BALANCER_CONFIG or /etc/pve-balancer/balancer.yaml)"
+
+
+def _version() -> str:
+    try:
+        return f"pve-balancer {metadata.version('pve-balancer')}"
+    except metadata.PackageNotFoundError:
+        return "pve-balancer (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pve-balancer",
@@ -109,22 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 problem found, 2 usage, 3 config error, "
         "4 PVE/Redis unavailable.",
     )
-    parser.add_argument(
-        "--config", metavar="FILE",
-        help="config file (default: $BALANCER_CONFIG or /etc/pve-balancer/balancer.yaml)",
-    )
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # `--config` also after the command, as people type it; given twice, the later wins.
+    config_after = argparse.ArgumentParser(add_help=False)
+    config_after.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                              help=CONFIG_HELP)
+    command = functools.partial(sub.add_parser, parents=[config_after])
 
-    p = sub.add_parser("check-config", help="validate the config and print it, secrets redacted",
+    p = command("check-config", help="validate the config and print it, secrets redacted",
                        description=cmd_check_config.__doc__)
     p.add_argument("--json", action="store_true", help="print the effective config as JSON")
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("check", help="connect to PVE, verify privileges, summarise the cluster",
+    p = command("check", help="connect to PVE, verify privileges, summarise the cluster",
                        description=cmd_check.__doc__)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("plan", help="show what the balancer would do now, and why",
+    p = command("plan", help="show what the balancer would do now, and why",
                        description=cmd_plan.__doc__)
     p.add_argument("--json", action="store_true",
                    help='print {"action", "vmid", "source", "target", "reason", "explanation"}')
@@ -134,31 +149,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also save the live cluster's raw API payloads to FILE")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("status", help="lock, running migration, node averages, cooldowns",
+    p = command("status", help="lock, running migration, node averages, cooldowns",
                        description=cmd_status.__doc__)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--decisions", type=int, default=5, metavar="N",
                    help="how many recent decisions to show (default 5)")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("history", help="last migrations with outcome and duration",
+    p = command("history", help="last migrations with outcome and duration",
                        description=cmd_history.__doc__)
     p.add_argument("--limit", "-n", type=int, default=20, metavar="N",
                    help="how many migrations to show (default 20)")
     p.add_argument("--json", action="store_true", help="print the history as JSON")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("pause", help="hold back every new migration, cluster-wide",
+    p = command("pause", help="hold back every new migration, cluster-wide",
                        description=cmd_pause.__doc__)
     p.add_argument("--for", dest="duration", metavar="DURATION",
                    help="how long (90s, 30m, 2h, 1h30m, 1d); default: until resume")
     p.add_argument("--reason", metavar="TEXT", help="why (shown in status, logs and Flower)")
     p.set_defaults(func=cmd_pause)
 
-    p = sub.add_parser("resume", help="lift a pause", description=cmd_resume.__doc__)
+    p = command("resume", help="lift a pause", description=cmd_resume.__doc__)
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("exporter", help="serve Prometheus metrics from the shared state",
+    p = command("exporter", help="serve Prometheus metrics from the shared state",
                        description=cmd_exporter.__doc__)
     p.add_argument("--port", type=int, default=None,
                    help="listen port (default: metrics.port from the config)")
