@@ -121,6 +121,17 @@ def _text(key: str, value: Any) -> Any:
     return value
 
 
+def _token_name(key: str, value: Any) -> Any:
+    """The token's own name: PVE's token id is `user@realm!name`, and people paste all of it."""
+    name = _text(key, value)
+    if "@" in name or "!" in name:
+        raise ConfigError(
+            f"{key}: {name!r} looks like a whole token id; give only the part after '!' "
+            f"(e.g. {name.rpartition('!')[2] or 'balancer'!r}) and the user in proxmox.user "
+            "(e.g. 'balancer@pve')")
+    return name
+
+
 def _optional_text(key: str, value: Any) -> Any:
     return None if value is None else _text(key, value)
 
@@ -216,7 +227,7 @@ class ProxmoxConfig:
     hosts: tuple[str, ...] = setting(
         REQUIRED, _hosts, "PVE API endpoints, host or host:port, tried in order")
     user: str = setting(REQUIRED, _text, "user owning the token, e.g. balancer@pve")
-    token_name: str = setting(REQUIRED, _text, "token id, e.g. balancer")
+    token_name: str = setting(REQUIRED, _token_name, "token id, e.g. balancer")
     token_value: Secret = setting(REQUIRED, _secret, "token secret ($PVE_TOKEN_VALUE)")
     verify_ssl: bool = setting(True, _boolean, "verify PVE's TLS certificate")
     ca_bundle: str | None = setting(None, _optional_text, "CA file for a private CA")

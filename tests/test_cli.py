@@ -238,3 +238,10 @@ def test_config_before_or_after_the_command_and_version(cli: Cli) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0
+
+
+def test_a_missing_snapshot_file_is_a_usage_error_not_a_config_error(
+        cli: Cli, tmp_path: Path) -> None:
+    example = str(Path(__file__).resolve().parents[1] / "config" / "balancer.yaml.example")
+    code, _, err = cli("--config", example, "plan", "--snapshot", str(tmp_path / "none.json"))
+    assert code == EXIT_USAGE and err.startswith("error: cannot read snapshot ")

@@ -30,7 +30,7 @@ from balancer.cli.common import (
     load,
 )
 from balancer.cli.pause import cmd_pause, cmd_resume
-from balancer.cli.plan import cmd_plan
+from balancer.cli.plan import SnapshotFileError, cmd_plan
 from balancer.cli.status import cmd_history, cmd_status
 from balancer.config import BalancingConfig, ConfigError
 from balancer.engine.constraints import derive_constraints
@@ -192,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except SnapshotFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (PveAuthError, PveUnreachable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

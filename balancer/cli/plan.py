@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from balancer.cli.common import EXIT_OK, load, open_store
-from balancer.config import Config, ConfigError
+from balancer.config import Config
 from balancer.engine import CpuReading, Decision, EngineInput, above_proactive, decide
 from balancer.model import ClusterSnapshot
 from balancer.pve import PveClient, PveError
@@ -55,15 +55,20 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Co
                        guest_cpu=guest_cpu)
 
 
+class SnapshotFileError(Exception):
+    """`--snapshot FILE` is missing or is no saved snapshot: a usage error, not the config."""
+
+
 def _snapshot_from_file(path: str) -> tuple[ClusterSnapshot, dict[str, Any]]:
     """A saved snapshot: the raw API payloads (`--save-snapshot`) plus optional `cpu_ema`
     {node: {value, samples}} and `blocked` {vmid: reason}."""
     try:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read snapshot {path}: {exc}") from None
+        raise SnapshotFileError(f"cannot read snapshot {path}: {exc}") from None
     if not isinstance(doc, Mapping) or "resources" not in doc:
-        raise ConfigError(f"snapshot {path}: expected a mapping with 'resources' and 'status'")
+        raise SnapshotFileError(
+            f"snapshot {path}: expected a mapping with 'resources' and 'status'")
     snapshot = build_snapshot(doc["resources"], doc.get("status", []), doc.get("rules"),
                               doc.get("options"), float(doc.get("taken_at", 0.0)))
     return snapshot, dict(doc)

@@ -210,3 +210,15 @@ def test_the_exporter_binds_loopback_unless_told_otherwise() -> None:
     doc = {**minimal(), "metrics": {"listen": "everywhere"}}
     with pytest.raises(ConfigError, match=r"metrics.listen: 'everywhere' is not an IP address"):
         parse_config(doc, env={})
+
+
+@pytest.mark.parametrize("pasted", ["balancer@pve!balancer", "balancer@pve", "pve!balancer"])
+def test_a_whole_token_id_as_token_name_says_the_expected_form(pasted: str) -> None:
+    """Issue 17: PVE shows the token id `user@realm!name`; people paste all of it."""
+    raw = minimal()
+    raw["proxmox"]["token_name"] = pasted
+    with pytest.raises(ConfigError) as exc:
+        parse_config(raw, env={})
+    message = str(exc.value)
+    assert message.startswith("proxmox.token_name: ") and "part after '!'" in message
+    assert "proxmox.user" in message
