@@ -351,7 +351,10 @@ def test_a_recheck_that_outlives_the_lock_never_posts(
     worker.join(timeout=30)
     running.sim.clear_faults()
 
-    assert [o.state for o in outcome] == ["abandoned"], outcome
+    # Stopped by the fence ("abandoned"), or, when its slow read already shows the newer
+    # move's lock, by the re-check, whose abort is not ours to record ("done"): both send
+    # nothing, which is what this test is about.
+    assert [o.state for o in outcome] in (["abandoned"], ["done"]), outcome
     posts = [r for r in running.sim.request_log if r.method == "POST"]
     assert len(posts) == 1, "the stale task sent its POST anyway"
     events = migration_events(rt)
