@@ -60,6 +60,12 @@ class MigrationRef:
     cpu_share_source: float = 0.0
     cpu_share_target: float = 0.0
 
+    @classmethod
+    def of(cls, record: Any) -> MigrationRef:
+        """The reference a record with the same field names describes (the lock's info, a
+        migration rebuilt from events): one place that knows which fields a reference has."""
+        return cls(**{f.name: getattr(record, f.name) for f in dataclasses.fields(cls)})
+
     @property
     def key(self) -> str | None:
         """What identifies this migration's end in the history: a migration ends once."""
@@ -176,12 +182,7 @@ class Migration:
 
     @property
     def ref(self) -> MigrationRef:
-        return MigrationRef(vmid=self.vmid, source=self.source, target=self.target,
-                            decision_id=self.decision_id, upid=self.upid,
-                            ha_request=self.ha_request, reason=self.reason,
-                            requested_at=self.requested_at, started_at=self.started_at,
-                            cpu_share_source=self.cpu_share_source,
-                            cpu_share_target=self.cpu_share_target)
+        return MigrationRef.of(self)
 
     def summary(self) -> str:
         """The outcome in a few words, for the history table."""

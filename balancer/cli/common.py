@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 import redis
@@ -33,3 +34,9 @@ def open_store(config: Config) -> StateStore | None:
         return None
 
 
+def store_or_report(config: Config) -> StateStore | None:
+    """The shared state for commands that need it; None after saying Redis is away."""
+    store = open_store(config)
+    if store is None:
+        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
+    return store

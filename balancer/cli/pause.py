@@ -8,7 +8,13 @@ import re
 import socket
 import sys
 
-from balancer.cli.common import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, load, open_store
+from balancer.cli.common import (
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    load,
+    store_or_report,
+)
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -46,9 +52,8 @@ def cmd_pause(args: argparse.Namespace) -> int:
         print(f"pause: {exc}", file=sys.stderr)
         return EXIT_USAGE
     config = load(args)
-    store = open_store(config)
+    store = store_or_report(config)
     if store is None:
-        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
         return EXIT_UNAVAILABLE
     state = store.pause.set(by=_who(), reason=args.reason or "", seconds=seconds)
     print(state.describe())
@@ -58,9 +63,8 @@ def cmd_pause(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     """Lift a pause: the next evaluate may start a migration again."""
     config = load(args)
-    store = open_store(config)
+    store = store_or_report(config)
     if store is None:
-        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
         return EXIT_UNAVAILABLE
     print("resumed" if store.pause.clear() else "was not paused")
     return EXIT_OK

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from balancer.cli.common import EXIT_OK, EXIT_UNAVAILABLE, load, open_store
+from balancer.cli.common import EXIT_OK, EXIT_UNAVAILABLE, load, store_or_report
 from balancer.render import clock, pct, seconds, table
 from balancer.state import StateStore
 from balancer.state.pause import PauseState
@@ -17,9 +16,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Show the migration lock and the running migration, per-node CPU EMA and memory,
     cooldowns and backoffs, and the last decisions (all from Redis)."""
     config = load(args)
-    store = open_store(config)
+    store = store_or_report(config)
     if store is None:
-        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
         return EXIT_UNAVAILABLE
     status = _collect_status(store, args.decisions)
     if args.json:
@@ -93,9 +91,8 @@ def _render_status(status: dict[str, Any]) -> str:
 def cmd_history(args: argparse.Namespace) -> int:
     """Show the last migrations with their outcome and duration."""
     config = load(args)
-    store = open_store(config)
+    store = store_or_report(config)
     if store is None:
-        print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
         return EXIT_UNAVAILABLE
     migrations = [m.row() for m in store.history.migrations()[:args.limit]]
     if args.json:

@@ -144,11 +144,10 @@ def _our_task(rt: Runtime, m: MigrationRef) -> tuple[str, str | None] | None:
 
 
 def rebuild_cooldowns_if_lost(rt: Runtime, snapshot: ClusterSnapshot) -> None:
-    """After Redis lost its data, recent moves are read back from PVE's task list (our own
-    token's migrate tasks) so a VM just moved is not moved again; the ones our history does
-    not know are recorded as recovered outcomes."""
-    if rt.store.cache.get(COOLDOWNS_REBUILT) is not None:
-        return
+    """Call when the `COOLDOWNS_REBUILT` flag is missing (evaluate reads it with its other
+    records, under the evaluate lock). After Redis lost its data, recent moves are read back
+    from PVE's task list (our own token's migrate tasks) so a VM just moved is not moved
+    again; the ones our history does not know are recorded as recovered outcomes."""
     cooldown = rt.config.balancing.migration_cooldown_seconds
     now = rt.clock()
     try:

@@ -130,14 +130,7 @@ class LockInfo:
     @property
     def migration(self) -> MigrationRef | None:
         """The migration the lock guards, or None while evaluate has not described it yet."""
-        if self.vmid is None:
-            return None
-        return MigrationRef(vmid=self.vmid, source=self.source, target=self.target,
-                            decision_id=self.decision_id, upid=self.upid,
-                            ha_request=self.ha_request, reason=self.reason,
-                            requested_at=self.requested_at, started_at=self.started_at,
-                            cpu_share_source=self.cpu_share_source,
-                            cpu_share_target=self.cpu_share_target)
+        return None if self.vmid is None else MigrationRef.of(self)
 
 
 #: What `attach` may store: the described fields; `acquired_at` and `finishing` are the lock's.
