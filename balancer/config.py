@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from balancer.quiet import QuietHoursError, QuietWindow, parse_windows
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_PATH = "/etc/pve-balancer/balancer.yaml"
@@ -197,6 +199,28 @@ def _redis_url(key: str, value: Any) -> Any:
     return Secret(value)
 
 
+def _quiet_hours(key: str, value: Any) -> Any:
+    try:
+        return parse_windows(key, value)
+    except QuietHoursError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _notification_urls(key: str, value: Any) -> Any:
+    """Apprise URLs (ntfy://, gotify://, json://, mailto://, ...): secrets, since most carry a
+    token. Checked for shape here and by Apprise when the worker starts."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{key}: expected a list of Apprise URLs, got {_kind(value)}")
+    for index, url in enumerate(value):
+        if not isinstance(url, str) or "://" not in url:
+            # Never echo the value: a half-typed URL may still hold a token.
+            raise ConfigError(f"{key}[{index}]: expected an Apprise URL such as "
+                              "ntfy://ntfy.example/topic or json://host:port/path")
+    return tuple(Secret(url.strip()) for url in value)
+
+
 def _kind(value: Any) -> str:
     return "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
 
@@ -268,6 +292,10 @@ class BalancingConfig:
     repair_rules: bool = setting(True, _boolean,
                                  "repair broken plb_anti_affinity_* and plb_pin_* tags")
     leave_ha_to_pve: bool = setting(True, _boolean, "leave HA guests to PVE's auto-rebalance")
+    evacuate_ha_maintenance: bool = setting(
+        False, _boolean, "drain a node in PVE HA maintenance of the non-HA VMs PVE leaves")
+    quiet_hours: tuple[QuietWindow, ...] = setting(
+        (), _quiet_hours, "windows (days, start, end, timezone) in which only drains move")
     dry_run: bool = setting(False, _boolean, "decide and record, migrate nothing")
 
     @property
@@ -306,12 +334,23 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class NotificationsConfig:
+    urls: tuple[Secret, ...] = setting((), _notification_urls,
+                                       "Apprise URLs to notify (secrets: redacted everywhere)")
+    stuck_after_seconds: float = setting(
+        900.0, _number(0, 7 * 86400), "notify when a node stays saturated with no move this long")
+    throttle_seconds: float = setting(
+        3600.0, _number(0, 7 * 86400), "the same notification is sent at most once per this")
+
+
+@dataclass(frozen=True)
 class Config:
     proxmox: ProxmoxConfig
     redis: RedisConfig = field(default_factory=RedisConfig)
     balancing: BalancingConfig = field(default_factory=BalancingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data with every secret replaced by `***`."""
@@ -319,6 +358,8 @@ class Config:
 
 
 def _as_plain(value: Any) -> Any:
+    if isinstance(value, QuietWindow):
+        return value.to_dict()
     if is_dataclass(value) and not isinstance(value, type):
         out = {f.name: _as_plain(getattr(value, f.name)) for f in fields(value)}
         if isinstance(value, RedisConfig):
@@ -339,6 +380,7 @@ SECTION_TYPES: dict[str, type] = {
     "balancing": BalancingConfig,
     "logging": LoggingConfig,
     "metrics": MetricsConfig,
+    "notifications": NotificationsConfig,
 }
 SCHEMA: dict[str, dict[str, Key]] = {
     name: {f.name: f.metadata["key"] for f in fields(cls)}

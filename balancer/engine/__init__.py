@@ -1,15 +1,17 @@
 """The decision engine: a pure function from a cluster snapshot to at most one migration.
 
-`decide` reads like the rules users were promised: broken placement rules are repaired first,
-then sustained CPU, then memory above `memory_max`, then proactive memory spreading in a calm
-cluster; the first trigger that finds a valid move wins, and everything not chosen comes back
-with its reason.
+`decide` reads like the rules users were promised: drained nodes are emptied first, then
+broken placement rules are repaired, then sustained CPU, then memory above `memory_max`,
+then proactive memory spreading in a calm cluster; the first trigger that finds a valid move
+wins, and everything not chosen comes back with its reason. In quiet hours only a drain
+moves; any other move is shown and held back.
 """
 
 from __future__ import annotations
 
 from .context import build_context
-from .explain import Report
+from .drain import Drain
+from .explain import Report, headline
 from .pipeline import Pipeline
 from .repair import RuleRepair
 from .rules import Rule
@@ -25,7 +27,10 @@ from .types import (
     CandidateVerdict,
     CpuReading,
     Decision,
+    DrainProgress,
+    DrainState,
     EngineInput,
+    Leftover,
     Move,
     Rejection,
     TargetVerdict,
@@ -37,14 +42,17 @@ from .types import (
 from .views import cpu_share
 
 #: In rule order; the first that finds a valid move wins.
-STRATEGIES: tuple[Strategy, ...] = (RuleRepair(), CpuTrigger(), MemoryTrigger(),
+STRATEGIES: tuple[Strategy, ...] = (Drain(), RuleRepair(), CpuTrigger(), MemoryTrigger(),
                                     ProactiveTrigger())
 
 __all__ = [
     "CandidateVerdict",
     "CpuReading",
     "Decision",
+    "DrainProgress",
+    "DrainState",
     "EngineInput",
+    "Leftover",
     "Move",
     "Rejection",
     "Rule",
@@ -73,6 +81,11 @@ def decide(inp: EngineInput) -> Decision:
     pipe = Pipeline(ctx)
     for strategy in STRATEGIES:
         move = strategy.evaluate(pipe, report)
-        if move is not None:
-            return report.decision(move)
+        if move is None:
+            continue
+        if ctx.quiet is not None and move.reason is not Trigger.DRAIN:
+            report.outcome(f"{ctx.quiet}: only drains move; held back: "
+                           + headline(move, []).removeprefix("migrate "))
+            return report.decision(None)
+        return report.decision(move)
     return report.decision(None)

@@ -28,6 +28,10 @@ class Context:
     refused_targets: Mapping[int, Mapping[str, str]]
     proactive_held: Mapping[str, float] | None
     guest_cpu: Mapping[int, float] | None
+    #: Nodes being emptied (node -> why): drained by an operator, or in PVE HA maintenance
+    #: with `evacuate_ha_maintenance` on.
+    draining: Mapping[str, str]
+    quiet: str | None
     seed: int
     constraints: Constraints
     nodes: tuple[Node, ...]
@@ -84,6 +88,8 @@ def build_context(inp: EngineInput) -> Context:
         refused_targets=inp.refused_targets,
         proactive_held=inp.proactive_held,
         guest_cpu=inp.guest_cpu,
+        draining=_draining(nodes, inp.drained, cfg),
+        quiet=inp.quiet,
         seed=inp.seed,
         constraints=derive_constraints(snapshot, inp.config),
         nodes=nodes,
@@ -94,6 +100,21 @@ def build_context(inp: EngineInput) -> Context:
         cpu_limit_text=f"(cpu_max {cfg.cpu_max:.2f} - margin {cfg.safety_margin:.2f})",
         memory_limit_text=f"(memory_max {cfg.memory_max:.2f} - margin {cfg.safety_margin:.2f})",
     )
+
+
+#: The HA state PVE gives a node an operator put in maintenance (`ha-manager crm-command
+#: node-maintenance enable`); "fence" and "gone" are failures, not something to drain.
+HA_MAINTENANCE = "maintenance"
+
+
+def _draining(nodes: tuple[Node, ...], drained: Mapping[str, str],
+              cfg: BalancingConfig) -> dict[str, str]:
+    found = dict(drained)
+    if cfg.evacuate_ha_maintenance:
+        for node in nodes:
+            if node.hastate == HA_MAINTENANCE and node.name not in found:
+                found[node.name] = "in PVE HA maintenance (evacuate_ha_maintenance)"
+    return found
 
 
 def _group_by_node(guests: tuple[Guest, ...]) -> dict[str, tuple[Guest, ...]]:

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .types import CandidateVerdict, Decision, Move, Rejection, TriggerFired, Violation
+from .types import (
+    CandidateVerdict,
+    Decision,
+    DrainProgress,
+    Move,
+    Rejection,
+    TriggerFired,
+    Violation,
+)
 
 #: Lines about individual candidates (evaluated or not) across the whole decision.
 MAX_CANDIDATE_LINES = 30
@@ -32,6 +40,7 @@ class Report:
         self._shown_deferred = 0
         self._hidden = 0
         self._violations: list[Violation] = []
+        self._drains: list[DrainProgress] = []
 
     def note(self, line: str) -> None:
         self._lines.append(line)
@@ -53,6 +62,9 @@ class Report:
 
     def violations(self, found: list[Violation]) -> None:
         self._violations.extend(found)
+
+    def drain(self, progress: DrainProgress) -> None:
+        self._drains.append(progress)
 
     def screened(self, source: str, rejected: list[CandidateVerdict], total: int) -> None:
         """Guests on a source that are not candidates: one histogram line, details if few."""
@@ -88,7 +100,7 @@ class Report:
             lines.append(f"{self._hidden} more candidate verdicts not shown "
                          "(kept in Decision.candidates)")
         return Decision(move, tuple(lines), tuple(self._fired), tuple(self._skipped),
-                        tuple(self._candidates), tuple(self._violations))
+                        tuple(self._candidates), tuple(self._violations), tuple(self._drains))
 
 
 def headline(move: Move | None, outcomes: list[str]) -> str:

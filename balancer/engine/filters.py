@@ -54,6 +54,14 @@ def target_not_in_maintenance(node: Node, ctx: Context) -> Rejection | None:
     return reject(Rule.MAINTENANCE, node.name, f"is in HA state {node.hastate}")
 
 
+def target_not_drained(node: Node, ctx: Context) -> Rejection | None:
+    """A node being emptied takes nothing in, whatever the trigger."""
+    why = ctx.draining.get(node.name)
+    if why is None:
+        return None
+    return reject(Rule.DRAINED, node.name, f"is being drained ({why})")
+
+
 def target_not_excluded(node: Node, ctx: Context) -> Rejection | None:
     if node.name not in ctx.config.exclude_nodes:
         return None
@@ -80,7 +88,7 @@ def target_below_memory_limit(node: Node, ctx: Context) -> Rejection | None:
 
 
 TARGET_NODE_FILTERS: tuple[NodeFilter, ...] = (
-    target_online, target_not_in_maintenance, target_not_excluded,
+    target_online, target_not_in_maintenance, target_not_drained, target_not_excluded,
     target_below_cpu_limit, target_below_memory_limit,
 )
 
@@ -201,7 +209,8 @@ PAIR_FILTERS: tuple[PairFilter, ...] = (
     cpu_headroom, memory_headroom, no_flip_midpoint,
 )
 
-#: A rule repair is not a balancing move: every filter applies but the no-flip midpoint.
+#: A rule repair or a drain is not a balancing move: every filter applies but the no-flip
+#: midpoint (a drain is meant to empty the node, a repair to put a rule right).
 REPAIR_FILTERS: tuple[PairFilter, ...] = tuple(
     check for check in PAIR_FILTERS if check is not no_flip_midpoint)
 

@@ -36,6 +36,7 @@ from .types import CandidateVerdict, Move, TargetVerdict, TargetVerdicts, Trigge
 from .views import NodeView, Resource, cpu_share
 
 RESOURCE_OF: dict[Trigger, Resource] = {
+    Trigger.DRAIN: Resource.MEMORY,
     Trigger.RULE: Resource.MEMORY,
     Trigger.CPU: Resource.CPU,
     Trigger.MEMORY: Resource.MEMORY,
@@ -43,7 +44,8 @@ RESOURCE_OF: dict[Trigger, Resource] = {
 }
 
 #: The pair filters each trigger's moves must pass.
-FILTERS_OF: dict[Trigger, tuple[PairFilter, ...]] = {Trigger.RULE: REPAIR_FILTERS}
+FILTERS_OF: dict[Trigger, tuple[PairFilter, ...]] = {Trigger.RULE: REPAIR_FILTERS,
+                                                     Trigger.DRAIN: REPAIR_FILTERS}
 
 #: What one target can take at once: threads, bytes of maxmem, bytes of host memory.
 Point = tuple[float, float, float]

@@ -34,6 +34,7 @@ class Rule(StrEnum):
     PLB_AFFINITY = "plb_affinity"
     HA_BUSY = "ha_busy"
     HA_MANAGED = "ha_managed"
+    HA_EVACUATES = "ha_evacuates"
     BUSIEST = "busiest"
     NO_CPU_RELIEF = "no_cpu_relief"
 
@@ -43,6 +44,7 @@ class Rule(StrEnum):
     OFFLINE = "offline"
     NO_CAPACITY = "no_capacity"
     MAINTENANCE = "maintenance"
+    DRAINED = "drained"
     EXCLUDED_NODE = "excluded_node"
     PINNED = "pinned"
     ANTI_AFFINITY = "anti_affinity"

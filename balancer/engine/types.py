@@ -25,6 +25,9 @@ _Name = TypeVar("_Name", bound=str)
 class Trigger(StrEnum):
     """Why a move was made: the rule that fired on the source."""
 
+    #: An operator drained the node (or it is in PVE HA maintenance and
+    #: `evacuate_ha_maintenance` is on): its running VMs leave, one per cycle.
+    DRAIN = "drain"
     #: A broken rule nobody else enforces (ProxLB anti-affinity, pin) is repaired.
     RULE = "rule"
     CPU = "cpu"
@@ -49,6 +52,10 @@ class EngineInput:
     #: kept in Redis by the runtime. Candidate choice, relief and target projections use it
     #: instead of the last sample. None: the last sample is all there is.
     guest_cpu: Mapping[int, float] | None = None
+    #: Nodes an operator drained (node -> why), kept in Redis by the runtime.
+    drained: Mapping[str, str] = field(default_factory=dict)
+    #: A quiet-hours window is open (its description): only drains may move.
+    quiet: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +198,69 @@ class Violation:
                 "vmids": list(self.vmids), "text": self.describe()}
 
 
+class DrainState(StrEnum):
+    """Where a drain stands after this decision."""
+
+    #: No running QEMU VM is left on the node (stopped VMs and containers stay, listed).
+    EMPTY = "empty"
+    #: This decision moves one of its VMs.
+    MOVING = "moving"
+    #: Its VMs wait for another drained node's move (one move per cycle).
+    WAITING = "waiting"
+    #: Running VMs are left and none of them can go anywhere now.
+    STUCK = "stuck"
+    #: The node is offline or gone: nothing can leave it through a live migration.
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A guest a drain leaves on its node, and why."""
+
+    vmid: int
+    name: str
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"vmid": self.vmid, "name": self.name, "why": self.why}
+
+
+@dataclass(frozen=True)
+class DrainProgress:
+    """One drained node as this decision saw it."""
+
+    node: str
+    reason: str
+    state: DrainState
+    #: Running QEMU VMs still on the node (the one moving now included).
+    running: int
+    #: Running VMs that cannot leave now, each with its reason (known when the drain did
+    #: not move: a moving drain stops at the first VM it can place).
+    stuck: tuple[Leftover, ...] = ()
+    #: Stopped VMs, templates and containers: listed, never moved (no live migration).
+    left: tuple[Leftover, ...] = ()
+
+    def describe(self) -> str:
+        head = f"drain {self.node}: {self.state}, {self.running} running VMs left"
+        if self.stuck:
+            head += "; cannot leave: " + "; ".join(
+                f"vm {s.vmid} ({s.why})" for s in self.stuck[:MAX_LEFTOVERS_NAMED])
+            if len(self.stuck) > MAX_LEFTOVERS_NAMED:
+                head += f" and {len(self.stuck) - MAX_LEFTOVERS_NAMED} more"
+        if self.left:
+            head += f"; {len(self.left)} stopped VMs or containers stay"
+        return head
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "reason": self.reason, "state": str(self.state),
+                "running": self.running, "stuck": [s.to_dict() for s in self.stuck],
+                "left": [s.to_dict() for s in self.left], "text": self.describe()}
+
+
+#: Stuck VMs named in a drain's one-line description (all of them are in `to_dict`).
+MAX_LEFTOVERS_NAMED = 3
+
+
 @dataclass(frozen=True)
 class Decision:
     """At most one move, plus why everything else was not chosen."""
@@ -202,6 +272,8 @@ class Decision:
     candidates: tuple[CandidateVerdict, ...] = field(default=(), repr=False)
     #: Every rule violation found, repaired by this move or not (`plan` lists them all).
     violations: tuple[Violation, ...] = ()
+    #: Every drained node's progress (`drains`, `status` and `drain --wait` show it).
+    drains: tuple[DrainProgress, ...] = ()
 
     @property
     def action(self) -> Literal["migrate", "none"]:
@@ -219,6 +291,7 @@ class Decision:
             "explanation": list(self.explanation),
             "projected": _projected(move) if move else None,
             "violations": [v.to_dict() for v in self.violations],
+            "drains": [d.to_dict() for d in self.drains],
         }
 
 
