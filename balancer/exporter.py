@@ -36,6 +36,7 @@ from balancer.config import Config
 from balancer.engine.repair import ANTI_AFFINITY, PIN
 from balancer.migrations import ENDS, Migration
 from balancer.state import StateStore
+from balancer.state.cache import DRAINS_CACHE, NODES_CACHE, VIOLATIONS_CACHE
 from balancer.state.marks import KINDS
 from balancer.state.metrics import HistogramValue, LabelKey, MetricsSnapshot
 
@@ -46,10 +47,6 @@ log = logging.getLogger("balancer.exporter")
 DEFAULT_PORT = 9108
 #: Short Redis timeouts: a scrape should answer `up 0` well within Prometheus' 10 s timeout.
 SOCKET_TIMEOUT = 2.0
-#: The cache entry evaluate writes each cycle (`balancer.runtime.evaluate.NODES_CACHE`).
-NODES_CACHE = "nodes"
-#: The cache entry with the newest evaluate's broken rules (`...evaluate.VIOLATIONS_CACHE`).
-VIOLATIONS_CACHE = "violations"
 #: Rule labels of `pve_balancer_rule_violations`, always exported.
 RULES = (ANTI_AFFINITY, PIN)
 NS = "pve_balancer"
@@ -113,6 +110,8 @@ class BalancerCollector(Collector):
         last = store.liveness.last()
         migrations = store.history.migrations()
         paused = store.pause.current()
+        drained = set(store.drains.all())
+        draining = store.cache.get(DRAINS_CACHE)
 
         yield from _ema_families(ema)
         yield from _node_families(nodes_entry)
@@ -127,6 +126,8 @@ class BalancerCollector(Collector):
 
         yield _last_ends(migrations)
         yield _violations(violations_entry)
+
+        yield _drained(nodes_entry, drained, draining)
 
         pause = _gauge("paused", "1 while `pve-balancer pause` holds back every new migration.")
         pause.add_metric([], 1.0 if paused is not None else 0.0)
@@ -150,6 +151,20 @@ class BalancerCollector(Collector):
             threshold.add_metric(["cpu"], b.cpu_max)
             threshold.add_metric(["memory"], b.memory_max)
             yield threshold
+
+
+def _drained(nodes_entry: Any, drained: set[str], draining: Any) -> Metric:
+    """1 for a node being drained (by `drain`, or HA maintenance with
+    evacuate_ha_maintenance), 0 for every other node the newest evaluate saw."""
+    family = _gauge("node_drained", "1 while the node is drained: never a target, its "
+                    "running VMs leaving one per cycle.", ["node"])
+    progress = draining.get("drains", []) if isinstance(draining, Mapping) else []
+    on = drained | {p["node"] for p in progress if isinstance(p, Mapping) and "node" in p}
+    nodes = nodes_entry.get("nodes", []) if isinstance(nodes_entry, Mapping) else []
+    known = {n["name"] for n in nodes if isinstance(n, Mapping) and "name" in n}
+    for node in sorted(known | on):
+        family.add_metric([node], 1.0 if node in on else 0.0)
+    return family
 
 
 def _violations(entry: Any) -> Metric:

@@ -22,6 +22,7 @@ import yaml
 
 from balancer.render import pct, table
 from balancer.state import StateStore
+from balancer.state.cache import NODES_CACHE
 from pvesim.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ class Narrator:
         self.calm_cycles = 0
 
     def nodes_table(self) -> str:
-        nodes = (self.store.cache.get("nodes") or {}).get("nodes", [])
+        nodes = (self.store.cache.get(NODES_CACHE) or {}).get("nodes", [])
         ema = self.store.ema.entries()
         return table(["node", "cpu now", "cpu ema", "memory", "guests"], [
             [n["name"], pct(n["cpu"]), pct(ema[n["name"]].value) if n["name"] in ema else "-",
@@ -141,7 +142,7 @@ class Narrator:
         return [line for _, line in sorted(lines)]
 
     def settled(self) -> bool:
-        nodes = (self.store.cache.get("nodes") or {}).get("nodes", [])
+        nodes = (self.store.cache.get(NODES_CACHE) or {}).get("nodes", [])
         ema = self.store.ema.entries()
         hot = [n for n in nodes if n["memory"] > self.memory_max
                or (n["name"] in ema and ema[n["name"]].value > self.cpu_max)]

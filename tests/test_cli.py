@@ -153,6 +153,7 @@ def test_status_and_history_after_a_migration(cli: Cli, hot_cluster: tuple[Any, 
 
 
 @pytest.mark.parametrize("command", ["check-config", "check", "plan", "status", "history",
+                                     "pause", "resume", "drain", "undrain", "drains",
                                      "exporter"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -245,3 +246,62 @@ def test_a_missing_snapshot_file_is_a_usage_error_not_a_config_error(
     example = str(Path(__file__).resolve().parents[1] / "config" / "balancer.yaml.example")
     code, _, err = cli("--config", example, "plan", "--snapshot", str(tmp_path / "none.json"))
     assert code == EXIT_USAGE and err.startswith("error: cannot read snapshot ")
+
+
+def test_drain_lists_what_cannot_leave_and_a_late_drain_stops_a_move_onto_the_node(
+        cli: Cli, pvesim_factory: Callable[..., Any], tmp_path: Path, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: a VM pinned to its drained node is listed with its reason, never forced;
+    `drains`, `status` and `pve_balancer_node_drained` show the drain; a move decided before
+    its target was drained is not started; an unknown node is a usage error."""
+    scenario = cluster([vm(500, "pve3", 2, 0.2, 4, tags=["plb_pin_pve3"]),
+                        vm(501, "pve3", 2, 0.2, 4)])
+    running = pvesim_factory(scenario, speed=10.0)
+    config_path = tmp_path / "balancer.yaml"
+    write_config(config_path, running.host_port, running.user, running.token_name, redis_url)
+    monkeypatch.setenv("PVE_TOKEN_VALUE", running.token_value)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    assert evaluate(rt, dispatch).action == "none"  # publishes the node list
+
+    code, _, err = cli("--config", str(config_path), "drain", "pve9")
+    assert code == EXIT_USAGE and "no node 'pve9' in the cluster (nodes: pve1, pve2, pve3)" in err
+    code, out, _ = cli("--config", str(config_path), "drain", "pve3", "--reason", "psu")
+    assert code == EXIT_OK and out.startswith("draining pve3 by ")
+
+    moved = evaluate(rt, dispatch)
+    assert (moved.action, moved.vmid, moved.reason) == ("migrate", 501, "drain")
+    # The operator drains the chosen target before the migrate task runs: nothing starts.
+    assert moved.target is not None
+    cli("--config", str(config_path), "drain", moved.target)
+    aborted = dispatch.run(rt, dispatch.take("migrate"))
+    assert aborted.state == "aborted" and f"target {moved.target} was drained" in (
+        aborted.outcome or "")
+    assert running.sim.migration_log == []
+    cli("--config", str(config_path), "undrain", moved.target)
+    rt.store.marks.clear(501, "backoff")
+    rt.store.marks.clear(501, "cooldown")
+
+    moved = evaluate(rt, dispatch)
+    assert (moved.action, moved.vmid) == ("migrate", 501)
+    while dispatch.pending:  # migrate, then poll until PVE's task ends
+        running.sim.advance(5)
+        dispatch.run(rt, dispatch.pending.pop(0))
+    assert running.sim.guest(501).node != "pve3"
+    stuck = evaluate(rt, dispatch)
+    assert stuck.action == "none"
+    [progress] = stuck.drains
+    assert (progress["state"], progress["running"]) == ("stuck", 1)
+    assert [(s["vmid"], s["why"]) for s in progress["stuck"]] == [
+        (500, "no valid target: 2 pinned")]
+
+    code, out, _ = cli("--config", str(config_path), "drains")
+    assert "pve3" in out and "stuck" in out
+    assert "pve3: vm 500 (vm500) cannot leave: no valid target: 2 pinned" in out
+    code, out, _ = cli("--config", str(config_path), "status", "--json")
+    assert [d["node"] for d in json.loads(out)["drains"]] == ["pve3"]
+    body = generate_latest(make_registry(rt.store)).decode()
+    assert 'pve_balancer_node_drained{node="pve3"} 1.0' in body
+    assert 'pve_balancer_node_drained{node="pve1"} 0.0' in body
+    assert running.sim.guest(500).node == "pve3"

@@ -29,6 +29,7 @@ from balancer.cli.common import (
     Command,
     load,
 )
+from balancer.cli.drain import cmd_drain, cmd_drains, cmd_undrain
 from balancer.cli.pause import cmd_pause, cmd_resume
 from balancer.cli.plan import SnapshotFileError, cmd_plan
 from balancer.cli.status import cmd_history, cmd_status
@@ -172,6 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("resume", help="lift a pause", description=cmd_resume.__doc__)
     p.set_defaults(func=cmd_resume)
+
+    p = command("drain", help="empty a node for maintenance; nothing moves onto it",
+                description=cmd_drain.__doc__)
+    p.add_argument("node", metavar="NODE", help="the PVE node name")
+    p.add_argument("--reason", metavar="TEXT", help="why (shown in drains, status and logs)")
+    p.add_argument("--wait", action="store_true",
+                   help="show progress until the node is empty (exit 0) or stuck (exit 1)")
+    p.set_defaults(func=cmd_drain)
+
+    p = command("undrain", help="let a drained node take VMs again",
+                description=cmd_undrain.__doc__)
+    p.add_argument("node", metavar="NODE", help="the PVE node name")
+    p.set_defaults(func=cmd_undrain)
+
+    p = command("drains", help="drained nodes and their progress", description=cmd_drains.__doc__)
+    p.add_argument("--json", action="store_true", help="print the drains as JSON")
+    p.set_defaults(func=cmd_drains)
 
     p = command("exporter", help="serve Prometheus metrics from the shared state",
                        description=cmd_exporter.__doc__)

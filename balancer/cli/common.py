@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import socket
 import sys
 from collections.abc import Callable
 
@@ -40,3 +42,12 @@ def store_or_report(config: Config) -> StateStore | None:
     if store is None:
         print(f"Redis at {config.redis.redacted_url} is not reachable", file=sys.stderr)
     return store
+
+
+def who() -> str:
+    """`user@host` of whoever runs the command: shown with a pause or a drain."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

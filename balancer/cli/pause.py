@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import re
-import socket
 import sys
 
 from balancer.cli.common import (
@@ -14,6 +12,7 @@ from balancer.cli.common import (
     EXIT_USAGE,
     load,
     store_or_report,
+    who,
 )
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -34,14 +33,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
 def cmd_pause(args: argparse.Namespace) -> int:
     """Hold back every new migration on every worker (the one running finishes) until
     `resume`, or for --for DURATION. Evaluate keeps reading and recording, and says
@@ -55,7 +46,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
     store = store_or_report(config)
     if store is None:
         return EXIT_UNAVAILABLE
-    state = store.pause.set(by=_who(), reason=args.reason or "", seconds=seconds)
+    state = store.pause.set(by=who(), reason=args.reason or "", seconds=seconds)
     print(state.describe())
     return EXIT_OK
 

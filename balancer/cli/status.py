@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 from balancer.cli.common import EXIT_OK, EXIT_UNAVAILABLE, load, store_or_report
+from balancer.cli.drain import drain_listing, render_drains
 from balancer.render import clock, pct, seconds, table
 from balancer.state import StateStore
+from balancer.state.cache import NODES_CACHE, VIOLATIONS_CACHE
 from balancer.state.pause import PauseState
 
 
@@ -30,8 +32,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
     holder = store.lock.holder()
     beat = store.heartbeat.info()
-    nodes = (store.cache.get("nodes") or {}).get("nodes", [])
-    violations = (store.cache.get("violations") or {}).get("violations", [])
+    nodes = (store.cache.get(NODES_CACHE) or {}).get("nodes", [])
+    violations = (store.cache.get(VIOLATIONS_CACHE) or {}).get("violations", [])
     ema = store.ema.entries()
     last = store.liveness.last()
     paused = store.pause.current()
@@ -48,6 +50,7 @@ def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
                    "ema_samples": ema[n["name"]].samples if n["name"] in ema else 0}
                   for n in nodes],
         "violations": violations,
+        "drains": drain_listing(store),
         "marks": [{"kind": m.kind, "vmid": m.vmid, "until": m.until, "reason": m.reason}
                   for m in store.marks.listing()],
         "decisions": store.history.decisions(decisions),
@@ -77,6 +80,10 @@ def _render_status(status: dict[str, Any]) -> str:
     else:
         out.append("no broken placement rules")
     out.append("")
+    if status["drains"]:
+        out.append("drained nodes:")
+        out.append(render_drains(status["drains"]))
+        out.append("")
     out.append(table(["vm", "blocked", "until", "reason"], [
         [m["vmid"], m["kind"], clock(m["until"]), m["reason"]] for m in status["marks"]])
         if status["marks"] else "no cooldowns or backoffs")

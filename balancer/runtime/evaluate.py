@@ -22,6 +22,7 @@ from balancer.model import ClusterSnapshot
 from balancer.pve.errors import PveError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
+from balancer.quiet import open_window
 from balancer.runtime.choose import PreconditionFailed, Refusal, choose_move, decision_seed
 from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.reconcile import (
@@ -32,12 +33,13 @@ from balancer.runtime.reconcile import (
 )
 from balancer.runtime.results import CycleResult
 from balancer.runtime.skip import Skip
+from balancer.state.cache import DRAINS_CACHE, NODES_CACHE, VIOLATIONS_CACHE
+from balancer.state.drains import DrainEntry
+from balancer.state.pause import PauseState
 from balancer.state.scripts import run_together
 
 log = logging.getLogger("balancer.evaluate")
 
-NODES_CACHE = "nodes"
-VIOLATIONS_CACHE = "violations"
 
 
 def evaluate(rt: Runtime, dispatch: Dispatcher, scheduled: bool = False) -> CycleResult:
@@ -116,10 +118,13 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
     cfg = rt.config.balancing
     cpu, held, guest_cpu = update_averages(rt, snapshot)
     # Paused: the cluster is read and the averages kept current; no move is chosen.
-    if (paused := rt.store.pause.current()) is not None:
-        raise Skip("paused", paused.describe())
+    if records.paused is not None:
+        raise Skip("paused", records.paused.describe())
+    quiet = open_window(cfg.quiet_hours, snapshot.taken_at)
     inp = EngineInput(snapshot, cpu, rt.store.marks.blocked(), cfg,
-                      decision_seed(snapshot, cfg), proactive_held=held, guest_cpu=guest_cpu)
+                      decision_seed(snapshot, cfg), proactive_held=held, guest_cpu=guest_cpu,
+                      drained={node: d.describe() for node, d in records.drains.items()},
+                      quiet=None if quiet is None else quiet.describe())
     try:
         decision = choose_move(rt.client, inp, on_refused=lambda refusal: _refused(rt, refusal))
     except PreconditionFailed as exc:
@@ -180,6 +185,8 @@ class Records:
     migrations: list[Migration]
     cooldowns_rebuilt: bool
     last_decision: dict[str, Any] | None
+    paused: PauseState | None
+    drains: dict[str, DrainEntry]
 
 
 def _read_settled_cluster(rt: Runtime) -> tuple[ClusterSnapshot, Records]:
@@ -212,10 +219,14 @@ def publish_and_load(rt: Runtime, snapshot: ClusterSnapshot) -> Records:
     store.history.queue_events(pipe, RECENT_EVENTS)
     store.cache.queue_get(pipe, COOLDOWNS_REBUILT)
     store.history.queue_last_decision(pipe)
-    _, events, rebuilt, last = pipe.execute()
+    store.pause.queue_current(pipe)
+    store.drains.queue_all(pipe)
+    _, events, rebuilt, last, paused, drains, _ = pipe.execute()
     return Records(migrations=rebuild(store.history.parse_events(events)),
                    cooldowns_rebuilt=store.cache.parse(COOLDOWNS_REBUILT, rebuilt) is not None,
-                   last_decision=store.history.parse_last_decision(last))
+                   last_decision=store.history.parse_last_decision(last),
+                   paused=store.pause.parse(paused, rt.clock()),
+                   drains=store.drains.parse(drains))
 
 
 def announce_pve_auto_rebalance(rt: Runtime, snapshot: ClusterSnapshot) -> None:
@@ -261,8 +272,11 @@ def _record(rt: Runtime, result: CycleResult, decision: Decision,
         summary=result.summary))
     now = rt.clock()
     pipe = rt.store.client.pipeline(transaction=True)
+    keep = max(60.0, 10 * rt.timings.interval)
     rt.store.cache.queue_set(pipe, VIOLATIONS_CACHE, {"at": now, "violations": [
-        v.to_dict() for v in decision.violations]}, max(60.0, 10 * rt.timings.interval))
+        v.to_dict() for v in decision.violations]}, keep)
+    rt.store.cache.queue_set(pipe, DRAINS_CACHE, {"at": now, "drains": [
+        d.to_dict() for d in decision.drains]}, keep)
     if (result.action == "migrate" or last is None
             or last.get("explanation") != list(result.explanation)):
         rt.store.history.queue_decision(pipe, {**result.to_dict(), "at": now})

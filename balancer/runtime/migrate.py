@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from balancer.engine import Trigger
 from balancer.logs import event_fields
 from balancer.migrations import EventKind, MigrationEvent, MigrationRef
 from balancer.pve.errors import PveApiError, PveError, PveMigrationUnconfirmed
+from balancer.quiet import open_window
 from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.outcome import abort, fail
 from balancer.runtime.results import StepResult, StepState
@@ -34,8 +36,8 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
         return _abandoned(vmid, "migration lock no longer held")
     with rt.client.deadline(t.recheck_deadline):
         refusal = _recheck(rt, vmid, source, target)
-    if refusal is None and (paused := rt.store.pause.current()) is not None:
-        refusal = f"balancer {paused.describe()}"  # paused after the decision: start nothing
+    if refusal is None:
+        refusal = _held_back(rt, m, target)
     if refusal is not None:
         return abort(rt, lock_token, m, refusal)
     # Beat before attaching the UPID: evaluate adopts a migration whose follower is silent.
@@ -80,6 +82,19 @@ def start_migration(rt: Runtime, dispatch: Dispatcher, vmid: int, source: str, t
 
 def _abandoned(vmid: int, reason: str) -> StepResult:
     return StepResult(StepState.ABANDONED, vmid=vmid, reason=reason)
+
+
+def _held_back(rt: Runtime, m: MigrationRef, target: str) -> str | None:
+    """What an operator said since the decision: a pause, a drain of the target, a quiet
+    window that opened (only a drain may start in one)."""
+    if (paused := rt.store.pause.current()) is not None:
+        return f"balancer {paused.describe()}"
+    if (drained := rt.store.drains.all().get(target)) is not None:
+        return f"target {target} was drained {drained.describe()}"
+    quiet = open_window(rt.config.balancing.quiet_hours, rt.clock())
+    if quiet is not None and m.reason != str(Trigger.DRAIN):
+        return f"{quiet.describe()} began: only drains move"
+    return None
 
 
 def _post_budget(rt: Runtime) -> float:

@@ -96,6 +96,8 @@ class CycleResult:
     dry_run: bool | None = None
     #: Broken placement rules found this cycle (`Violation.to_dict()`), repaired or not.
     violations: tuple[dict[str, Any], ...] = ()
+    #: Every drained node's progress (`DrainProgress.to_dict()`).
+    drains: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def decided(cls, decision: Decision, decision_id: str, dry_run: bool) -> CycleResult:
@@ -103,7 +105,7 @@ class CycleResult:
         return cls(action=d["action"], reason=d["reason"], explanation=tuple(d["explanation"]),
                    vmid=d["vmid"], source=d["source"], target=d["target"],
                    projected=d["projected"], decision_id=decision_id, dry_run=dry_run,
-                   violations=tuple(d["violations"]))
+                   violations=tuple(d["violations"]), drains=tuple(d["drains"]))
 
     @classmethod
     def skipped(cls, kind: str, reason: str) -> CycleResult:
@@ -117,8 +119,10 @@ class CycleResult:
         out = dataclasses.asdict(self)
         out["explanation"] = list(self.explanation)
         out["violations"] = list(self.violations)
+        out["drains"] = list(self.drains)
         if self.action == "skipped":
             del out["projected"], out["decision_id"], out["dry_run"], out["violations"]
+            del out["drains"]
         else:
             del out["skip"]
         return out

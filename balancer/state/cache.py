@@ -17,6 +17,15 @@ from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, text, to_ms
 
 log = logging.getLogger(__name__)
 
+# What each evaluate publishes for `status`, `drains`, the exporter and the demo (one place
+# for the names: the writer and every reader import them from here).
+#: `{"at", "nodes": [{"name", "online", "cpu", "memory", "maxcpu", "maxmem", ...}]}`
+NODES_CACHE = "nodes"
+#: `{"at", "violations": [Violation.to_dict()]}`
+VIOLATIONS_CACHE = "violations"
+#: `{"at", "drains": [DrainProgress.to_dict()]}`
+DRAINS_CACHE = "drains"
+
 
 class RedisJsonCache(RedisPart):
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,

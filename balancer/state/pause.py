@@ -69,7 +69,14 @@ class Pause(RedisPart):
         return bool(self.client.delete(self.pause_key))
 
     def current(self, now: float | None = None) -> PauseState | None:
-        raw = self.client.get(self.pause_key)
+        return self.parse(self.client.get(self.pause_key), self.now(now))
+
+    def queue_current(self, pipe: redis.client.Pipeline) -> None:
+        """`current` in the caller's pipeline; read the reply with `parse`."""
+        pipe.get(self.pause_key)
+
+    @staticmethod
+    def parse(raw: object, now: float) -> PauseState | None:
         if raw is None:
             return None
         try:
@@ -82,6 +89,6 @@ class Pause(RedisPart):
             # Unreadable: someone meant to pause. Hold back moves until it is cleared.
             return PauseState(by="unknown", reason="unreadable pause entry", since=0.0,
                               until=None)
-        if state.until is not None and state.until <= self.now(now):
+        if state.until is not None and state.until <= now:
             return None
         return state

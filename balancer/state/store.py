@@ -18,6 +18,7 @@ Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
     P holds:proactive         hash node -> {since, seen}       PX a few EMA windows
     P ema:guests              JSON {ts, v: {vmid: cpu average}}     PX ~10 x EMA window
     P pause                   JSON {by, reason, since, until}  PX until the pause ends
+    P drains                  hash node -> {by, reason, since}  PX 90 days, refreshed by evaluate
 
 Errors are never swallowed: any Redis trouble raises `redis.exceptions.RedisError` and the
 caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, health checks).
@@ -33,6 +34,7 @@ from redis.retry import Retry
 
 from balancer.state.cache import RedisJsonCache
 from balancer.state.clock import RedisClock
+from balancer.state.drains import Drains
 from balancer.state.ema import CpuEmaStore
 from balancer.state.guest_ema import GuestCpuEma
 from balancer.state.heartbeat import Heartbeat
@@ -71,6 +73,7 @@ class StateStore:
         self.holds = Holds(client, prefix, clock)
         self.guest_ema = GuestCpuEma(client, prefix, clock)
         self.pause = Pause(client, prefix, clock)
+        self.drains = Drains(client, prefix, clock)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, *,
