@@ -21,6 +21,7 @@ from balancer.runtime.timings import Timings
 EVALUATE = "balancer.evaluate"
 MIGRATE = "balancer.migrate"
 POLL = "balancer.poll_migration"
+NOTIFY = "balancer.notify"
 BEAT_PREFIX = "pve-balancer-beat:"
 
 
@@ -94,23 +95,33 @@ def settings(config: Config) -> dict[str, Any]:
         # beat is replaced quickly (RedBeat's default would be 25 minutes).
         redbeat_lock_timeout=max(5, math.ceil(4 * interval)),
         beat_max_loop_interval=max(0.5, interval),
-        beat_schedule={
-            "evaluate": {
-                "task": EVALUATE,
-                "schedule": interval,
-                # No `expires`: Celery turns it into a time by beat's clock and compares it
-                # with the worker's, so a beat 30 s behind had every cycle discarded. A backlog
-                # is dropped by the worker instead, by Redis's clock (evaluate's `scheduled`).
-                "kwargs": {"scheduled": True},
-            },
-        },
+        beat_schedule=beat_schedule(config),
         task_annotations={
             EVALUATE: {"soft_time_limit": timings.eval_lock_ttl,
                        "time_limit": timings.eval_lock_ttl + 5},
             MIGRATE: {"soft_time_limit": 120, "time_limit": 150},
             POLL: {"soft_time_limit": 60, "time_limit": 75},
+            NOTIFY: {"soft_time_limit": 60, "time_limit": 75},
         },
     )
+
+
+def beat_schedule(config: Config) -> dict[str, Any]:
+    interval = config.balancing.interval_seconds
+    schedule: dict[str, Any] = {
+        "evaluate": {
+            "task": EVALUATE,
+            "schedule": interval,
+            # No `expires`: Celery turns it into a time by beat's clock and compares it
+            # with the worker's, so a beat 30 s behind had every cycle discarded. A backlog
+            # is dropped by the worker instead, by Redis's clock (evaluate's `scheduled`).
+            "kwargs": {"scheduled": True},
+        },
+    }
+    if config.notifications.urls:
+        # Sends what evaluate, the migration's end and the CLI queued (never in a cycle).
+        schedule["notify"] = {"task": NOTIFY, "schedule": max(interval, 5.0)}
+    return schedule
 
 
 app = lazy_app()

@@ -1,4 +1,4 @@
-"""The three tasks users see in Flower. Each is one paragraph: get the runtime, run the step.
+"""The tasks users see in Flower. Each is one paragraph: get the runtime, run the step.
 
 Results are small JSON dicts with no secrets; arguments are ids, node names and the lock's
 owner token. The token is no PVE credential, but whoever holds it can end or extend the
@@ -15,7 +15,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from balancer.config import REDACTED
 from balancer.runtime import Runtime, evaluate, poll_migration, start_migration
 from balancer.runtime.evaluate import cut_short
-from tasks.app import EVALUATE, MIGRATE, POLL, app, current_config
+from balancer.runtime.notices import send_queued
+from tasks.app import EVALUATE, MIGRATE, NOTIFY, POLL, app, current_config
 from tasks.runtime import get_runtime
 
 
@@ -62,3 +63,9 @@ def migrate_task(vmid: int, source: str, target: str, lock_token: str) -> dict[s
 def poll_task(upid: str, lock_token: str, follower: str | None = None) -> dict[str, Any]:
     """Follow a migration until it ends; record the outcome and release the lock."""
     return poll_migration(_runtime(), CeleryDispatcher(), upid, lock_token, follower).to_dict()
+
+
+@app.task(name=NOTIFY)
+def notify_task() -> dict[str, int]:
+    """Send the queued notifications (Apprise); the result counts them, never names a URL."""
+    return send_queued(_runtime())

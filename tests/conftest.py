@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.support.redis_server",
     "tests.support.pvesim_server",
     "tests.support.celery_worker",
+    "tests.support.receiver",
 ]
 
 #: Fixtures that start a real service (directly or through another fixture).

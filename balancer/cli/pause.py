@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 
+from balancer import notify
 from balancer.cli.common import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -48,6 +49,8 @@ def cmd_pause(args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     state = store.pause.set(by=who(), reason=args.reason or "", seconds=seconds)
     print(state.describe())
+    if config.notifications.urls:
+        store.outbox.post([notify.paused(state.describe())], 0)
     return EXIT_OK
 
 
@@ -57,5 +60,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = store_or_report(config)
     if store is None:
         return EXIT_UNAVAILABLE
-    print("resumed" if store.pause.clear() else "was not paused")
+    if store.pause.clear():
+        print("resumed")
+        if config.notifications.urls:
+            store.outbox.post([notify.resumed(who())], 0)
+    else:
+        print("was not paused")
     return EXIT_OK

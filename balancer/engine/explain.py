@@ -41,6 +41,7 @@ class Report:
         self._hidden = 0
         self._violations: list[Violation] = []
         self._drains: list[DrainProgress] = []
+        self._unrepaired: list[Violation] = []
 
     def note(self, line: str) -> None:
         self._lines.append(line)
@@ -62,6 +63,9 @@ class Report:
 
     def violations(self, found: list[Violation]) -> None:
         self._violations.extend(found)
+
+    def unrepaired(self, found: list[Violation]) -> None:
+        self._unrepaired.extend(found)
 
     def drain(self, progress: DrainProgress) -> None:
         self._drains.append(progress)
@@ -100,7 +104,8 @@ class Report:
             lines.append(f"{self._hidden} more candidate verdicts not shown "
                          "(kept in Decision.candidates)")
         return Decision(move, tuple(lines), tuple(self._fired), tuple(self._skipped),
-                        tuple(self._candidates), tuple(self._violations), tuple(self._drains))
+                        tuple(self._candidates), tuple(self._violations), tuple(self._drains),
+                        tuple(self._unrepaired))
 
 
 def headline(move: Move | None, outcomes: list[str]) -> str:

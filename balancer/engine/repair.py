@@ -90,12 +90,14 @@ class RuleRepair:
             report.note(f"rule: {len(violations) - MAX_LINES} more broken rules "
                         "(all in plan --json and status)")
         if not ctx.config.repair_rules:
+            report.unrepaired(violations)
             report.outcome(f"rule: {len(violations)} broken, not repaired "
                            "(balancing.repair_rules: false)")
             return None
         for guest in repair_order(violations, ctx):
             if (move := self._try(guest, pipe, report)) is not None:
                 return move
+        report.unrepaired(violations)
         report.outcome(f"rule: cannot repair {_listing(violations)}: no valid move")
         return None
 

@@ -274,6 +274,8 @@ class Decision:
     violations: tuple[Violation, ...] = ()
     #: Every drained node's progress (`drains`, `status` and `drain --wait` show it).
     drains: tuple[DrainProgress, ...] = ()
+    #: Violations no valid move repairs this cycle (or `repair_rules: false`): notified.
+    unrepaired: tuple[Violation, ...] = ()
 
     @property
     def action(self) -> Literal["migrate", "none"]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from balancer.config import Config
+from balancer.notify import Notifier
 from balancer.pve.client import PveClient
 from balancer.runtime.timings import Timings
 from balancer.state import StateStore
@@ -47,6 +48,8 @@ class Runtime:
     #: Why this process's last cycle was skipped (None: it was not), so that PVE or Redis
     #: being away is logged when it starts and when it ends, not once per cycle.
     last_skip: str | None = field(default=None, init=False)
+    #: Apprise, set up on the first `balancer.notify` run of this process.
+    notifier: Notifier | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.timings = Timings.from_config(self.config.balancing)

@@ -23,6 +23,7 @@ from balancer.pve.errors import PveError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
 from balancer.quiet import open_window
+from balancer.runtime import notices
 from balancer.runtime.choose import PreconditionFailed, Refusal, choose_move, decision_seed
 from balancer.runtime.context import Dispatcher, Runtime, schedule_poll
 from balancer.runtime.reconcile import (
@@ -132,6 +133,7 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
     decision_id = uuid.uuid4().hex[:12]
     result = CycleResult.decided(decision, decision_id, rt.config.balancing.dry_run)
     _record(rt, result, decision, records.last_decision)
+    notices.after_decision(rt, decision, quiet is not None, records.drains)
     if decision.move is not None and not rt.config.balancing.dry_run:
         _start(rt, dispatch, decision, decision_id)
     return result

@@ -16,6 +16,8 @@ import redis
 
 from balancer.logs import event_fields
 from balancer.migrations import EventKind, MigrationEvent, MigrationRef
+from balancer.notify import migration_failed
+from balancer.runtime import notices
 from balancer.runtime.context import Runtime
 from balancer.runtime.results import StepResult, StepState
 
@@ -49,6 +51,7 @@ def fail(rt: Runtime, token: str, m: MigrationRef, error: str,
     backoff = rt.store.marks.record_failure(m.vmid, error, rt.timings.backoff_base,
                                             rt.timings.backoff_max)
     now = rt.clock()
+    notices.post(rt, [migration_failed(m.vmid, m.source, m.target, error)])
     return _finish(rt, token, MigrationEvent.of(
         EventKind.FAILED, m, now, duration=_duration(m, now), outcome=error, backoff=backoff,
         recovered=recovered))

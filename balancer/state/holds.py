@@ -22,6 +22,8 @@ from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, number, text, 
 from balancer.state.scripts import ScriptCall
 
 PROACTIVE = "proactive"
+#: Nodes saturated with no valid move (notified after `notifications.stuck_after_seconds`).
+STUCK = "stuck"
 
 # KEYS[1] hash. ARGV: now, gap, ttl ms, nodes above... Returns node, seconds held, ...
 _OBSERVE = """

@@ -19,6 +19,9 @@ Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
     P ema:guests              JSON {ts, v: {vmid: cpu average}}     PX ~10 x EMA window
     P pause                   JSON {by, reason, since, until}  PX until the pause ends
     P drains                  hash node -> {by, reason, since}  PX 90 days, refreshed by evaluate
+    P holds:stuck             like holds:proactive, for nodes saturated with no valid move
+    P notify:outbox           list of notice JSON, capped      PX a day
+    P notify:sent:<kind>:<subject>  throttle flag              PX notifications.throttle_seconds
 
 Errors are never swallowed: any Redis trouble raises `redis.exceptions.RedisError` and the
 caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, health checks).
@@ -39,12 +42,13 @@ from balancer.state.ema import CpuEmaStore
 from balancer.state.guest_ema import GuestCpuEma
 from balancer.state.heartbeat import Heartbeat
 from balancer.state.history import History
-from balancer.state.holds import Holds
+from balancer.state.holds import STUCK, Holds
 from balancer.state.keys import DEFAULT_PREFIX, Clock, key_count, keys_without_ttl
 from balancer.state.liveness import Liveness
 from balancer.state.lock import EVALUATE_LOCK, MIGRATION_LOCK, MigrationLock
 from balancer.state.marks import GuestMarks
 from balancer.state.metrics import MetricsStore
+from balancer.state.outbox import Outbox
 from balancer.state.pause import Pause
 
 SOCKET_TIMEOUT = 5.0
@@ -74,6 +78,8 @@ class StateStore:
         self.guest_ema = GuestCpuEma(client, prefix, clock)
         self.pause = Pause(client, prefix, clock)
         self.drains = Drains(client, prefix, clock)
+        self.stuck = Holds(client, prefix, clock, name=STUCK)
+        self.outbox = Outbox(client, prefix, clock)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, *,

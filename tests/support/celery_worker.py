@@ -153,31 +153,34 @@ class BalancerDeployment:
 
 
 def write_config(path: Path, host_port: str, user: str, token_name: str, redis_url: str,
-                 hosts_first: tuple[str, ...] = (), **balancing: Any) -> None:
+                 hosts_first: tuple[str, ...] = (), sections: dict[str, Any] | None = None,
+                 **balancing: Any) -> None:
     doc = {
         "proxmox": {"hosts": [*hosts_first, host_port], "user": user,
                     "token_name": token_name,
                     "verify_ssl": False, "timeout_seconds": 5},
         "redis": {"url": redis_url},
         "balancing": {**FAST_BALANCING, **balancing},
+        **(sections or {}),
     }
     path.write_text(yaml.safe_dump(doc))
 
 
 @pytest.fixture
 def deployment_factory(tmp_path: Path, redis_url: str) -> Iterator[Any]:
-    """`make(running_sim, redis=None, hosts_first=(), **balancing) -> BalancerDeployment`
-    (token passed via env); `redis` overrides the session's Redis URL (e.g. a
-    password-protected server); `hosts_first` are PVE hosts tried before the simulator."""
+    """`make(running_sim, redis=None, hosts_first=(), sections=None, **balancing) ->
+    BalancerDeployment` (token passed via env); `redis` overrides the session's Redis URL
+    (e.g. a password-protected server); `hosts_first` are PVE hosts tried before the
+    simulator; `sections` are other config sections (e.g. notifications)."""
     made: list[BalancerDeployment] = []
 
     def make(sim: Any, redis: str | None = None, hosts_first: tuple[str, ...] = (),
-             **balancing: Any) -> BalancerDeployment:
+             sections: dict[str, Any] | None = None, **balancing: Any) -> BalancerDeployment:
         workdir = tmp_path / f"deploy{len(made)}"
         workdir.mkdir()
         config_path = workdir / "balancer.yaml"
         write_config(config_path, sim.host_port, sim.user, sim.token_name, redis or redis_url,
-                     hosts_first, **balancing)
+                     hosts_first, sections, **balancing)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY", "REDIS"))}
         env.update(BALANCER_CONFIG=str(config_path), PVE_TOKEN_VALUE=sim.token_value,
                    PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")

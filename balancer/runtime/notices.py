@@ -1,0 +1,80 @@
+"""Notifications from the runtime: post what a cycle or a migration's end is worth saying,
+and send what is queued (the worker's `balancer.notify` task).
+
+Posting is best effort: a notice lost to a Redis hiccup must never turn a decision or a
+migration's end into an error. Sending retries a notice a few times, then drops it with a
+warning (the event itself is in the history and the metrics either way).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis
+
+from balancer.engine import Decision
+from balancer.logs import event_fields
+from balancer.notify import Notice, Notifier, decision_notices, saturated_without_move
+from balancer.runtime.context import Runtime
+from balancer.state.drains import DrainEntry
+
+log = logging.getLogger("balancer.notify")
+
+#: Notices one `balancer.notify` run sends; the rest wait for the next run.
+BATCH = 20
+#: Delivery attempts before a notice is dropped.
+ATTEMPTS = 3
+
+
+def enabled(rt: Runtime) -> bool:
+    return bool(rt.config.notifications.urls)
+
+
+def post(rt: Runtime, notices: Sequence[Notice]) -> None:
+    """Queue `notices` through their throttle (nothing when notifications are off)."""
+    if not notices or not enabled(rt):
+        return
+    try:
+        rt.store.outbox.post(notices, rt.config.notifications.throttle_seconds)
+    except redis.exceptions.RedisError:
+        log.warning("notifications not queued: state store unavailable",
+                    extra=event_fields(kinds=[str(n.kind) for n in notices]))
+
+
+def after_decision(rt: Runtime, decision: Decision, quiet: bool,
+                   drains: dict[str, DrainEntry]) -> None:
+    """Track how long each node has been saturated with no move (kept in Redis like the
+    proactive hold) and post what this decision is worth telling."""
+    if not enabled(rt):
+        return
+    try:
+        stuck_for = rt.store.stuck.observe(saturated_without_move(decision, quiet),
+                                           gap=rt.timings.hold_gap, ttl=rt.timings.ema_ttl)
+    except redis.exceptions.RedisError:
+        return
+    post(rt, decision_notices(decision, stuck_for,
+                              rt.config.notifications.stuck_after_seconds,
+                              {node: d.since for node, d in drains.items()}))
+
+
+def send_queued(rt: Runtime) -> dict[str, int]:
+    """Send up to `BATCH` queued notices; the task's result counts them (no URL in it)."""
+    if not enabled(rt):
+        return {"sent": 0, "failed": 0, "dropped": 0}
+    if rt.notifier is None:
+        rt.notifier = Notifier(rt.config.notifications.urls)
+    sent = failed = dropped = 0
+    for notice in rt.store.outbox.take(BATCH):
+        if rt.notifier.send(notice):
+            sent += 1
+            continue
+        failed += 1
+        if notice.attempts + 1 < ATTEMPTS:
+            rt.store.outbox.requeue(Notice(notice.kind, notice.subject, notice.title,
+                                           notice.body, notice.throttle, notice.attempts + 1))
+        else:
+            dropped += 1
+            log.warning("notification dropped after retries", extra=event_fields(
+                kind=str(notice.kind), subject=notice.subject, attempts=ATTEMPTS))
+    return {"sent": sent, "failed": failed, "dropped": dropped}
