@@ -6,11 +6,13 @@ Commands run in-process through `balancer.cli.main`, exactly as the console scri
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import generate_latest
 
 from balancer.cli import EXIT_OK, EXIT_UNAVAILABLE, main
@@ -305,3 +307,57 @@ def test_drain_lists_what_cannot_leave_and_a_late_drain_stops_a_move_onto_the_no
     assert 'pve_balancer_node_drained{node="pve3"} 1.0' in body
     assert 'pve_balancer_node_drained{node="pve1"} 0.0' in body
     assert running.sim.guest(500).node == "pve3"
+
+
+@pytest.fixture
+def not_pve(tmp_path: Path) -> Iterator[str]:
+    """An HTTPS server that is not PVE: 404 and an HTML page for every path."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from pvesim.tls import server_context
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>Not Found</body></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_context(tmp_path).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("command", [["check"], ["plan"], ["plan", "--json"]])
+def test_a_host_that_is_not_pve_is_unavailable_for_every_command(
+        cli: Cli, not_pve: str, tmp_path: Path, redis_url: str, command: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: PVE answers 501 for a path it does not know, never 404 (pve-http-server,
+    `rest_handler`): a 404 means the host is not PVE, and every command says so, exit 4."""
+    config_path = tmp_path / "balancer.yaml"
+    write_config(config_path, not_pve, "balancer@pve", "balancer", redis_url)
+    monkeypatch.setenv("PVE_TOKEN_VALUE", "secret-value")
+    code, out, err = cli("--config", str(config_path), *command)
+    assert code == EXIT_UNAVAILABLE, (out, err)
+    assert "not a PVE API: HTTP 404" in out + err
+    assert "secret-value" not in out + err
+
+
+def test_an_untrusted_certificate_says_to_set_ca_bundle(
+        cli: Cli, hot_cluster: tuple[Any, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, config_path = hot_cluster
+    doc = yaml.safe_load(config_path.read_text())
+    doc["proxmox"]["verify_ssl"] = True
+    config_path.write_text(yaml.safe_dump(doc))
+    code, out, err = cli("--config", str(config_path), "plan")
+    assert code == EXIT_UNAVAILABLE
+    assert "set proxmox.ca_bundle to its CA, a copy of /etc/pve/pve-root-ca.pem" in out + err

@@ -275,7 +275,10 @@ class PveClient:
         else:
             if isinstance(result, dict) and set(result) == {"errors"} and isinstance(
                     result["errors"], bytes):
-                failure = _Failure(host, "answer was not JSON", status=200)
+                # No status: what answered is not PVE's API, so the call is "unreachable"
+                # (exit 4), not an API error.
+                failure = _Failure(host, "answer was not JSON: not a PVE API (wrong host or "
+                                   "port, or a proxy page?)")
             else:
                 return result
         if final is not None:
@@ -292,6 +295,12 @@ class PveClient:
             message = f"{message} ({self._scrub(details)})"
         if status == 401:
             return PveAuthError(self.config.user, self.config.token_name, host), None
+        if status == 404:
+            # pve-http-server answers 501 for any path it does not know, never 404
+            # (PVE::APIServer::AnyEvent::rest_handler): whatever answered is not PVE's API.
+            return None, _Failure(host, "not a PVE API: HTTP 404 for /api2/json (PVE answers "
+                                  "501 for an unknown path); wrong host or port?",
+                                  delivered=False)
         if status == 403:
             match = _PERMISSION.search(message)
             return PvePermissionError(
@@ -311,6 +320,9 @@ class PveClient:
             reason, delivered = "connect timeout", False
         elif isinstance(exc, requests.exceptions.SSLError):
             reason, delivered = f"TLS error: {_tail(text)}", False
+            if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+                reason += (" (PVE's certificate is not trusted here: set proxmox.ca_bundle "
+                           "to its CA, a copy of /etc/pve/pve-root-ca.pem from a node)")
         elif isinstance(exc, requests.exceptions.Timeout):
             reason = "no answer in time"
         elif isinstance(exc, requests.exceptions.ConnectionError):

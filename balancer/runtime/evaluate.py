@@ -19,7 +19,7 @@ from balancer.engine import CpuReading, Decision, EngineInput, above_proactive
 from balancer.logs import event_fields
 from balancer.migrations import EventKind, Migration, MigrationEvent, MigrationRef, rebuild
 from balancer.model import ClusterSnapshot
-from balancer.pve.errors import PveError
+from balancer.pve.errors import PveAuthError, PveError, PvePermissionError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
 from balancer.quiet import open_window
@@ -67,6 +67,10 @@ def evaluate(rt: Runtime, dispatch: Dispatcher, scheduled: bool = False) -> Cycl
     return result
 
 
+#: Skips only an operator can end (a wrong or revoked token, a missing privilege): WARNING.
+NEEDS_OPERATOR = frozenset({"access_denied"})
+
+
 def _log_state_change(rt: Runtime, result: CycleResult) -> None:
     """One line when cycles start being skipped for a reason, one when they stop; the cycles
     in between are logged at DEBUG (each is still counted in the metrics)."""
@@ -76,7 +80,8 @@ def _log_state_change(rt: Runtime, result: CycleResult) -> None:
             log.debug("evaluate skipped", extra=event_fields(skip=skip, reason=result.reason))
         return
     if skip is not None:
-        log.info("evaluate skipped", extra=event_fields(skip=skip, reason=result.reason))
+        level = logging.WARNING if skip in NEEDS_OPERATOR else logging.INFO
+        log.log(level, "evaluate skipped", extra=event_fields(skip=skip, reason=result.reason))
     else:
         log.info("evaluate resumed", extra=event_fields(after=rt.last_skip))
     rt.last_skip = skip
@@ -194,6 +199,9 @@ class Records:
 def _read_settled_cluster(rt: Runtime) -> tuple[ClusterSnapshot, Records]:
     try:
         read = read_snapshot(rt.client)
+    except (PveAuthError, PvePermissionError) as exc:
+        # Nothing fixes itself here: the operator must act (said once, at WARNING).
+        raise Skip("access_denied", f"cluster read refused: {exc}") from None
     except PveError as exc:
         raise Skip("read_failed", f"cluster read failed: {exc}") from None
     records = publish_and_load(rt, read.snapshot)
