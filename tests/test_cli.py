@@ -89,8 +89,22 @@ def test_check_summarises_the_cluster(cli: Cli, hot_cluster: tuple[Any, Path]) -
     assert code == EXIT_OK, out + err
     assert "privilege VM.Migrate on /vms: ok" in out
     assert "cluster rt: quorate, 3/3 nodes online" in out
+    assert "Redis: redis://127.0.0.1:" in out and "no evaluate recorded yet" in out
     assert out.rstrip().endswith("check OK")
     assert running.token_value not in out + err
+
+
+def test_check_without_redis_is_unavailable_and_says_why(
+        cli: Cli, hot_cluster: tuple[Any, Path]) -> None:
+    _, config_path = hot_cluster
+    doc = yaml.safe_load(config_path.read_text())
+    doc["redis"]["url"] = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    config_path.write_text(yaml.safe_dump(doc))
+    code, out, err = cli("--config", str(config_path), "check")
+    assert code == EXIT_UNAVAILABLE
+    assert "cluster rt: quorate" in out, "PVE is still checked and reported"
+    assert "PROBLEM: Redis at redis://:***@127.0.0.1:" in out and "not reachable" in out
+    assert "hunter2" not in out + err and "check OK" not in out
 
 
 def test_check_with_a_wrong_token_names_user_and_host_not_the_secret(
@@ -361,3 +375,15 @@ def test_an_untrusted_certificate_says_to_set_ca_bundle(
     code, out, err = cli("--config", str(config_path), "plan")
     assert code == EXIT_UNAVAILABLE
     assert "set proxmox.ca_bundle to its CA, a copy of /etc/pve/pve-root-ca.pem" in out + err
+
+
+def test_plan_shows_a_drain_first(cli: Cli, hot_cluster: tuple[Any, Path],
+                                  redis_url: str) -> None:
+    running, config_path = hot_cluster
+    StateStore.from_url(redis_url).drains.set("pve3", "alice@admin1", "psu")
+    code, out, _ = cli("--config", str(config_path), "plan", "--json")
+    plan = json.loads(out)
+    assert (code, plan["action"], plan["reason"], plan["source"]) == (
+        EXIT_OK, "migrate", "drain", "pve3")
+    assert [(d["node"], d["state"]) for d in plan["drains"]] == [("pve3", "moving")]
+    assert running.sim.migration_log == [], "plan migrates nothing"

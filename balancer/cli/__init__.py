@@ -28,15 +28,17 @@ from balancer.cli.common import (
     EXIT_USAGE,
     Command,
     load,
+    open_store,
 )
 from balancer.cli.drain import cmd_drain, cmd_drains, cmd_undrain
 from balancer.cli.pause import cmd_pause, cmd_resume
 from balancer.cli.plan import SnapshotFileError, cmd_plan
 from balancer.cli.status import cmd_history, cmd_status
-from balancer.config import BalancingConfig, ConfigError
+from balancer.config import BalancingConfig, Config, ConfigError
 from balancer.engine.constraints import derive_constraints
 from balancer.model import ClusterSnapshot
 from balancer.pve import PveAuthError, PveClient, PveError, PveUnreachable, run_check
+from balancer.render import seconds
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "EXIT_PROBLEM", "EXIT_UNAVAILABLE", "EXIT_USAGE",
            "build_parser", "main"]
@@ -68,10 +70,27 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
-    if report.ok:
+    redis_ok = _check_redis(config)
+    if report.ok and redis_ok:
         print("check OK")
         return EXIT_OK
-    return EXIT_UNAVAILABLE if report.host is None else EXIT_PROBLEM
+    return EXIT_UNAVAILABLE if report.host is None or not redis_ok else EXIT_PROBLEM
+
+
+def _check_redis(config: Config) -> bool:
+    """The one coordination point: reachable, and whether a balancer has been using it."""
+    store = open_store(config)
+    where = config.redis.redacted_url
+    if store is None:
+        print(f"PROBLEM: Redis at {where} is not reachable (redis.url, $REDIS_URL); workers, "
+              "beat and status need it")
+        return False
+    version = store.client.info("server").get("redis_version", "?")
+    last = store.liveness.last()
+    seen = ("no evaluate recorded yet (are worker and beat running?)" if last is None
+            else f"last evaluate {seconds(last.age_seconds)} ago")
+    print(f"Redis: {where} reachable (version {version}); {seen}")
+    return True
 
 
 def neighbour_lines(snapshot: ClusterSnapshot, balancing: BalancingConfig) -> list[str]:

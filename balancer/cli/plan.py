@@ -17,6 +17,7 @@ from balancer.engine import CpuReading, Decision, EngineInput, above_proactive, 
 from balancer.model import ClusterSnapshot
 from balancer.pve import PveClient, PveError
 from balancer.pve.snapshot import build_snapshot, read_snapshot
+from balancer.quiet import open_window
 from balancer.runtime.choose import PreconditionFailed, choose_move, decision_seed
 from balancer.runtime.timings import Timings
 from balancer.state import StateStore
@@ -24,7 +25,7 @@ from balancer.state import StateStore
 
 def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Config,
                  notes: list[str]) -> EngineInput:
-    """CPU EMAs, blocked VMs and proactive holds from Redis when available; otherwise the
+    """CPU EMAs, blocked VMs, proactive holds and drains from Redis when available; otherwise the
     current measurement, said so, because a hand-run plan must not wait a window for
     history. Read only: a plan records nothing, not even a hold."""
     min_samples = config.balancing.ema_min_samples
@@ -50,9 +51,13 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Co
                      + ": using the current measurement instead of the EMA")
     if held is None:
         notes.append("no proactive hold history: a proactive move is shown without its wait")
+    drained = ({node: d.describe() for node, d in store.drains.all().items()}
+               if store is not None else {})
+    quiet = open_window(config.balancing.quiet_hours, snapshot.taken_at)
     return EngineInput(snapshot, cpu, blocked, config.balancing,
                        decision_seed(snapshot, config.balancing), proactive_held=held,
-                       guest_cpu=guest_cpu)
+                       guest_cpu=guest_cpu, drained=drained,
+                       quiet=None if quiet is None else quiet.describe())
 
 
 class SnapshotFileError(Exception):

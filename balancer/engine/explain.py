@@ -75,7 +75,9 @@ class Report:
         self._candidates.extend(rejected)
         if not rejected:
             return
-        counts = Counter(r.rule for v in rejected for r in v.rejections)
+        # One count per guest, by its first reason, so the counts add up to the total; every
+        # reason of every guest is in its own line and in `Decision.candidates`.
+        counts = Counter(v.rejections[0].rule for v in rejected if v.rejections)
         histogram = ", ".join(f"{n} {rule}" for rule, n in sorted(
             counts.items(), key=lambda item: (-item[1], item[0])))
         self._lines.append(

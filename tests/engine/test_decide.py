@@ -1,13 +1,14 @@
 """The whole decision: shape, sentences, summaries, bounded explanations."""
 
 import json
+import re
 
 import pytest
 
 from balancer.engine import Decision, Rule, TargetVerdict, decide
 from balancer.engine.explain import MAX_CANDIDATE_LINES
 
-from .builders import engine_input, node, resource_affinity, snapshot, vm
+from .builders import ct, engine_input, node, resource_affinity, snapshot, vm
 
 
 def fit_error_cluster() -> Decision:
@@ -116,3 +117,19 @@ def test_a_guest_too_big_for_every_target_still_gets_per_target_verdicts() -> No
     )
     assert [t.rejection.rule for t in v102.targets if t.rejection] == [
         Rule.MAINTENANCE, Rule.CPU_HEADROOM, Rule.CPU_HEADROOM]
+
+
+def test_the_not_candidates_counts_add_up_to_the_guests_they_count() -> None:
+    """Issue 17: a guest with several reasons is counted once (by its first reason); all its
+    reasons are in its own line."""
+    snap = snapshot([node("pve1", mem_gib=240), node("pve2")],
+                    [ct(100, status="stopped"), ct(101), vm(102, status="stopped"),
+                     vm(103, lock="backup", status="stopped"), vm(104, mem_gib=8)])
+    d = decide(engine_input(snap))
+    [line] = [x for x in d.explanation if "guests are not candidates" in x]
+    match = re.search(r"(\d+)/(\d+) guests are not candidates \((.*)\)", line)
+    assert match is not None, line
+    counted = sum(int(part.split()[0]) for part in match[3].split(", "))
+    assert counted == int(match[1]) == 4, line
+    assert "vm 103 on pve1: not a candidate: not_running: vm 103 is stopped, not running; " \
+           "locked: vm 103 is locked (backup)" in d.explanation
