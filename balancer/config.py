@@ -334,6 +334,12 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    port: int = setting(8108, _number(1, 65535, integer=True), "port of the status page")
+    listen: str = setting("127.0.0.1", _listen_address, "address the status page binds")
+
+
+@dataclass(frozen=True)
 class NotificationsConfig:
     urls: tuple[Secret, ...] = setting((), _notification_urls,
                                        "Apprise URLs to notify (secrets: redacted everywhere)")
@@ -351,6 +357,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data with every secret replaced by `***`."""
@@ -381,6 +388,7 @@ SECTION_TYPES: dict[str, type] = {
     "logging": LoggingConfig,
     "metrics": MetricsConfig,
     "notifications": NotificationsConfig,
+    "web": WebConfig,
 }
 SCHEMA: dict[str, dict[str, Key]] = {
     name: {f.name: f.metadata["key"] for f in fields(cls)}

@@ -180,8 +180,13 @@ def run(args: argparse.Namespace) -> int:
         flower_port = free_port(5555)
         services.start("flower", [*celery, "flower", f"--port={flower_port}",
                                   "--address=127.0.0.1"], env=env)
+        web_port = free_port(8108)
+        services.start("web", [sys.executable, "-m", "balancer.cli", "web",
+                               "--port", str(web_port)], env=env)
         print(f"simulated cluster 'demo' at https://{host_port} (10x real time)")
-        print(f"Flower: http://127.0.0.1:{flower_port}/   logs: .demo/*.log   Ctrl-C stops all")
+        print(f"Flower: http://127.0.0.1:{flower_port}/   status page: "
+              f"http://127.0.0.1:{web_port}/")
+        print("logs: .demo/*.log   Ctrl-C stops all")
         return narrate(services, store, args)
     except KeyboardInterrupt:
         return 0

@@ -169,7 +169,7 @@ def test_status_and_history_after_a_migration(cli: Cli, hot_cluster: tuple[Any, 
 
 
 @pytest.mark.parametrize("command", ["check-config", "check", "plan", "status", "history",
-                                     "pause", "resume", "drain", "undrain", "drains",
+                                     "pause", "resume", "drain", "undrain", "drains", "web",
                                      "exporter"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

@@ -37,14 +37,17 @@ COMPOSE = ROOT / "compose.yml"
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 ENV_EXAMPLE = ROOT / "docker" / "env.example"
 DASHBOARD = ROOT / "docker" / "grafana-dashboard.json"
-APP_SERVICES = ("worker", "beat", "flower", "exporter")
-#: Variables read by the project's code (balancer/config.py).
+APP_SERVICES = ("worker", "beat", "flower", "exporter", "web")
+#: Variables read by the project's code (balancer/config.py, balancer/web).
 CODE_ENV = {CONFIG_ENV, TOKEN_ENV, REDIS_URL_ENV}
+#: Read by one service of ours only.
+SERVICE_ENV = {"WEB_BASIC_AUTH": "web"}
 #: Variables read by third-party programs in the image, and who reads them.
 THIRD_PARTY_ENV = {"FLOWER_BASIC_AUTH": "flower"}
 #: `pve-balancer` subcommands compose uses that the CLI may not have yet (wired separately);
 #: once the parser has them they are checked like any other.
-DUMMY_SECRETS = {"PVE_TOKEN_VALUE": "tok", "REDIS_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b"}
+DUMMY_SECRETS = {"PVE_TOKEN_VALUE": "tok", "REDIS_PASSWORD": "pw", "FLOWER_BASIC_AUTH": "a:b",
+                 "WEB_BASIC_AUTH": "c:d"}
 
 
 @cache
@@ -134,7 +137,7 @@ def test_pve_balancer_commands_exist_in_the_cli() -> None:
     parser = build_parser()
     known = subcommands(parser)
     used = [n for n in APP_SERVICES if command(n)[0] == "pve-balancer"]
-    assert used == ["exporter"]
+    assert used == ["exporter", "web"]
     for name in used:
         args = command(name)[1:]
         sub = next(a for a in args if not a.startswith("-"))
@@ -159,7 +162,8 @@ def test_env_vars_are_ones_the_code_reads() -> None:
         assert isinstance(env, dict), f"{name}: use the mapping form of environment"
         assert set(env) >= CODE_ENV, f"{name}: missing {CODE_ENV - set(env)}"
         for var in env:
-            assert var in CODE_ENV or var in THIRD_PARTY_ENV, f"{name}: nobody reads {var}"
+            assert (var in CODE_ENV or var in THIRD_PARTY_ENV
+                    or SERVICE_ENV.get(var) == name), f"{name}: nobody reads {var}"
         assert env[CONFIG_ENV] == DEFAULT_CONFIG_PATH
         url = env[REDIS_URL_ENV]
         assert re.fullmatch(r"redis://:\$\{REDIS_PASSWORD:\?[^}]*\}@redis:6379/0", url), url
@@ -176,7 +180,7 @@ def test_env_vars_are_ones_the_code_reads() -> None:
 def test_every_required_secret_is_documented() -> None:
     text = COMPOSE.read_text()
     needed = required(text)
-    assert needed == {"PVE_TOKEN_VALUE", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"}
+    assert needed == {"PVE_TOKEN_VALUE", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "WEB_BASIC_AUTH"}
     example = ENV_EXAMPLE.read_text()
     documented = dict(re.findall(r"^([A-Z_]+)=(.*)$", example, re.MULTILINE))
     assert needed <= set(documented)
@@ -226,13 +230,26 @@ def test_flower_has_basic_auth_on_5555() -> None:
     assert "FLOWER_BASIC_AUTH" not in service("worker")["environment"]
 
 
+def test_web_has_basic_auth_on_loopback_8108() -> None:
+    from balancer.web import AUTH_ENV
+
+    web = service("web")
+    cmd = command("web")
+    assert cmd[:2] == ["pve-balancer", "web"]
+    assert cmd[cmd.index("--port") + 1] == "8108" and "127.0.0.1:8108:8108" in web["ports"]
+    assert cmd[cmd.index("--listen") + 1] == "0.0.0.0", "reachable through the published port"
+    assert required(web["environment"][AUTH_ENV]) == {AUTH_ENV}
+    assert AUTH_ENV not in service("worker")["environment"]
+
+
 def test_healthchecks_use_the_script_the_image_installs() -> None:
     dockerfile = DOCKERFILE.read_text()
     assert "COPY --chmod=0755 docker/healthcheck.py /usr/local/bin/pve-balancer-healthcheck" \
         in dockerfile
     assert "HEALTHCHECK" in dockerfile
     for name, url in (("flower", "http://127.0.0.1:5555/healthcheck"),
-                      ("exporter", f"http://127.0.0.1:{DEFAULT_PORT}/metrics")):
+                      ("exporter", f"http://127.0.0.1:{DEFAULT_PORT}/metrics"),
+                      ("web", "http://127.0.0.1:8108/healthz")):
         test = service(name)["healthcheck"]["test"]
         assert test[:3] == ["CMD", "python", "/usr/local/bin/pve-balancer-healthcheck"], name
         assert test[3:] == ["--url", url], name

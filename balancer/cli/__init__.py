@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -123,6 +124,24 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    """Serve the status page (read-only, from Redis): nodes against the thresholds, the
+    migration in flight, every decision with its reasons, history, drains, pause and quiet
+    hours. GET /api/status is the JSON of `status --json`. Basic auth from $WEB_BASIC_AUTH."""
+    from balancer.logs import configure_logging
+    from balancer.web import parse_basic_auth, run_web
+
+    config = load(args)
+    configure_logging(config.logging.format, config.logging.level)
+    try:
+        parse_basic_auth(os.environ.get("WEB_BASIC_AUTH"))
+    except ValueError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    run_web(config, port=args.port or config.web.port, addr=args.listen or config.web.listen)
+    return EXIT_OK
+
+
 CONFIG_HELP = "config file (default: $BALANCER_CONFIG or /etc/pve-balancer/balancer.yaml)"
 
 
@@ -209,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("drains", help="drained nodes and their progress", description=cmd_drains.__doc__)
     p.add_argument("--json", action="store_true", help="print the drains as JSON")
     p.set_defaults(func=cmd_drains)
+
+    p = command("web", help="serve the status page (read-only, from Redis)",
+                description=cmd_web.__doc__)
+    p.add_argument("--port", type=int, default=None,
+                   help="listen port (default: web.port from the config, 8108)")
+    p.add_argument("--listen", default=None, metavar="ADDRESS",
+                   help="address to bind (default: web.listen, 127.0.0.1)")
+    p.set_defaults(func=cmd_web)
 
     p = command("exporter", help="serve Prometheus metrics from the shared state",
                        description=cmd_exporter.__doc__)

@@ -25,7 +25,8 @@ from balancer.cli.common import (
 )
 from balancer.render import clock, table
 from balancer.state import StateStore
-from balancer.state.cache import DRAINS_CACHE, NODES_CACHE
+from balancer.state.cache import NODES_CACHE
+from balancer.status import drain_listing
 
 #: Drain states after which `--wait` stops (see `DrainState`).
 FINAL = {"empty": EXIT_OK, "stuck": EXIT_PROBLEM, "offline": EXIT_PROBLEM}
@@ -89,31 +90,6 @@ def cmd_drains(args: argparse.Namespace) -> int:
     else:
         print(render_drains(listing))
     return EXIT_OK
-
-
-def drain_listing(store: StateStore) -> list[dict[str, Any]]:
-    """Every drained or draining node: the operator's entry (if any) and the newest
-    evaluate's progress (if it has run since). `status` and `drains` share it."""
-    entries = store.drains.all()
-    cached = store.cache.get(DRAINS_CACHE) or {}
-    progress = {p["node"]: p for p in cached.get("drains", []) if isinstance(p, dict)}
-    listing = []
-    for node in sorted(set(entries) | set(progress)):
-        entry = entries.get(node)
-        seen = progress.get(node)
-        fresh = seen is not None and (entry is None or cached.get("at", 0) >= entry.since)
-        listing.append({
-            "node": node,
-            "by": entry.by if entry else "evacuate_ha_maintenance",
-            "reason": entry.reason if entry else (seen or {}).get("reason", ""),
-            "since": entry.since if entry else None,
-            "state": seen["state"] if fresh and seen else "pending",
-            "running": seen["running"] if fresh and seen else None,
-            "stuck": seen["stuck"] if fresh and seen else [],
-            "left": seen["left"] if fresh and seen else [],
-            "seen_at": cached.get("at") if fresh else None,
-        })
-    return listing
 
 
 def render_drains(listing: list[dict[str, Any]]) -> str:

@@ -7,11 +7,10 @@ import json
 from typing import Any
 
 from balancer.cli.common import EXIT_OK, EXIT_UNAVAILABLE, load, store_or_report
-from balancer.cli.drain import drain_listing, render_drains
+from balancer.cli.drain import render_drains
 from balancer.render import clock, pct, seconds, table
-from balancer.state import StateStore
-from balancer.state.cache import NODES_CACHE, VIOLATIONS_CACHE
 from balancer.state.pause import PauseState
+from balancer.status import collect_status
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -21,40 +20,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = store_or_report(config)
     if store is None:
         return EXIT_UNAVAILABLE
-    status = _collect_status(store, args.decisions)
+    status = collect_status(store, config, args.decisions)
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
         print(_render_status(status))
     return EXIT_OK
-
-
-def _collect_status(store: StateStore, decisions: int) -> dict[str, Any]:
-    holder = store.lock.holder()
-    beat = store.heartbeat.info()
-    nodes = (store.cache.get(NODES_CACHE) or {}).get("nodes", [])
-    violations = (store.cache.get(VIOLATIONS_CACHE) or {}).get("violations", [])
-    ema = store.ema.entries()
-    last = store.liveness.last()
-    paused = store.pause.current()
-    return {
-        "paused": None if paused is None else paused.to_dict(),
-        "last_evaluate_at": last.at_iso if last else None,
-        "last_evaluate_age_seconds": round(last.age_seconds, 3) if last else None,
-        "lock": None if holder is None else {
-            "vmid": holder.vmid, "source": holder.source, "target": holder.target,
-            "upid": holder.upid, "acquired_at": holder.acquired_at,
-            "started_at": holder.started_at, "ttl_remaining": holder.ttl_remaining,
-            "follower_alive": beat is not None},
-        "nodes": [{**n, "cpu_ema": ema[n["name"]].value if n["name"] in ema else None,
-                   "ema_samples": ema[n["name"]].samples if n["name"] in ema else 0}
-                  for n in nodes],
-        "violations": violations,
-        "drains": drain_listing(store),
-        "marks": [{"kind": m.kind, "vmid": m.vmid, "until": m.until, "reason": m.reason}
-                  for m in store.marks.listing()],
-        "decisions": store.history.decisions(decisions),
-    }
 
 
 def _render_status(status: dict[str, Any]) -> str:

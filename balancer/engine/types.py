@@ -277,6 +277,33 @@ class Decision:
     #: Violations no valid move repairs this cycle (or `repair_rules: false`): notified.
     unrepaired: tuple[Violation, ...] = ()
 
+    def rejections_by_rule(self, limit: int = 20) -> dict[str, dict[str, dict[str, Any]]]:
+        """What was turned down, grouped by the rule that did it, for people to scan:
+        `{"sources"|"candidates"|"targets": {rule: {"count", "items"}}}`, at most `limit`
+        items per rule. Target verdicts never computed (a guest that fits nowhere, pruned)
+        are not computed here either."""
+        groups: dict[str, dict[str, dict[str, Any]]] = {
+            "sources": {}, "candidates": {}, "targets": {}}
+
+        def add(kind: str, rule: str, item: str) -> None:
+            entry = groups[kind].setdefault(rule, {"count": 0, "items": []})
+            entry["count"] += 1
+            if len(entry["items"]) < limit:
+                entry["items"].append(item)
+
+        for rejection in self.skipped_sources:
+            add("sources", str(rejection.rule), rejection.message)
+        for verdict in self.candidates:
+            for rejection in verdict.rejections:
+                add("candidates", str(rejection.rule), rejection.message)
+            if verdict.rejections or verdict.deferred:
+                continue
+            for target in verdict.targets:
+                if target.rejection is not None and target.rejection.rule != "same_node":
+                    add("targets", str(target.rejection.rule),
+                        f"vm {verdict.vmid} -> {target.rejection.message}")
+        return groups
+
     @property
     def action(self) -> Literal["migrate", "none"]:
         return "migrate" if self.move is not None else "none"

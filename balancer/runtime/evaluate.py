@@ -289,7 +289,8 @@ def _record(rt: Runtime, result: CycleResult, decision: Decision,
         d.to_dict() for d in decision.drains]}, keep)
     if (result.action == "migrate" or last is None
             or last.get("explanation") != list(result.explanation)):
-        rt.store.history.queue_decision(pipe, {**result.to_dict(), "at": now})
+        rt.store.history.queue_decision(pipe, {**result.to_dict(), "at": now,
+                                               "rejections": decision.rejections_by_rule()})
     pipe.execute()
 
 
