@@ -120,6 +120,22 @@ def test_the_page_shows_every_node_and_the_last_decision_and_refreshes_itself(
     source = browser.page_source
     assert rt.config.proxmox.token_value.reveal() not in source
 
+    # Readable on a phone: nothing wider than the screen but the tables' own cells.
+    browser.set_window_size(390, 844)
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"{overflow}px wider than a phone screen"
+
+
+def test_the_first_paint_needs_no_script(page: str, filled: Any) -> None:
+    """The HTML as served (no script run) already holds every node and the last decision."""
+    html = requests.get(page + "/", timeout=10).text
+    for name in ("pve1", "pve2", "pve3"):
+        assert f'data-node="{name}"' in html
+    headline = filled.store.history.decisions(1)[0]["explanation"][0]
+    assert headline.replace(">", "&gt;") in html
+    assert '<noscript><meta http-equiv="refresh"' in html
+
 
 def test_api_status_is_the_status_command_json(page: str, filled: Any) -> None:
     from balancer.status import collect_status
