@@ -28,6 +28,16 @@ survive it:
   without its scheduler, so no evaluate ever ran. `BalancerScheduler` waits for Redis there,
   with a capped backoff and one log line per change; and `BeatWatchdog` ends a `worker -B`
   (exit code 1) whose embedded beat died anyway, so a supervisor restarts it.
+
+These reach into Celery's, kombu's and RedBeat's internals, so pyproject.toml bounds them to
+the minor versions tested here (celery and kombu < 5.8, celery-redbeat < 2.5); the chaos and
+Redis-restart tests say whether a new version still needs each patch. Upstream reports of the
+same failures:
+* RedBeat: beat dies on `LockNotOwnedError` in `tick` (sibson/redbeat#230) and after a Redis
+  connection error (sibson/redbeat#285).
+* Celery/kombu: the worker stops consuming after the broker connection is reset
+  (celery/celery#10205); `AttributeError: 'NoneType' object has no attribute 'hostname'`
+  while a lost Redis channel is closed (celery/kombu#582).
 """
 
 from __future__ import annotations
