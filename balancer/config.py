@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import yaml
 
@@ -193,10 +193,35 @@ def _listen_address(key: str, value: Any) -> Any:
     return value
 
 
+#: `rediss://` certificate checks both Celery and redis-py read (Celery also reads CERT_*).
+SSL_CERT_REQS = ("required", "optional", "none")
+
+
 def _redis_url(key: str, value: Any) -> Any:
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{key}: expected a redis://, rediss:// or unix:// URL")
-    return Secret(value)
+    """A URL both Celery (broker, results) and redis-py (the state store) read the same way.
+    Never echoes the value: it may hold the password."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key}: expected a redis://, rediss:// or redis+socket:// URL")
+    parts = urlsplit(value.strip())
+    if parts.scheme == "unix":
+        raise ConfigError(f"{key}: Celery's Redis transport does not read unix:// URLs; for a "
+                          "socket write redis+socket:///run/redis/redis.sock (database: "
+                          "?virtual_host=0)")
+    if parts.scheme == "rediss":
+        reqs = parse_qs(parts.query).get("ssl_cert_reqs", [])
+        if not reqs:
+            raise ConfigError(f"{key}: a rediss:// URL needs ?ssl_cert_reqs=required (or "
+                              "optional, none): Celery refuses it without; add "
+                              "&ssl_ca_certs=/path/to/ca.pem for a private CA")
+        if reqs[-1] not in SSL_CERT_REQS:
+            raise ConfigError(f"{key}: ssl_cert_reqs must be one of "
+                              f"{', '.join(SSL_CERT_REQS)} (lowercase: Celery and redis-py "
+                              "both read those)")
+    elif parts.scheme not in ("redis", "redis+socket"):
+        raise ConfigError(f"{key}: expected a redis://, rediss:// or redis+socket:// URL "
+                          f"(got {parts.scheme or 'no'} scheme; Sentinel and cluster URLs are "
+                          "not supported)")
+    return Secret(value.strip())
 
 
 def _quiet_hours(key: str, value: Any) -> Any:

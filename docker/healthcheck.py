@@ -29,12 +29,13 @@ def check_redis() -> str:
     from balancer.config import ConfigError, load_config
     from balancer.state.clock import RedisClock
     from balancer.state.liveness import Liveness
+    from balancer.state.store import redis_py_url
 
     try:
         config = load_config()
     except ConfigError as exc:
         raise SystemExit(f"unhealthy: config error: {exc}") from None
-    client = redis.Redis.from_url(config.redis.url.reveal(), socket_timeout=TIMEOUT,
+    client = redis.Redis.from_url(redis_py_url(config.redis.url.reveal()), socket_timeout=TIMEOUT,
                                   socket_connect_timeout=TIMEOUT)
     try:
         client.ping()

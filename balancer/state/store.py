@@ -30,6 +30,7 @@ caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, 
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -52,6 +53,18 @@ from balancer.state.outbox import Outbox
 from balancer.state.pause import Pause
 
 SOCKET_TIMEOUT = 5.0
+
+
+def redis_py_url(url: str) -> str:
+    """Celery's (kombu's) socket form `redis+socket:///path?virtual_host=N` as redis-py
+    reads it, `unix:///path?db=N`; every other URL as it is."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis+socket":
+        return url
+    query = urlencode([(("db" if k == "virtual_host" else k), v)
+                       for k, v in parse_qsl(parts.query)])
+    # Spelled out: urlunsplit drops the "//" of an empty host, and redis-py needs it.
+    return f"unix://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
 HEALTH_CHECK_INTERVAL = 30
 
 
@@ -89,7 +102,7 @@ class StateStore:
         jittered backoff on connection errors and timeouts, `decode_responses=True`. Its
         clock is Redis's (`RedisClock`) unless one is given: hosts' clocks may disagree."""
         client = redis.Redis.from_url(
-            url,
+            redis_py_url(url),
             decode_responses=True,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,

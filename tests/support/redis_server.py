@@ -29,7 +29,18 @@ class RedisServer:
     workdir: Path
     password: str | None = None
     appendonly: bool = False
+    unixsocket: bool = False
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        # A socket path must fit in 108 bytes; pytest's tmp paths may not.
+        return Path(tempfile.gettempdir()) / f"redis-{self.port}.sock"
+
+    @property
+    def socket_url(self) -> str:
+        """The socket as Celery (kombu) reads it; the config accepts only this form."""
+        return f"redis+socket://{self.socket_path}?virtual_host=0"
 
     @property
     def url(self) -> str:
@@ -47,6 +58,8 @@ class RedisServer:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.unixsocket:
+            args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
 
@@ -91,11 +104,12 @@ def redis_server_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]
     teardown."""
     started: list[RedisServer] = []
 
-    def make(password: str | None = None, appendonly: bool = False) -> RedisServer:
+    def make(password: str | None = None, appendonly: bool = False,
+             unixsocket: bool = False) -> RedisServer:
         workdir = tmp_path / f"redis{len(started)}"
         workdir.mkdir()
         server = RedisServer(port=free_port(), workdir=workdir, password=password,
-                             appendonly=appendonly)
+                             appendonly=appendonly, unixsocket=unixsocket)
         started.append(server)
         server.start()
         return server
