@@ -260,7 +260,8 @@ def test_dockerfile_installs_runtime_only_as_non_root() -> None:
     version = re.search(r"ARG PYTHON_VERSION=3\.(\d+)", text)
     assert version and int(version.group(1)) >= 11
     assert re.search(r"FROM python:\$\{PYTHON_VERSION\}-slim", text)
-    assert "pip install ." in text
+    assert "pip install --no-deps -r requirements.lock" in text, "the image installs the lock"
+    assert "pip install --no-deps ." in text and "pip check" in text
     assert "[test]" not in text.replace("no [test] extra", "")
     users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
@@ -268,8 +269,9 @@ def test_dockerfile_installs_runtime_only_as_non_root() -> None:
               if line.strip() and not line.startswith("#")]
     assert ignore[0] == "*", ".dockerignore is an allowlist"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    assert {"pyproject.toml", "balancer", "tasks", "docker/healthcheck.py"} <= allowed
-    assert not allowed & {".env", "config", "tests", ".git", ".venv"}
+    assert {"pyproject.toml", "requirements.lock", "balancer", "tasks",
+            "docker/healthcheck.py"} <= allowed
+    assert not allowed & {".env", "config", "tests", ".git", ".venv", "pvesim", "demo"}
 
 
 def test_dashboard_is_valid_and_uses_the_datasource_variable() -> None:
