@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import math
+import platform
 import signal
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -85,9 +87,14 @@ class BalancerCollector(Collector):
         return [_gauge("up", "1 when Redis answered this scrape, else 0.")]
 
     def collect(self) -> Iterator[Metric]:
+        """Every series carries `cluster` (PVE's cluster name, as the newest evaluate read
+        it), so one Prometheus can scrape many clusters' exporters; node series also carry
+        `id="node/NAME"`, prometheus-pve-exporter's label, so the two join."""
+        yield _build_info()
         up = _gauge("up", "1 when Redis answered this scrape, else 0.")
         try:
-            families = list(self._families())
+            nodes_entry = self.store.cache.get(NODES_CACHE)
+            families = list(self._families(nodes_entry))
         except Exception as exc:  # a scrape must never fail: report the outage instead
             log.warning("scrape failed: %s", type(exc).__name__,
                         exc_info=log.isEnabledFor(logging.DEBUG))
@@ -95,14 +102,14 @@ class BalancerCollector(Collector):
             yield up
             return
         up.add_metric([], 1.0)
-        yield up
-        yield from families
+        cluster = nodes_entry.get("cluster") if isinstance(nodes_entry, dict) else None
+        for family in (up, *families):
+            yield _joinable(family, cluster if isinstance(cluster, str) else "")
 
-    def _families(self) -> Iterator[Metric]:
+    def _families(self, nodes_entry: Any) -> Iterator[Metric]:
         store = self.store
         # Read everything first: a Redis error half-way must not leave a partial scrape.
         ema = store.ema.entries()
-        nodes_entry = store.cache.get(NODES_CACHE)
         violations_entry = store.cache.get(VIOLATIONS_CACHE)
         snapshot = store.metrics.snapshot()
         holder = store.lock.holder()
@@ -112,6 +119,8 @@ class BalancerCollector(Collector):
         paused = store.pause.current()
         drained = set(store.drains.all())
         draining = store.cache.get(DRAINS_CACHE)
+        stuck = store.stuck.held()
+        now = store.clock()
 
         yield from _ema_families(ema)
         yield from _node_families(nodes_entry)
@@ -136,6 +145,18 @@ class BalancerCollector(Collector):
         lock = _gauge("lock_held", "1 while the cluster-wide migration lock is held.")
         lock.add_metric([], 1.0 if holder is not None else 0.0)
         yield lock
+        age = _gauge("lock_age_seconds", "How long the migration lock has been held (0 when "
+                     "free); a migration outliving its usual duration shows here.")
+        age.add_metric([], max(0.0, now - holder.acquired_at)
+                       if holder is not None and holder.acquired_at is not None else 0.0)
+        yield age
+
+        saturated = _gauge("node_saturated_no_move_seconds", "How long the node has been "
+                           "above a threshold with no valid move, over consecutive cycles "
+                           "(absent: not in that state).", ["node"])
+        for node in sorted(stuck):
+            saturated.add_metric([node], stuck[node])
+        yield saturated
 
         blocked = _gauge("guests_blocked", "Guests the balancer keeps still, by mark kind "
                          "(cooldown, backoff, unmigratable).", ["kind"])
@@ -151,6 +172,32 @@ class BalancerCollector(Collector):
             threshold.add_metric(["cpu"], b.cpu_max)
             threshold.add_metric(["memory"], b.memory_max)
             yield threshold
+
+
+def _build_info() -> Metric:
+    family = _gauge("build_info", "Always 1; the labels say which pve-balancer and Python.",
+                    ["version", "python"])
+    family.add_metric([_version(), platform.python_version()], 1.0)
+    return family
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pve-balancer")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _joinable(family: Metric, cluster: str) -> Metric:
+    """`cluster` on every sample, and prometheus-pve-exporter's `id="node/NAME"` beside our
+    `node` label."""
+    extra = {"cluster": cluster} if cluster else {}  # unknown before the first evaluate
+    family.samples = [
+        sample._replace(labels={**sample.labels, **extra,
+                                **({"id": f"node/{sample.labels['node']}"}
+                                   if "node" in sample.labels else {})})
+        for sample in family.samples]
+    return family
 
 
 def _drained(nodes_entry: Any, drained: set[str], draining: Any) -> Metric:

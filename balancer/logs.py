@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
@@ -34,12 +35,18 @@ def _render_value(value: Any) -> str:
     return text
 
 
+def rfc3339(epoch: float) -> str:
+    """`2026-11-25T14:00:00.123Z`: RFC 3339, UTC, milliseconds, whatever the host's zone."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
 class KeyValueFormatter(logging.Formatter):
-    """`2026-11-25T14:00:00 INFO balancer.evaluate decision action=migrate vmid=104 ...`"""
+    """`2026-11-25T14:00:00.123Z INFO balancer.evaluate decision action=migrate vmid=104 ...`"""
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = getattr(record, "fields", {}) or {}
-        parts = [self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), record.levelname, record.name,
+        parts = [rfc3339(record.created), record.levelname, record.name,
                  record.getMessage()]
         parts += [f"{key}={_render_value(value)}" for key, value in fields.items()]
         line = " ".join(parts)
@@ -53,7 +60,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": rfc3339(record.created),
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),

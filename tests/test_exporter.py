@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,6 +29,8 @@ from balancer.exporter import (
 from balancer.migrations import EventKind, MigrationEvent, MigrationRef
 from balancer.state import StateStore
 from tests.support.redis_server import RedisServer, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PASSWORD = "s3cret-Pa55word"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -62,7 +68,7 @@ def record_state(store: StateStore) -> None:
                      online={"pve1", "pve2"})
     store.ema.update({"pve1": 0.7, "pve2": 0.3}, sampled_at=1005.0, alpha=0.5,
                      online={"pve1", "pve2"})
-    store.cache.set("nodes", {"at": 1005.0, "nodes": [
+    store.cache.set("nodes", {"at": 1005.0, "cluster": "lab", "nodes": [
         {"name": "pve1", "online": True, "cpu": 0.7, "memory": 0.62, "maxcpu": 16,
          "maxmem": 64 << 30, "hastate": "online", "guests": 12},
         {"name": "pve2", "online": True, "cpu": 0.3, "memory": 0.41, "maxcpu": 16,
@@ -119,28 +125,24 @@ def test_scrape_over_http(redis_url: str, store: StateStore) -> None:
         exporter.close()
     lines = set(body.splitlines())
     for line in (
-        "pve_balancer_up 1.0",
-        'pve_balancer_node_cpu_ema{node="pve1"} 0.8',
-        'pve_balancer_node_cpu_ema_samples{node="pve1"} 2.0',
-        'pve_balancer_node_cpu_ratio{node="pve1"} 0.7',
-        'pve_balancer_node_memory_ratio{node="pve2"} 0.41',
-        'pve_balancer_node_online{node="pve3"} 0.0',
-        'pve_balancer_decisions_total{action="migrate",trigger="cpu"} 2.0',
-        'pve_balancer_skipped_cycles_total{reason="migration_in_flight"} 3.0',
-        'pve_balancer_migrations_total{result="aborted"} 0.0',
-        'pve_balancer_evaluate_duration_seconds_bucket{le="0.01"} 0.0',
-        'pve_balancer_evaluate_duration_seconds_bucket{le="+Inf"} 4.0',
-        "pve_balancer_evaluate_duration_seconds_count 4.0",
-        'pve_balancer_migration_duration_seconds_bucket{le="5.0"} 0.0',
-        'pve_balancer_migration_duration_seconds_bucket{le="10.0"} 1.0',
-        "pve_balancer_lock_held 1.0",
-        'pve_balancer_guests_blocked{kind="cooldown"} 2.0',
+        'pve_balancer_up{cluster="lab"} 1.0',
+        'pve_balancer_node_cpu_ema{cluster="lab",id="node/pve1",node="pve1"} 0.8',
+        'pve_balancer_node_cpu_ema_samples{cluster="lab",id="node/pve1",node="pve1"} 2.0',
+        'pve_balancer_node_cpu_ratio{cluster="lab",id="node/pve1",node="pve1"} 0.7',
+        'pve_balancer_node_memory_ratio{cluster="lab",id="node/pve2",node="pve2"} 0.41',
+        'pve_balancer_node_online{cluster="lab",id="node/pve3",node="pve3"} 0.0',
+        'pve_balancer_decisions_total{action="migrate",cluster="lab",trigger="cpu"} 2.0',
+        'pve_balancer_skipped_cycles_total{cluster="lab",reason="migration_in_flight"} 3.0',
+        'pve_balancer_migrations_total{cluster="lab",result="aborted"} 0.0',
         "# TYPE pve_balancer_decisions_total counter",
         "# TYPE pve_balancer_migration_duration_seconds histogram",
     ):
         assert line in lines, line
+    assert re.search(r'^pve_balancer_build_info\{python="3\.\d+\.\d+",version="[^"]+"\} 1\.0$',
+                     body, re.MULTILINE), "build_info needs no Redis and no cluster"
 
-    got = samples(body)
+    got = {(name, tuple(p for p in labels if p[0] not in ("cluster", "id"))): value
+           for (name, labels), value in samples(body).items()}
     assert got[("pve_balancer_node_cpu_ema", (("node", "pve2"),))] == pytest.approx(0.3)
     assert got[("pve_balancer_node_online", (("node", "pve1"),))] == 1.0
     assert got[("pve_balancer_decisions_total",
@@ -195,7 +197,8 @@ def test_unreachable_redis_reports_down_and_hides_the_password(
         again = scrape(exporter.port)  # the exporter survives the outage
     finally:
         exporter.close()
-    assert samples(body) == {("pve_balancer_up", ()): 0.0}
+    assert {k: v for k, v in samples(body).items() if k[0] != "pve_balancer_build_info"} == {
+        ("pve_balancer_up", ()): 0.0}
     assert "pve_balancer_up 0.0" in body.splitlines()
     assert again == body
     assert PASSWORD not in body
@@ -269,3 +272,51 @@ def test_dashboard_queries_only_metrics_the_exporter_serves(store: StateStore) -
     exprs += [v["definition"] for v in data["templating"]["list"] if "definition" in v]
     used = {m for e in exprs for m in re.findall(r"\bpve_balancer_[a-z0-9_]+", e)}
     assert used and used <= served, sorted(used - served)
+    # One Prometheus, many clusters: every query is scoped to the dashboard's cluster.
+    for expr in exprs:
+        if "label_values(pve_balancer_up, cluster)" in expr:
+            continue
+        for selector in re.findall(r"\bpve_balancer_[a-z0-9_]+(\{[^}]*\})?", expr):
+            assert 'cluster="$cluster"' in selector, expr
+
+
+def test_alert_rules_read_only_metrics_the_exporter_serves(store: StateStore) -> None:
+    record_state(store)
+    store.stuck.observe({"pve1"}, gap=30.0, ttl=600.0)
+    store.liveness.stamp("none")
+    served = {s.name for f in text_string_to_metric_families(
+        generate_latest(make_registry(store)).decode()) for s in f.samples}
+    rules = yaml.safe_load((ROOT / "docker" / "prometheus-alerts.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    used = {m for e in exprs for m in re.findall(r"\bpve_balancer_[a-z0-9_]+", e)}
+    assert len(exprs) == 5 and used and used <= served, sorted(used - served)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None and not os.environ.get("CI"),
+                    reason="no promtool here (CI installs Debian's prometheus: .ci/run)")
+def test_alert_rules_pass_promtool_and_their_unit_tests() -> None:
+    assert shutil.which("promtool"), "CI must have promtool (.ci/run)"
+    docker = ROOT / "docker"
+    for command in (["check", "rules", "prometheus-alerts.yml"],
+                    ["test", "rules", "prometheus-alerts.test.yml"]):
+        run = subprocess.run(["promtool", *command], cwd=docker, capture_output=True,
+                             text=True, check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "SUCCESS" in run.stdout
+
+
+def test_the_lock_age_and_a_node_stuck_without_a_move(store: StateStore) -> None:
+    """Issue 19: what the shipped alerts read (docker/prometheus-alerts.yml)."""
+    clock = [5000.0]
+    timed = StateStore(store.client, store.prefix, clock=lambda: clock[0])
+    assert timed.lock.acquire(900.0) is not None
+    timed.stuck.observe({"pve1"}, gap=30.0, ttl=600.0, now=4000.0)
+    timed.stuck.observe({"pve1"}, gap=30.0, ttl=600.0, now=4020.0)
+    clock[0] = 5060.0
+    got = samples(generate_latest(make_registry(timed)).decode())
+    assert got[("pve_balancer_lock_age_seconds", ())] == pytest.approx(60.0)
+    saturated = "pve_balancer_node_saturated_no_move_seconds"
+    assert got[(saturated, (("id", "node/pve1"), ("node", "pve1")))] == 20.0
+    timed.stuck.observe(set(), gap=30.0, ttl=600.0, now=4025.0)
+    got = samples(generate_latest(make_registry(timed)).decode())
+    assert not any(name == saturated for name, _ in got), "relieved: no series"

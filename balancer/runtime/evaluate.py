@@ -224,7 +224,8 @@ def publish_and_load(rt: Runtime, snapshot: ClusterSnapshot) -> Records:
              for n in snapshot.nodes]
     store = rt.store
     pipe = store.client.pipeline(transaction=False)
-    store.cache.queue_set(pipe, NODES_CACHE, {"at": snapshot.taken_at, "nodes": nodes},
+    store.cache.queue_set(pipe, NODES_CACHE, {"at": snapshot.taken_at,
+                                              "cluster": snapshot.cluster_name, "nodes": nodes},
                           max(60.0, 10 * rt.timings.interval))
     store.history.queue_events(pipe, RECENT_EVENTS)
     store.cache.queue_get(pipe, COOLDOWNS_REBUILT)

@@ -45,13 +45,14 @@ def post(rt: Runtime, notices: Sequence[Notice]) -> None:
 def after_decision(rt: Runtime, decision: Decision, quiet: bool,
                    drains: dict[str, DrainEntry]) -> None:
     """Track how long each node has been saturated with no move (kept in Redis like the
-    proactive hold) and post what this decision is worth telling."""
-    if not enabled(rt):
-        return
+    proactive hold: the exporter's `node_saturated_no_move_seconds`, the alert's source) and
+    post what this decision is worth telling."""
     try:
         stuck_for = rt.store.stuck.observe(saturated_without_move(decision, quiet),
                                            gap=rt.timings.hold_gap, ttl=rt.timings.ema_ttl)
     except redis.exceptions.RedisError:
+        return
+    if not enabled(rt):
         return
     post(rt, decision_notices(decision, stuck_for,
                               rt.config.notifications.stuck_after_seconds,

@@ -81,6 +81,11 @@ class Holds(RedisPart):
         """What `observe` would return, without recording (a hand-run `plan`)."""
         return self._held(self._read(), set(above), gap, self.now(now))
 
+    def held(self) -> dict[str, float]:
+        """Seconds each node had been above as of its latest observation (the exporter's
+        view: the observe script keeps only the nodes above at the latest evaluation)."""
+        return {node: max(0.0, seen - since) for node, (since, seen) in self._read().items()}
+
     def _read(self) -> dict[str, tuple[float, float]]:
         out: dict[str, tuple[float, float]] = {}
         for node, raw in text_dict(self.client.hgetall(self.hold_key)).items():

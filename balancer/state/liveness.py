@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import redis
 
+from balancer.logs import rfc3339
 from balancer.state.keys import DEFAULT_PREFIX, Clock, RedisPart, text, to_ms
 
 TTL_SECONDS = 30 * 86400.0
@@ -27,9 +27,8 @@ class LastEvaluate:
 
     @property
     def at_iso(self) -> str:
-        """ISO 8601 UTC with milliseconds, e.g. `2026-12-05T23:40:00.123Z`."""
-        moment = datetime.fromtimestamp(self.at, UTC)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        """RFC 3339 UTC with milliseconds, e.g. `2026-12-05T23:40:00.123Z` (as the logs)."""
+        return rfc3339(self.at)
 
 
 class Liveness(RedisPart):
