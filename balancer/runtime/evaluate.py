@@ -19,6 +19,7 @@ from balancer.engine import CpuReading, Decision, EngineInput, above_proactive
 from balancer.logs import event_fields
 from balancer.migrations import EventKind, Migration, MigrationEvent, MigrationRef, rebuild
 from balancer.model import ClusterSnapshot
+from balancer.notify import saturated_without_move
 from balancer.pve.errors import PveAuthError, PveError, PvePermissionError
 from balancer.pve.records import RunningMigration
 from balancer.pve.snapshot import read_snapshot
@@ -37,7 +38,7 @@ from balancer.runtime.skip import Skip
 from balancer.state.cache import DRAINS_CACHE, NODES_CACHE, VIOLATIONS_CACHE
 from balancer.state.drains import DrainEntry
 from balancer.state.pause import PauseState
-from balancer.state.scripts import run_together
+from balancer.state.scripts import run_after, run_together
 
 log = logging.getLogger("balancer.evaluate")
 
@@ -137,8 +138,9 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
         raise Skip("read_failed", str(exc)) from None
     decision_id = uuid.uuid4().hex[:12]
     result = CycleResult.decided(decision, decision_id, rt.config.balancing.dry_run)
-    _record(rt, result, decision, records.last_decision)
-    notices.after_decision(rt, decision, quiet is not None, records.drains)
+    stuck_for = _record(rt, result, decision, records.last_decision,
+                        saturated_without_move(decision, quiet is not None))
+    notices.after_decision(rt, decision, stuck_for, records.drains)
     if decision.move is not None and not rt.config.balancing.dry_run:
         _start(rt, dispatch, decision, decision_id)
     return result
@@ -274,25 +276,30 @@ def _refused(rt: Runtime, refusal: Refusal) -> None:
 
 
 def _record(rt: Runtime, result: CycleResult, decision: Decision,
-            last: dict[str, Any] | None) -> None:
-    """Log every decision; keep migrate decisions and changes of 'none' in the history, and
-    the broken placement rules for `status` and the exporter (one round trip)."""
+            last: dict[str, Any] | None, stuck: set[str]) -> dict[str, float]:
+    """Log every decision; keep migrate decisions and changes of 'none' in the history, the
+    broken placement rules and drains for `status`, and how long each node has been
+    saturated with no move (the exporter's and the notifications' source), in one round
+    trip. Returns the latter."""
     log.info("decision", extra=event_fields(
         action=result.action, vmid=result.vmid, source=result.source, target=result.target,
         reason=result.reason, decision_id=result.decision_id, dry_run=result.dry_run,
         summary=result.summary))
     now = rt.clock()
-    pipe = rt.store.client.pipeline(transaction=True)
-    keep = max(60.0, 10 * rt.timings.interval)
-    rt.store.cache.queue_set(pipe, VIOLATIONS_CACHE, {"at": now, "violations": [
+    store, t = rt.store, rt.timings
+    pipe = store.client.pipeline(transaction=False)
+    keep = max(60.0, 10 * t.interval)
+    store.cache.queue_set(pipe, VIOLATIONS_CACHE, {"at": now, "violations": [
         v.to_dict() for v in decision.violations]}, keep)
-    rt.store.cache.queue_set(pipe, DRAINS_CACHE, {"at": now, "drains": [
+    store.cache.queue_set(pipe, DRAINS_CACHE, {"at": now, "drains": [
         d.to_dict() for d in decision.drains]}, keep)
     if (result.action == "migrate" or last is None
             or last.get("explanation") != list(result.explanation)):
-        rt.store.history.queue_decision(pipe, {**result.to_dict(), "at": now,
-                                               "rejections": decision.rejections_by_rule()})
-    pipe.execute()
+        store.history.queue_decision(pipe, {**result.to_dict(), "at": now,
+                                            "rejections": decision.rejections_by_rule()})
+    _, (stuck_for,) = run_after(pipe, [
+        store.stuck.observe_call(stuck, gap=t.hold_gap, ttl=t.ema_ttl)])
+    return stuck_for
 
 
 def _start(rt: Runtime, dispatch: Dispatcher, decision: Decision, decision_id: str) -> None:

@@ -15,7 +15,7 @@ import redis
 
 from balancer.engine import Decision
 from balancer.logs import event_fields
-from balancer.notify import Notice, Notifier, decision_notices, saturated_without_move
+from balancer.notify import Notice, Notifier, decision_notices
 from balancer.runtime.context import Runtime
 from balancer.state.drains import DrainEntry
 
@@ -42,16 +42,10 @@ def post(rt: Runtime, notices: Sequence[Notice]) -> None:
                     extra=event_fields(kinds=[str(n.kind) for n in notices]))
 
 
-def after_decision(rt: Runtime, decision: Decision, quiet: bool,
+def after_decision(rt: Runtime, decision: Decision, stuck_for: dict[str, float],
                    drains: dict[str, DrainEntry]) -> None:
-    """Track how long each node has been saturated with no move (kept in Redis like the
-    proactive hold: the exporter's `node_saturated_no_move_seconds`, the alert's source) and
-    post what this decision is worth telling."""
-    try:
-        stuck_for = rt.store.stuck.observe(saturated_without_move(decision, quiet),
-                                           gap=rt.timings.hold_gap, ttl=rt.timings.ema_ttl)
-    except redis.exceptions.RedisError:
-        return
+    """Post what this decision is worth telling; `stuck_for` is how long each node has been
+    saturated with no move (evaluate keeps it in Redis, like the proactive hold)."""
     if not enabled(rt):
         return
     post(rt, decision_notices(decision, stuck_for,

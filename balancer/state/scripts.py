@@ -33,16 +33,26 @@ class ScriptCall(Generic[T]):
 
 def run_together(client: redis.Redis, calls: Sequence[ScriptCall[Any]]) -> list[Any]:
     """Every call's parsed reply, in order; one round trip when the scripts are cached."""
-    pipe = client.pipeline(transaction=False)
+    return run_after(client.pipeline(transaction=False), calls)[1]
+
+
+def run_after(pipe: redis.client.Pipeline, calls: Sequence[ScriptCall[Any]]
+              ) -> tuple[list[Any], list[Any]]:
+    """Execute the commands already queued in `pipe` (not a transaction) and then `calls`,
+    in one round trip: (the queued commands' replies, every call's parsed reply)."""
+    queued = len(pipe.command_stack)
     for call in calls:
         pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
     replies = pipe.execute(raise_on_error=False)
+    for reply in replies[:queued]:
+        if isinstance(reply, Exception):
+            raise reply
     out: list[Any] = []
-    for call, reply in zip(calls, replies, strict=True):
+    for call, reply in zip(calls, replies[queued:], strict=True):
         if isinstance(reply, redis.exceptions.NoScriptError):
             out.append(call.run())
         elif isinstance(reply, Exception):
             raise reply
         else:
             out.append(call.parse(reply))
-    return out
+    return replies[:queued], out
