@@ -17,7 +17,6 @@ from celery import Celery
 
 from balancer.config import Config, ConfigError, load_config
 from balancer.runtime.timings import Timings
-from balancer.state.store import redis_py_url
 
 EVALUATE = "balancer.evaluate"
 MIGRATE = "balancer.migrate"
@@ -92,8 +91,6 @@ def settings(config: Config) -> dict[str, Any]:
         worker_consumer="tasks.reconnect:BalancerConsumer",
         beat_scheduler="tasks.reconnect:BalancerScheduler",
         redbeat_key_prefix=BEAT_PREFIX,
-        # RedBeat talks to Redis through redis-py, which spells a socket unix://.
-        redbeat_redis_url=redis_py_url(url),
         # Only one beat schedules; its leader lock expires within a few intervals so a killed
         # beat is replaced quickly (RedBeat's default would be 25 minutes).
         redbeat_lock_timeout=max(5, math.ceil(4 * interval)),

@@ -54,6 +54,8 @@ from kombu.message import Message
 from redbeat import RedBeatScheduler
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, get_redis
 
+from balancer.state.store import redis_py_url
+
 log = logging.getLogger("balancer.reconnect")
 
 #: Seconds beat waits between attempts while Redis does not answer.
@@ -99,6 +101,16 @@ class BalancerConsumer(Consumer):
                         exc, broken)
 
 
+def _socket_client_for_redbeat(app: Any) -> None:
+    """RedBeat connects with redis-py, which reads a socket as unix://, not as kombu's
+    redis+socket://. Its client is handed over here rather than through
+    `redbeat_redis_url`: Celery masks the broker URL's password where it shows the settings
+    (Flower's worker config), not a setting of RedBeat's."""
+    url = str(app.conf.broker_url or "")
+    if url.startswith("redis+socket://") and getattr(app, "redbeat_redis", None) is None:
+        app.redbeat_redis = redis.Redis.from_url(redis_py_url(url), decode_responses=True)
+
+
 class BalancerScheduler(RedBeatScheduler):
     """RedBeat that waits out Redis outages, regains (or yields) leadership after one and puts
     back a schedule that Redis lost."""
@@ -128,6 +140,7 @@ class BalancerScheduler(RedBeatScheduler):
 
     def setup_schedule(self) -> None:
         """RedBeat reads and writes its schedule here, in the constructor: wait for Redis."""
+        _socket_client_for_redbeat(self.app)
         if BalancerScheduler._waiting or BalancerScheduler._stopping:
             BalancerScheduler._stopping = True
             return
