@@ -11,11 +11,12 @@ import ipaddress
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -60,16 +61,14 @@ class Secret:
     __str__ = __repr__
 
 
+#: The user-info of a URL up to its *last* `@`: a password holding `/`, `?` or `#` unencoded
+#: ends `urlsplit`'s netloc early, and must still be hidden.
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@]*):(?P<pw>.*)@")
+
+
 def redact_url(url: str) -> str:
-    """Replace the password in a URL (`redis://:pw@host`) with `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo = f"{parts.username or ''}:{REDACTED}"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
+    """Replace the password in a URL (`redis://:pw@host`) with `***`, whatever it holds."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", url, count=1)
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -203,6 +202,11 @@ def _redis_url(key: str, value: Any) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key}: expected a redis://, rediss:// or redis+socket:// URL")
     parts = urlsplit(value.strip())
+    if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
+        raise ConfigError(f"{key}: the password (or user) holds '/', '?' or '#': "
+                          "percent-encode it (%2F, %3F, %23), e.g. with python3 -c "
+                          "'import urllib.parse,sys; print(urllib.parse.quote(sys.argv[1], "
+                          "safe=\"\"))' PASSWORD")
     if parts.scheme == "unix":
         raise ConfigError(f"{key}: Celery's Redis transport does not read unix:// URLs; for a "
                           "socket write redis+socket:///run/redis/redis.sock (database: "

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from balancer.config import Secret
 from balancer.engine import Decision, DrainState, Trigger
 
@@ -128,11 +130,14 @@ def decision_notices(decision: Decision, stuck_for: Mapping[str, float], stuck_a
     for drain in decision.drains:
         if drain.state is DrainState.EMPTY:
             since = drain_since.get(drain.node)
+            # Once per operator's drain (its start names it); an HA-maintenance evacuation
+            # has no start of ours to name, so at most once per throttle period.
+            once = since is not None and drain.origin == "operator"
             notices.append(Notice(
-                NoticeKind.DRAIN_FINISHED, f"{drain.node}:{since or 'ha'}",
+                NoticeKind.DRAIN_FINISHED, f"{drain.node}:{since if once else 'ha'}",
                 f"pve-balancer: {drain.node} drained",
                 f"{drain.node} has no running VM left ({len(drain.left)} stopped VMs or "
-                "containers stay).", throttle=ONCE_PER_DRAIN))
+                "containers stay).", throttle=ONCE_PER_DRAIN if once else None))
         elif drain.state is DrainState.STUCK:
             notices.append(Notice(NoticeKind.DRAIN_STUCK, drain.node,
                                   f"pve-balancer: drain of {drain.node} stuck",
@@ -161,12 +166,14 @@ class Notifier:
             self._services.append((label, service))
 
     def send(self, notice: Notice) -> bool:
-        """True when every service took the message."""
-        delivered = True
+        """True when every service took the message (False when none is usable)."""
+        delivered = bool(self._services)
         for label, service in self._services:
             try:
                 ok = bool(service.notify(title=notice.title, body=notice.body,
                                          notify_type=SEVERITY[notice.kind]))
+            except SoftTimeLimitExceeded:
+                raise  # the task's time is up: the caller puts back what is unsent
             except Exception:  # a plugin's bug must not take the worker's task down
                 ok = False
             if not ok:

@@ -79,24 +79,32 @@ def _badges(node: dict[str, Any], draining: set[str], excluded: tuple[str, ...])
 
 def drain_listing(store: StateStore) -> list[dict[str, Any]]:
     """Every drained or draining node: the operator's entry (if any) and the newest
-    evaluate's progress (if it has run since)."""
+    evaluate's progress (if it has run since). A node the newest evaluate saw draining for
+    HA maintenance is listed too; an operator's drain only while its entry exists (an
+    `undrain` ends it at once, whatever the cache still says)."""
     entries = store.drains.all()
-    cached = store.cache.get(DRAINS_CACHE) or {}
-    progress = {p["node"]: p for p in cached.get("drains", []) if isinstance(p, dict)}
+    cached = store.cache.get(DRAINS_CACHE)
+    cached = cached if isinstance(cached, dict) else {}
+    seen_at = cached.get("at") if isinstance(cached.get("at"), int | float) else None
+    progress = {p["node"]: p for p in cached.get("drains") or []
+                if isinstance(p, dict) and isinstance(p.get("node"), str)}
+    ha = {node for node, p in progress.items() if p.get("origin") == "ha_maintenance"}
     listing = []
-    for node in sorted(set(entries) | set(progress)):
+    for node in sorted(set(entries) | ha):
         entry = entries.get(node)
         seen = progress.get(node)
-        fresh = seen is not None and (entry is None or cached.get("at", 0) >= entry.since)
+        fresh = seen is not None and seen_at is not None and (
+            entry is None or seen_at >= entry.since)
+        found = seen if fresh and seen is not None else {}
         listing.append({
             "node": node,
             "by": entry.by if entry else "evacuate_ha_maintenance",
-            "reason": entry.reason if entry else (seen or {}).get("reason", ""),
+            "reason": entry.reason if entry else str(found.get("reason", "")),
             "since": entry.since if entry else None,
-            "state": seen["state"] if fresh and seen else "pending",
-            "running": seen["running"] if fresh and seen else None,
-            "stuck": seen["stuck"] if fresh and seen else [],
-            "left": seen["left"] if fresh and seen else [],
-            "seen_at": cached.get("at") if fresh else None,
+            "state": str(found.get("state", "pending")),
+            "running": found.get("running"),
+            "stuck": [x for x in found.get("stuck") or [] if isinstance(x, dict)],
+            "left": [x for x in found.get("left") or [] if isinstance(x, dict)],
+            "seen_at": seen_at if fresh else None,
         })
     return listing

@@ -204,8 +204,8 @@ def test_a_rule_that_cannot_be_repaired_shows_in_plan_status_and_metrics(
     code, out, _ = cli("--config", str(config_path), "status")
     assert "pin: vm 700 runs on pve1, outside its pinned nodes pve3" in out
     body = generate_latest(make_registry(rt.store)).decode()
-    assert 'pve_balancer_rule_violations{rule="pin"} 1.0' in body
-    assert 'pve_balancer_rule_violations{rule="anti_affinity"} 0.0' in body
+    assert 'pve_balancer_rule_violations{cluster="rt",rule="pin"} 1.0' in body
+    assert 'pve_balancer_rule_violations{cluster="rt",rule="anti_affinity"} 0.0' in body
     assert running.sim.migration_log == []
 
 
@@ -232,13 +232,14 @@ def test_pause_holds_back_moves_and_resume_lets_them_go(
     code, out, _ = cli("--config", str(config_path), "status", "--json")
     assert json.loads(out)["paused"]["reason"] == "backup window"
     body = generate_latest(make_registry(rt.store)).decode()
-    assert "pve_balancer_paused 1.0" in body
+    assert 'pve_balancer_paused{cluster="rt"} 1.0' in body
 
     code, out, _ = cli("--config", str(config_path), "resume")
     assert (code, out.strip()) == (EXIT_OK, "resumed")
     resumed = evaluate_until_migrate(rt, dispatch)
     assert resumed.action == "migrate"
-    assert "pve_balancer_paused 0.0" in generate_latest(make_registry(rt.store)).decode()
+    assert 'pve_balancer_paused{cluster="rt"} 0.0' in generate_latest(
+        make_registry(rt.store)).decode()
 
 
 def test_a_bad_pause_duration_is_a_usage_error(cli: Cli) -> None:
@@ -318,8 +319,8 @@ def test_drain_lists_what_cannot_leave_and_a_late_drain_stops_a_move_onto_the_no
     code, out, _ = cli("--config", str(config_path), "status", "--json")
     assert [d["node"] for d in json.loads(out)["drains"]] == ["pve3"]
     body = generate_latest(make_registry(rt.store)).decode()
-    assert 'pve_balancer_node_drained{node="pve3"} 1.0' in body
-    assert 'pve_balancer_node_drained{node="pve1"} 0.0' in body
+    assert 'pve_balancer_node_drained{cluster="rt",id="node/pve3",node="pve3"} 1.0' in body
+    assert 'pve_balancer_node_drained{cluster="rt",id="node/pve1",node="pve1"} 0.0' in body
     assert running.sim.guest(500).node == "pve3"
 
 
@@ -387,3 +388,18 @@ def test_plan_shows_a_drain_first(cli: Cli, hot_cluster: tuple[Any, Path],
         EXIT_OK, "migrate", "drain", "pve3")
     assert [(d["node"], d["state"]) for d in plan["drains"]] == [("pve3", "moving")]
     assert running.sim.migration_log == [], "plan migrates nothing"
+
+
+def test_a_drain_move_is_not_started_once_its_source_is_undrained(
+        cli: Cli, hot_cluster: tuple[Any, Path], redis_url: str) -> None:
+    running, config_path = hot_cluster
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    cli("--config", str(config_path), "drain", "pve3")
+    moved = evaluate(rt, dispatch)
+    assert (moved.action, moved.reason, moved.source) == ("migrate", "drain", "pve3")
+    cli("--config", str(config_path), "undrain", "pve3")
+    aborted = dispatch.run(rt, dispatch.take("migrate"))
+    assert aborted.state == "aborted"
+    assert "source pve3 was undrained after the decision" in (aborted.outcome or "")
+    assert running.sim.migration_log == []

@@ -167,3 +167,15 @@ def test_basic_auth_asks_and_lets_the_right_user_in(
         browser.get(url + "/")
         assert len(browser.find_elements(By.CSS_SELECTOR, "article.node")) == 3
         assert "s3cret-pass" not in browser.page_source
+
+
+def test_basic_auth_refuses_garbage_with_401_not_500(filled: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for url in serve(filled, monkeypatch, auth="ops:pässwörd"):
+        for header in ("Basic !!!notbase64", "Basic " + base64.b64encode(
+                "ops:wrong-ü".encode()).decode(), "Basic w7w=", "Bearer x"):
+            got = requests.get(url + "/", headers={"Authorization": header}, timeout=10)
+            assert got.status_code == 401, header
+        right = base64.b64encode("ops:pässwörd".encode()).decode()
+        assert requests.get(url + "/api/status", headers={"Authorization": f"Basic {right}"},
+                            timeout=10).status_code == 200

@@ -56,6 +56,10 @@ def cmd_drain(args: argparse.Namespace) -> int:
         print(f"note: the balancer is {paused.describe()}: nothing moves until resume")
     if config.balancing.dry_run:
         print("note: balancing.dry_run is true: the drain is decided and shown, never run")
+        if args.wait:
+            print("not waiting: in a dry run the node never empties (pve-balancer drains "
+                  "shows what would move)")
+        return EXIT_OK
     if not args.wait:
         return EXIT_OK
     return _wait(store, args.node, entry.since, config.balancing.interval_seconds)
@@ -99,10 +103,11 @@ def render_drains(listing: list[dict[str, Any]]) -> str:
         for d in listing])]
     for d in listing:
         for s in d["stuck"]:
-            out.append(f"  {d['node']}: vm {s['vmid']} ({s['name']}) cannot leave: {s['why']}")
+            out.append(f"  {d['node']}: vm {s.get('vmid')} ({s.get('name')}) cannot leave: "
+                       f"{s.get('why')}")
         if d["left"]:
             out.append(f"  {d['node']}: stays (not running or a container): "
-                       + ", ".join(f"{g['vmid']} ({g['why']})" for g in d["left"]))
+                       + ", ".join(f"{g.get('vmid')} ({g.get('why')})" for g in d["left"]))
     return "\n".join(out)
 
 
@@ -126,7 +131,8 @@ def _wait(store: StateStore, node: str, since: float, interval: float) -> int:
                 last = line
             if found["state"] in FINAL and (found["seen_at"] or 0) >= since:
                 for s in found["stuck"]:
-                    print(f"  vm {s['vmid']} ({s['name']}) cannot leave: {s['why']}")
+                    print(f"  vm {s.get('vmid')} ({s.get('name')}) cannot leave: "
+                          f"{s.get('why')}")
                 return FINAL[found["state"]]
             time.sleep(max(0.2, min(interval, 5.0)))
     except KeyboardInterrupt:

@@ -31,6 +31,8 @@ class Context:
     #: Nodes being emptied (node -> why): drained by an operator, or in PVE HA maintenance
     #: with `evacuate_ha_maintenance` on.
     draining: Mapping[str, str]
+    #: Of those, the ones an operator drained (the rest are in HA maintenance).
+    drained_by_operator: frozenset[str]
     quiet: str | None
     seed: int
     constraints: Constraints
@@ -89,6 +91,7 @@ def build_context(inp: EngineInput) -> Context:
         proactive_held=inp.proactive_held,
         guest_cpu=inp.guest_cpu,
         draining=_draining(nodes, inp.drained, cfg),
+        drained_by_operator=frozenset(inp.drained),
         quiet=inp.quiet,
         seed=inp.seed,
         constraints=derive_constraints(snapshot, inp.config),

@@ -62,16 +62,17 @@ class Drain:
 
     def _drain(self, name: str, pipe: Pipeline, report: Report) -> Move | None:
         ctx = pipe.ctx
-        why = ctx.draining[name]
-        node = next((n for n in ctx.nodes if n.name == name), None)
-        if node is None or not node.online:
-            state = "is not in the cluster" if node is None else "is offline"
-            report.drain(DrainProgress(name, why, DrainState.OFFLINE, 0))
-            report.outcome(f"drain: {name} {state}: nothing can leave it live")
+        why, origin = ctx.draining[name], _origin(name, ctx)
+        node = _online(name, ctx)
+        if node is None:
+            report.drain(DrainProgress(name, why, DrainState.OFFLINE, 0, origin=origin))
+            report.outcome(f"drain: {name} is offline or not in the cluster: nothing can "
+                           "leave it live")
             return None
         running, left, stuck = _split(node, ctx)
         if not running:
-            report.drain(DrainProgress(name, why, DrainState.EMPTY, 0, left=tuple(left)))
+            report.drain(DrainProgress(name, why, DrainState.EMPTY, 0, left=tuple(left),
+                                       origin=origin))
             report.note(f"drain: {name} has no running VM left")
             return None
         report.fire(TriggerFired(self.trigger, name, len(running), 0),
@@ -85,20 +86,33 @@ class Drain:
             report.candidate(verdict)
             if verdict.target is not None:
                 report.drain(DrainProgress(name, why, DrainState.MOVING, len(running),
-                                           left=tuple(left)))
+                                           left=tuple(left), origin=origin))
                 return pipe.move(guest, verdict)
             stuck.append(verdict)
         leftovers = tuple(Leftover(v.vmid, v.name, _why(v)) for v in
                           sorted(stuck, key=lambda v: v.vmid))
         report.drain(DrainProgress(name, why, DrainState.STUCK, len(running), leftovers,
-                                   tuple(left)))
+                                   tuple(left), origin=origin))
         report.outcome(f"drain: {name} stuck: {len(leftovers)} running VMs cannot leave")
         return None
 
     def _waiting(self, name: str, ctx: Context) -> DrainProgress:
+        why, origin = ctx.draining[name], _origin(name, ctx)
+        if _online(name, ctx) is None:
+            return DrainProgress(name, why, DrainState.OFFLINE, 0, origin=origin)
         running = sum(1 for g in ctx.guests_by_node.get(name, ()) if _live(g))
         state = DrainState.WAITING if running else DrainState.EMPTY
-        return DrainProgress(name, ctx.draining[name], state, running)
+        return DrainProgress(name, why, state, running, origin=origin)
+
+
+def _online(name: str, ctx: Context) -> Node | None:
+    """The node, if it is in the cluster and online (a drained name may be neither)."""
+    node = next((n for n in ctx.nodes if n.name == name), None)
+    return node if node is not None and node.online else None
+
+
+def _origin(name: str, ctx: Context) -> str:
+    return "operator" if name in ctx.drained_by_operator else "ha_maintenance"
 
 
 def _live(guest: Guest) -> bool:

@@ -239,6 +239,8 @@ class DrainProgress:
     stuck: tuple[Leftover, ...] = ()
     #: Stopped VMs, templates and containers: listed, never moved (no live migration).
     left: tuple[Leftover, ...] = ()
+    #: "operator" (`pve-balancer drain`) or "ha_maintenance" (evacuate_ha_maintenance).
+    origin: str = "operator"
 
     def describe(self) -> str:
         head = f"drain {self.node}: {self.state}, {self.running} running VMs left"
@@ -254,7 +256,8 @@ class DrainProgress:
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "reason": self.reason, "state": str(self.state),
                 "running": self.running, "stuck": [s.to_dict() for s in self.stuck],
-                "left": [s.to_dict() for s in self.left], "text": self.describe()}
+                "left": [s.to_dict() for s in self.left], "origin": self.origin,
+                "text": self.describe()}
 
 
 #: Stuck VMs named in a drain's one-line description (all of them are in `to_dict`).

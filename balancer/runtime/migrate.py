@@ -89,8 +89,12 @@ def _held_back(rt: Runtime, m: MigrationRef, target: str) -> str | None:
     window that opened (only a drain may start in one)."""
     if (paused := rt.store.pause.current()) is not None:
         return f"balancer {paused.describe()}"
-    if (drained := rt.store.drains.all().get(target)) is not None:
+    drains = rt.store.drains.all()
+    if (drained := drains.get(target)) is not None:
         return f"target {target} was drained {drained.describe()}"
+    if (m.reason == str(Trigger.DRAIN) and m.source not in drains
+            and not rt.config.balancing.evacuate_ha_maintenance):
+        return f"source {m.source} was undrained after the decision"
     quiet = open_window(rt.config.balancing.quiet_hours, rt.clock())
     if quiet is not None and m.reason != str(Trigger.DRAIN):
         return f"{quiet.describe()} began: only drains move"

@@ -8,10 +8,12 @@ warning (the event itself is in the history and the metrics either way).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from balancer.engine import Decision
 from balancer.logs import event_fields
@@ -25,6 +27,8 @@ log = logging.getLogger("balancer.notify")
 BATCH = 20
 #: Delivery attempts before a notice is dropped.
 ATTEMPTS = 3
+#: One sender at a time: longer than the task's hard time limit (75 s).
+SEND_LOCK_SECONDS = 90.0
 
 
 def enabled(rt: Runtime) -> bool:
@@ -54,20 +58,34 @@ def after_decision(rt: Runtime, decision: Decision, stuck_for: dict[str, float],
 
 
 def send_queued(rt: Runtime) -> dict[str, int]:
-    """Send up to `BATCH` queued notices; the task's result counts them (no URL in it)."""
+    """Send up to `BATCH` queued notices; the task's result counts them (no URL in it).
+    One sender at a time cluster-wide (beat schedules it every interval, and a slow service
+    must not pile runs up on the workers); what the time limit cuts short goes back."""
     if not enabled(rt):
         return {"sent": 0, "failed": 0, "dropped": 0}
-    if rt.notifier is None:
-        rt.notifier = Notifier(rt.config.notifications.urls)
+    with rt.store.outbox.sending(SEND_LOCK_SECONDS) as mine:
+        if not mine:
+            return {"sent": 0, "failed": 0, "dropped": 0, "busy": 1}
+        if rt.notifier is None:
+            rt.notifier = Notifier(rt.config.notifications.urls)
+        return _send(rt, rt.notifier, rt.store.outbox.take(BATCH))
+
+
+def _send(rt: Runtime, notifier: Notifier, batch: list[Notice]) -> dict[str, int]:
     sent = failed = dropped = 0
-    for notice in rt.store.outbox.take(BATCH):
-        if rt.notifier.send(notice):
+    for index, notice in enumerate(batch):
+        try:
+            ok = notifier.send(notice)
+        except SoftTimeLimitExceeded:
+            for unsent in batch[index:]:
+                rt.store.outbox.requeue(unsent)
+            raise
+        if ok:
             sent += 1
             continue
         failed += 1
         if notice.attempts + 1 < ATTEMPTS:
-            rt.store.outbox.requeue(Notice(notice.kind, notice.subject, notice.title,
-                                           notice.body, notice.throttle, notice.attempts + 1))
+            rt.store.outbox.requeue(dataclasses.replace(notice, attempts=notice.attempts + 1))
         else:
             dropped += 1
             log.warning("notification dropped after retries", extra=event_fields(

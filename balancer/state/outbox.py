@@ -7,13 +7,16 @@ restart loses nothing queued. The throttle is checked in the same script as the 
 two workers posting the same notice at once queue it once.
 
 Layout: `P notify:outbox`, a list of `Notice` JSON (capped at `CAP`, PX a day);
-`P notify:sent:<kind>:<subject>`, a flag with PX = the throttle.
+`P notify:sent:<kind>:<subject>`, a flag with PX = the throttle; `P notify:sending`, the
+one sender's token (PX a little over the task's time limit).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -39,12 +42,21 @@ return 1
 """
 
 
+# KEYS[1] the send lock; ARGV[1] the owner's token: delete it only if still ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class Outbox(RedisPart):
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX,
                  clock: Clock = time.time) -> None:
         super().__init__(client, prefix, clock)
         self.outbox_key = self.key("notify", "outbox")
+        self.send_lock_key = self.key("notify", "sending")
         self._post = client.register_script(_POST)
+        self._release = client.register_script(_RELEASE)
 
     def post_call(self, notice: Notice, throttle: float) -> ScriptCall[bool]:
         """Queue `notice` unless the same kind and subject went out within its throttle
@@ -71,6 +83,18 @@ class Outbox(RedisPart):
         raw: Any = self.client.lpop(self.outbox_key, limit)
         found = (Notice.from_json(text(item)) for item in raw or [])
         return [notice for notice in found if notice is not None]
+
+    @contextmanager
+    def sending(self, seconds: float) -> Iterator[bool]:
+        """One sender at a time: True inside when this caller holds the send lock (released
+        after, if still its own; it runs out after `seconds` if the sender dies)."""
+        token = uuid.uuid4().hex
+        mine = bool(self.client.set(self.send_lock_key, token, nx=True, px=to_ms(seconds)))
+        try:
+            yield mine
+        finally:
+            if mine:
+                self._release(keys=[self.send_lock_key], args=[token])
 
     def pending(self) -> int:
         return int(self.client.llen(self.outbox_key))

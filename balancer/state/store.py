@@ -22,6 +22,7 @@ Key layout (prefix `P`, default `pve-balancer:`); every key has a TTL:
     P holds:stuck             like holds:proactive, for nodes saturated with no valid move
     P notify:outbox           list of notice JSON, capped      PX a day
     P notify:sent:<kind>:<subject>  throttle flag              PX notifications.throttle_seconds
+    P notify:sending          the one sender's token           PX 90 s
 
 Errors are never swallowed: any Redis trouble raises `redis.exceptions.RedisError` and the
 caller skips the cycle. Reconnecting is left to redis-py (retries with backoff, health checks).

@@ -83,14 +83,15 @@ class Page(tornado.web.RequestHandler):
         if scheme.lower() != "basic":
             return False
         try:
-            user, _, password = base64.b64decode(encoded).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+            user, _, password = base64.b64decode(encoded, validate=True).partition(b":")
+        except (binascii.Error, ValueError):  # not base64, or not ASCII at all
             return False
-        # Compare every pair, always: the time taken says nothing about which part was wrong.
+        # Bytes (UTF-8), so any password compares; every pair, always: the time taken says
+        # nothing about which part was wrong.
         found = False
         for want_user, want_password in self.credentials:
-            found |= (hmac.compare_digest(user, want_user)
-                      & hmac.compare_digest(password, want_password))
+            found |= (hmac.compare_digest(user, want_user.encode())
+                      & hmac.compare_digest(password, want_password.encode()))
         return found
 
     def status(self) -> dict[str, Any] | None:

@@ -94,7 +94,11 @@ def test_an_offline_drained_node_moves_nothing_and_says_so() -> None:
     d = run(nodes, [vm(100)], {"pve1": "dead"})
     assert d.move is None
     assert d.drains[0].state is DrainState.OFFLINE
-    assert "drain: pve1 is offline" in d.explanation[0]
+    assert "drain: pve1 is offline or not in the cluster" in d.explanation[0]
+    # Also when another drain moves first: a name that is not a node is never "empty".
+    both = run([node("pve1"), node("pve2"), node("pve3")], [vm(100)], {"pve1": "a", "pve9": "typo"})
+    assert [(p.node, p.state) for p in both.drains] == [
+        ("pve1", DrainState.MOVING), ("pve9", DrainState.OFFLINE)]
 
 
 def test_ha_maintenance_is_drained_of_non_ha_vms_only_when_asked() -> None:

@@ -45,8 +45,9 @@ def test_evaluates_stamp_redis_and_the_health_check_notices_when_they_stop(
     finally:
         exporter.close()
     [line] = [x for x in body.splitlines()
-              if x.startswith("pve_balancer_last_evaluate_timestamp_seconds ")]
-    assert abs(float(line.split()[1]) - at.replace(tzinfo=UTC).timestamp()) < 60
+              if x.startswith("pve_balancer_last_evaluate_timestamp_seconds{")]
+    assert line.startswith('pve_balancer_last_evaluate_timestamp_seconds{cluster="')
+    assert abs(float(line.split()[-1]) - at.replace(tzinfo=UTC).timestamp()) < 60
 
     def health() -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(REPO / "docker" / "healthcheck.py")],

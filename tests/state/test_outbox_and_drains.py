@@ -44,3 +44,13 @@ def test_a_drain_keeps_its_start_and_outlives_workers_but_not_forever(
     raw.hset(store.drains.drains_key, "pve4", "{not json")
     assert store.drains.all()["pve4"].reason == "unreadable drain entry", "still drained"
     assert store.drains.clear("pve3") is True and store.drains.clear("pve3") is False
+
+
+def test_one_sender_at_a_time(store: StateStore, raw: redis.Redis) -> None:
+    with store.outbox.sending(60) as first, store.outbox.sending(60) as second:
+        assert (first, second) == (True, False)
+    assert raw.exists(store.outbox.send_lock_key) == 0, "released by its owner"
+    raw.set(store.outbox.send_lock_key, "someone-else", px=60_000)
+    with store.outbox.sending(60) as third:
+        assert third is False
+    assert raw.get(store.outbox.send_lock_key) == "someone-else", "never another's lock"
