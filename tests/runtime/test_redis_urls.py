@@ -38,6 +38,7 @@ def test_urls_celery_and_the_state_store_both_read_are_accepted(url: str) -> Non
      "ssl_cert_reqs must be one of required, optional, none"),
     ("sentinel://:hunter2@s1:26379", "Sentinel and cluster URLs are not supported"),
     ("localhost:6379", "expected a redis://, rediss:// or redis+socket:// URL"),
+    ("redis://:hunter2/x@127.0.0.1:6379/0", "percent-encode it (%2F, %3F, %23)"),
 ])
 def test_other_urls_are_refused_with_the_fix_and_without_the_password(url: str,
                                                                        fix: str) -> None:
@@ -67,3 +68,12 @@ def test_worker_and_beat_run_cycles_over_a_unix_socket(
     assert store.client.connection_pool.connection_kwargs["path"] == str(server.socket_path)
     status = deployment.cli("status")
     assert status.returncode == 0 and "last evaluate:" in status.stdout, status.stderr
+
+
+def test_a_password_with_a_slash_is_still_redacted() -> None:
+    from balancer.config import redact_url
+
+    assert redact_url("redis://:ab/cd+ef@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redact_url("rediss://u:p#w@h/0?ssl_cert_reqs=none") == \
+        "rediss://u:***@h/0?ssl_cert_reqs=none"
+    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
