@@ -65,6 +65,8 @@ class Notice:
     body: str
     throttle: float | None = None
     attempts: int = 0
+    #: URL positions (1-based) still owed this notice after a partial delivery; empty: all.
+    pending: tuple[int, ...] = ()
 
     @property
     def throttle_key(self) -> str:
@@ -78,7 +80,8 @@ class Notice:
         try:
             d = json.loads(raw)
             return cls(NoticeKind(d["kind"]), str(d["subject"]), str(d["title"]),
-                       str(d["body"]), d.get("throttle"), int(d.get("attempts", 0)))
+                       str(d["body"]), d.get("throttle"), int(d.get("attempts", 0)),
+                       tuple(int(i) for i in d.get("pending") or ()))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -155,7 +158,7 @@ class Notifier:
 
         # Apprise's own log lines may quote a URL (and its token): keep them out.
         logging.getLogger("apprise").setLevel(logging.CRITICAL)
-        self._services: list[tuple[str, Any]] = []
+        self._services: list[tuple[int, str, Any]] = []
         for index, url in enumerate(urls, start=1):
             service = apprise.Apprise()
             label = f"#{index} {url.reveal().split('://', 1)[0]}"
@@ -163,12 +166,16 @@ class Notifier:
                 log.error("notification URL not understood by Apprise; check its form",
                           extra={"fields": {"url": label}})
                 continue
-            self._services.append((label, service))
+            self._services.append((index, label, service))
 
-    def send(self, notice: Notice) -> bool:
-        """True when every service took the message (False when none is usable)."""
-        delivered = bool(self._services)
-        for label, service in self._services:
+    def send(self, notice: Notice) -> tuple[int, ...]:
+        """Deliver to every URL still owed the notice; the positions that failed (all of
+        them when none is usable), so a retry goes only where it did not arrive."""
+        owed = [s for s in self._services if not notice.pending or s[0] in notice.pending]
+        if not owed:
+            return notice.pending or (0,)
+        failed = []
+        for index, label, service in owed:
             try:
                 ok = bool(service.notify(title=notice.title, body=notice.body,
                                          notify_type=SEVERITY[notice.kind]))
@@ -177,7 +184,7 @@ class Notifier:
             except Exception:  # a plugin's bug must not take the worker's task down
                 ok = False
             if not ok:
-                delivered = False
+                failed.append(index)
                 log.warning("notification not delivered", extra={"fields": {
                     "url": label, "kind": str(notice.kind), "subject": notice.subject}})
-        return delivered
+        return tuple(failed)

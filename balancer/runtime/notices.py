@@ -75,17 +75,18 @@ def _send(rt: Runtime, notifier: Notifier, batch: list[Notice]) -> dict[str, int
     sent = failed = dropped = 0
     for index, notice in enumerate(batch):
         try:
-            ok = notifier.send(notice)
+            missed = notifier.send(notice)
         except SoftTimeLimitExceeded:
             for unsent in batch[index:]:
                 rt.store.outbox.requeue(unsent)
             raise
-        if ok:
+        if not missed:
             sent += 1
             continue
         failed += 1
         if notice.attempts + 1 < ATTEMPTS:
-            rt.store.outbox.requeue(dataclasses.replace(notice, attempts=notice.attempts + 1))
+            rt.store.outbox.requeue(dataclasses.replace(
+                notice, attempts=notice.attempts + 1, pending=missed))
         else:
             dropped += 1
             log.warning("notification dropped after retries", extra=event_fields(
