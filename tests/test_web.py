@@ -141,11 +141,14 @@ def test_api_status_is_the_status_command_json(page: str, filled: Any) -> None:
     from balancer.status import collect_status
 
     got = requests.get(page + "/api/status", timeout=10).json()
-    want = collect_status(filled.store, filled.config, 10, 20)
+    want = collect_status(filled.store, filled.config)  # what `status --json` prints
     for volatile in ("last_evaluate_age_seconds", "lock"):
         got.pop(volatile), want.pop(volatile)
     assert got == want
     assert {n["name"] for n in got["nodes"]} == {"pve1", "pve2", "pve3"}
+    asked = requests.get(page + "/api/status?decisions=1", timeout=10).json()
+    assert len(asked["decisions"]) == 1
+    assert requests.get(page + "/api/status?decisions=x", timeout=10).status_code == 400
 
 
 def test_basic_auth_asks_and_lets_the_right_user_in(

@@ -42,7 +42,10 @@ HERE = Path(__file__).parent
 AUTH_ENV = "WEB_BASIC_AUTH"
 #: How often the page refreshes itself.
 REFRESH_SECONDS = 5
+#: Decisions the page shows; the API answers like `status --json` unless asked.
 DECISIONS = 10
+CLI_DECISIONS = 5
+#: Migrations shown (the same as `status --json`).
 MIGRATIONS = 20
 
 Credentials = Sequence[tuple[str, str]]
@@ -94,9 +97,9 @@ class Page(tornado.web.RequestHandler):
                       & hmac.compare_digest(password, want_password.encode()))
         return found
 
-    def status(self) -> dict[str, Any] | None:
+    def status(self, decisions: int = DECISIONS) -> dict[str, Any] | None:
         try:
-            return collect_status(self.store, self.config, DECISIONS, MIGRATIONS)
+            return collect_status(self.store, self.config, decisions, MIGRATIONS)
         except redis.exceptions.RedisError as exc:
             log.warning("status page: Redis unavailable: %s", type(exc).__name__)
             return None
@@ -121,10 +124,15 @@ class StatusFragment(Page):
 
 
 class StatusApi(Page):
-    """`GET /api/status`: the same JSON as `pve-balancer status --json`."""
+    """`GET /api/status[?decisions=N]`: the same JSON as `pve-balancer status --json
+    [--decisions N]` (default 5, as there)."""
 
     def get(self) -> None:
-        found = self.status()
+        try:
+            decisions = int(self.get_query_argument("decisions", str(CLI_DECISIONS)))
+        except ValueError:
+            raise tornado.web.HTTPError(400, "decisions: expected a whole number") from None
+        found = self.status(max(0, min(decisions, 100)))
         if found is None:
             self.set_status(503)
             found = {"error": "Redis unavailable"}
