@@ -20,7 +20,6 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -34,13 +33,15 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from balancer import installed_version
 from balancer.config import Config
 from balancer.engine.repair import ANTI_AFFINITY, PIN
 from balancer.migrations import ENDS, Migration
 from balancer.state import StateStore
-from balancer.state.cache import DRAINS_CACHE, NODES_CACHE, VIOLATIONS_CACHE
+from balancer.state.cache import NODES_CACHE, VIOLATIONS_CACHE
 from balancer.state.marks import KINDS
 from balancer.state.metrics import HistogramValue, LabelKey, MetricsSnapshot
+from balancer.status import drain_listing
 
 log = logging.getLogger("balancer.exporter")
 
@@ -117,8 +118,7 @@ class BalancerCollector(Collector):
         last = store.liveness.last()
         migrations = store.history.migrations()
         paused = store.pause.current()
-        drained = set(store.drains.all())
-        draining = store.cache.get(DRAINS_CACHE)
+        drained = {d["node"] for d in drain_listing(store)}
         stuck = store.stuck.held()
         now = store.clock()
 
@@ -136,7 +136,7 @@ class BalancerCollector(Collector):
         yield _last_ends(migrations)
         yield _violations(violations_entry)
 
-        yield _drained(nodes_entry, drained, draining)
+        yield _drained(nodes_entry, drained)
 
         pause = _gauge("paused", "1 while `pve-balancer pause` holds back every new migration.")
         pause.add_metric([], 1.0 if paused is not None else 0.0)
@@ -177,15 +177,8 @@ class BalancerCollector(Collector):
 def _build_info() -> Metric:
     family = _gauge("build_info", "Always 1; the labels say which pve-balancer and Python.",
                     ["version", "python"])
-    family.add_metric([_version(), platform.python_version()], 1.0)
+    family.add_metric([installed_version() or "unknown", platform.python_version()], 1.0)
     return family
-
-
-def _version() -> str:
-    try:
-        return metadata.version("pve-balancer")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _joinable(family: Metric, cluster: str) -> Metric:
@@ -200,13 +193,11 @@ def _joinable(family: Metric, cluster: str) -> Metric:
     return family
 
 
-def _drained(nodes_entry: Any, drained: set[str], draining: Any) -> Metric:
-    """1 for a node being drained (by `drain`, or HA maintenance with
-    evacuate_ha_maintenance), 0 for every other node the newest evaluate saw."""
+def _drained(nodes_entry: Any, on: set[str]) -> Metric:
+    """1 for a node being drained (the drains `status` lists: by `drain`, or HA maintenance
+    with evacuate_ha_maintenance), 0 for every other node the newest evaluate saw."""
     family = _gauge("node_drained", "1 while the node is drained: never a target, its "
                     "running VMs leaving one per cycle.", ["node"])
-    progress = draining.get("drains", []) if isinstance(draining, Mapping) else []
-    on = drained | {p["node"] for p in progress if isinstance(p, Mapping) and "node" in p}
     nodes = nodes_entry.get("nodes", []) if isinstance(nodes_entry, Mapping) else []
     known = {n["name"] for n in nodes if isinstance(n, Mapping) and "name" in n}
     for node in sorted(known | on):

@@ -17,10 +17,10 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from importlib import metadata
 
 import yaml
 
+from balancer import installed_version
 from balancer.cli.common import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -35,7 +35,7 @@ from balancer.cli.drain import cmd_drain, cmd_drains, cmd_undrain
 from balancer.cli.pause import cmd_pause, cmd_resume
 from balancer.cli.plan import SnapshotFileError, cmd_plan
 from balancer.cli.status import cmd_history, cmd_status
-from balancer.config import BalancingConfig, Config, ConfigError
+from balancer.config import SCHEMA, BalancingConfig, Config, ConfigError
 from balancer.engine.constraints import derive_constraints
 from balancer.model import ClusterSnapshot
 from balancer.pve import PveAuthError, PveClient, PveError, PveUnreachable, run_check
@@ -146,10 +146,16 @@ CONFIG_HELP = "config file (default: $BALANCER_CONFIG or /etc/pve-balancer/balan
 
 
 def _version() -> str:
-    try:
-        return f"pve-balancer {metadata.version('pve-balancer')}"
-    except metadata.PackageNotFoundError:
-        return "pve-balancer (not installed)"
+    return f"pve-balancer {installed_version() or '(not installed)'}"
+
+
+def _listen_options(p: argparse.ArgumentParser, section: str) -> None:
+    """`--port` and `--listen` of a server command, defaulting to `<section>.port/.listen`."""
+    default_port = SCHEMA[section]["port"].default
+    p.add_argument("--port", type=int, default=None,
+                   help=f"listen port (default: {section}.port from the config, {default_port})")
+    p.add_argument("--listen", default=None, metavar="ADDRESS",
+                   help=f"address to bind (default: {section}.listen, 127.0.0.1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,18 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("web", help="serve the status page (read-only, from Redis)",
                 description=cmd_web.__doc__)
-    p.add_argument("--port", type=int, default=None,
-                   help="listen port (default: web.port from the config, 8108)")
-    p.add_argument("--listen", default=None, metavar="ADDRESS",
-                   help="address to bind (default: web.listen, 127.0.0.1)")
+    _listen_options(p, "web")
     p.set_defaults(func=cmd_web)
 
     p = command("exporter", help="serve Prometheus metrics from the shared state",
                        description=cmd_exporter.__doc__)
-    p.add_argument("--port", type=int, default=None,
-                   help="listen port (default: metrics.port from the config)")
-    p.add_argument("--listen", default=None, metavar="ADDRESS",
-                   help="address to bind (default: metrics.listen, 127.0.0.1)")
+    _listen_options(p, "metrics")
     p.set_defaults(func=cmd_exporter)
     return parser
 

@@ -107,8 +107,11 @@ class Drain:
 
 def _online(name: str, ctx: Context) -> Node | None:
     """The node, if it is in the cluster and online (a drained name may be neither)."""
-    node = next((n for n in ctx.nodes if n.name == name), None)
-    return node if node is not None and node.online else None
+    try:
+        node = ctx.node(name)
+    except KeyError:
+        return None
+    return node if node.online else None
 
 
 def _origin(name: str, ctx: Context) -> str:

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import orjson
@@ -21,6 +20,7 @@ from proxmoxer.backends.https import JsonSerializer
 from proxmoxer.tools import Tasks
 from urllib3.exceptions import NewConnectionError
 
+from balancer import installed_version
 from balancer.cache import JsonCache, MemoryCache
 from balancer.config import ProxmoxConfig
 from balancer.pve.errors import (
@@ -60,10 +60,7 @@ log = logging.getLogger(__name__)
 
 #: How the client names itself to PVE; pvesim's conformance check selects our requests by it.
 def _user_agent() -> str:
-    try:
-        return f"pve-balancer/{metadata.version('pve-balancer')}"
-    except metadata.PackageNotFoundError:
-        return "pve-balancer/unknown"
+    return f"pve-balancer/{installed_version() or 'unknown'}"
 
 
 USER_AGENT = _user_agent()

@@ -228,7 +228,7 @@ def publish_and_load(rt: Runtime, snapshot: ClusterSnapshot) -> Records:
     pipe = store.client.pipeline(transaction=False)
     store.cache.queue_set(pipe, NODES_CACHE, {"at": snapshot.taken_at,
                                               "cluster": snapshot.cluster_name, "nodes": nodes},
-                          max(60.0, 10 * rt.timings.interval))
+                          rt.timings.published_ttl)
     store.history.queue_events(pipe, RECENT_EVENTS)
     store.cache.queue_get(pipe, COOLDOWNS_REBUILT)
     store.history.queue_last_decision(pipe)
@@ -288,11 +288,10 @@ def _record(rt: Runtime, result: CycleResult, decision: Decision,
     now = rt.clock()
     store, t = rt.store, rt.timings
     pipe = store.client.pipeline(transaction=False)
-    keep = max(60.0, 10 * t.interval)
     store.cache.queue_set(pipe, VIOLATIONS_CACHE, {"at": now, "violations": [
-        v.to_dict() for v in decision.violations]}, keep)
+        v.to_dict() for v in decision.violations]}, t.published_ttl)
     store.cache.queue_set(pipe, DRAINS_CACHE, {"at": now, "drains": [
-        d.to_dict() for d in decision.drains]}, keep)
+        d.to_dict() for d in decision.drains]}, t.published_ttl)
     if (result.action == "migrate" or last is None
             or last.get("explanation") != list(result.explanation)):
         store.history.queue_decision(pipe, {**result.to_dict(), "at": now,

@@ -43,6 +43,8 @@ class Timings:
     #: evaluations further apart than this are not consecutive: a proactive hold starts over
     #: (a few missed cycles are tolerated; a migration in flight, minutes long, is not).
     hold_gap: float
+    #: how long what a cycle publishes for readers (nodes, broken rules, drains) stays.
+    published_ttl: float
 
     @classmethod
     def from_config(cls, balancing: BalancingConfig) -> Timings:
@@ -62,4 +64,5 @@ class Timings:
             cycle_deadline=0.7 * _clamp(4 * interval, 2.0, 30.0),
             recheck_deadline=0.4 * _clamp(12 * interval, 5.0, 60.0),
             hold_gap=3 * interval,
+            published_ttl=max(60.0, 10 * interval),
         )
