@@ -8,7 +8,8 @@ dry-run mode (it decides, records and migrates nothing) and measures, per decidi
 
 * client CPU (this process's CPU time) against the floor: the CPU it takes to fetch the same
   `/cluster/resources` bytes with plain `requests` and parse them with `json.loads` (the one
-  payload that grows with the cluster; every other read is small or cached);
+  payload that grows with the cluster; every other read is small or cached), measured right
+  before each cycle; the ratio is the median of each cycle's ratio to its own floor;
 * wall time per phase: PVE reads (HTTP and JSON, through proxmoxer), snapshot building, the
   averages (node and guest EMA, proactive holds), the engine, and the rest (bookkeeping);
 * Redis: round trips (client side) and commands (server side) per cycle, and which commands
@@ -175,17 +176,15 @@ def _fetch(served: Served) -> bytes:
     return answer.content
 
 
-def floor_cpu(served: Served, runs: int) -> float:
-    """CPU seconds to fetch and parse the same /cluster/resources bytes, median of `runs`."""
-    times = []
-    _fetch(served)  # the TLS handshake is not per cycle for either side
-    for _ in range(runs):
-        start = time.process_time()
-        body = _fetch(served)
-        json.loads(body)
-        times.append(time.process_time() - start)
-        served.resources_bytes = len(body)
-    return statistics.median(times)
+def floor_cpu(served: Served) -> float:
+    """CPU seconds to fetch and parse the same /cluster/resources bytes once. Measured right
+    before each cycle: this machine's speed drifts (a shared VM), and a floor taken minutes
+    apart from the cycles it is compared with would put the drift into the ratio."""
+    start = time.process_time()
+    body = _fetch(served)
+    json.loads(body)
+    served.resources_bytes = len(body)
+    return time.process_time() - start
 
 
 def runtime(served: Served, redis_url: str) -> Runtime:
@@ -258,11 +257,16 @@ def measure(guests: int, cycles: int, soak: int, workdir: Path) -> dict[str, Any
     with serve(guests, workdir) as (served, store):
         rt = runtime(served, store.url)
         server = redis.Redis.from_url(store.url)
-        floor = floor_cpu(served, max(3, cycles))
+        _fetch(served)  # the TLS handshake is not per cycle for either side
         for _ in range(2):  # warm: caches, scripts, connection pools
             one_cycle(rt, server)
-        deciding = [c for c in (one_cycle(rt, server) for _ in range(cycles))
-                    if c.action != "skipped"]
+        floors, deciding = [], []
+        for _ in range(cycles):
+            floor = floor_cpu(served)
+            cycle = one_cycle(rt, server)
+            if cycle.action != "skipped":
+                floors.append(floor)
+                deciding.append(cycle)
         if not deciding:
             raise RuntimeError(f"{guests:,} guests: no deciding cycle")
         rss_start = rss_mib()
@@ -272,11 +276,11 @@ def measure(guests: int, cycles: int, soak: int, workdir: Path) -> dict[str, Any
             if (index + 1) % max(1, soak // 6) == 0:
                 rss.append(rss_mib())
         rt.store.close()
-        return summarise(guests, SIZES.get(guests, guests // 80), served, floor, deciding,
+        return summarise(guests, SIZES.get(guests, guests // 80), served, floors, deciding,
                          rss)
 
 
-def summarise(guests: int, nodes: int, served: Served, floor: float, cycles: list[Cycle],
+def summarise(guests: int, nodes: int, served: Served, floors: list[float], cycles: list[Cycle],
               rss: list[float]) -> dict[str, Any]:
     med = statistics.median
     commands: Counter[str] = Counter()
@@ -286,7 +290,9 @@ def summarise(guests: int, nodes: int, served: Served, floor: float, cycles: lis
         "guests": guests, "nodes": nodes, "resources_bytes": served.resources_bytes,
         "cycles": len(cycles),
         "client_cpu_ms": med(c.cpu for c in cycles) * 1000,
-        "floor_cpu_ms": floor * 1000,
+        "floor_cpu_ms": med(floors) * 1000,
+        #: Each cycle against the floor measured just before it (the drift left out).
+        "ratio": med(c.cpu / f for c, f in zip(cycles, floors, strict=True) if f > 0),
         "phases_ms": {p: med(c.phases.get(p, 0.0) for c in cycles) * 1000 for p in PHASES},
         "phases_cpu_ms": {p: med(c.phases_cpu.get(p, 0.0) for c in cycles) * 1000
                           for p in PHASES},
@@ -302,7 +308,7 @@ def summarise(guests: int, nodes: int, served: Served, floor: float, cycles: lis
 def render(figures: list[dict[str, Any]]) -> str:
     lines = []
     for f in figures:
-        ratio = f["client_cpu_ms"] / f["floor_cpu_ms"] if f["floor_cpu_ms"] else float("nan")
+        ratio = f["ratio"]
         lines.append(f"{f['guests']:,} guests / {f['nodes']} nodes "
                      f"(/cluster/resources {f['resources_bytes'] / 2**20:.1f} MiB)")
         lines.append(f"  client CPU per cycle {f['client_cpu_ms']:8.1f} ms   floor (fetch + "

@@ -29,6 +29,7 @@ from balancer.pve.records import (
     TaskStatus,
     VmStatus,
 )
+from balancer.pve.wire import ResourceEntry
 
 #: A CRM round (~10 s) with room: a manager status written this long after a `hamigrate` ended
 #: has seen its command. Both times are PVE's, so no clock of ours is compared with them.
@@ -439,7 +440,8 @@ def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus, resources: 
         elif _hamigrate_queued(task, ha, now):
             if placed is None:
                 placed = {integer(e.get("vmid")): e.get("node") for e in resources
-                          if isinstance(e, Mapping)} if isinstance(resources, list) else {}
+                          if isinstance(e, Mapping | ResourceEntry)
+                          } if isinstance(resources, list) else {}
             if placed.get(vmid, task.node) == task.node:
                 note(vmid, "task:hamigrate queued", source=task.node or None,
                      upid=task.upid, user=task.user or None)
@@ -449,11 +451,14 @@ def find_running_migrations(tasks: Iterable[TaskInfo], ha: HaStatus, resources: 
                  target=service.target)
     if isinstance(resources, list):
         for entry in resources:
-            if not isinstance(entry, Mapping):
-                continue
             # The two signs first: nearly every entry has neither (one scan of 10,000).
-            locked = entry.get("lock") == "migrate"
-            hastate = entry.get("hastate")
+            if type(entry) is ResourceEntry:
+                lock, hastate = entry.lock, entry.hastate
+            elif isinstance(entry, Mapping):
+                lock, hastate = entry.get("lock"), entry.get("hastate")
+            else:
+                continue
+            locked = lock == "migrate"
             moving = isinstance(hastate, str) and hastate in HA_MOVING_STATES
             if not (locked or moving) or entry.get("type") not in ("qemu", "lxc"):
                 continue

@@ -14,10 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+from msgspec import UNSET
 
 from balancer.model import (
     GUEST_HA_STATES,
@@ -44,11 +46,16 @@ from balancer.pve.parse import (
     text,
 )
 from balancer.pve.records import RunningMigration
+from balancer.pve.wire import ResourceEntry, as_entry
 
 if TYPE_CHECKING:
     from balancer.pve.client import PveClient
 
 log = logging.getLogger(__name__)
+
+#: One /cluster/resources entry: decoded typed, or generically (a dict) when the typed
+#: decode refused the answer, or as a test or a saved snapshot gives it.
+Entry = ResourceEntry | Mapping[str, Any]
 
 #: Resource types in /cluster/resources that are not guests or nodes; skipped silently.
 OTHER_RESOURCE_TYPES = frozenset({"storage", "pool", "sdn", "network"})
@@ -102,25 +109,7 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
     cluster = parse_cluster_status(status)
     warnings: list[str] = list(cluster.warnings)
 
-    node_entries: list[Mapping[str, Any]] = []
-    guest_entries: list[tuple[Mapping[str, Any], GuestType]] = []
-    for entry in entries:
-        if not isinstance(entry, Mapping):
-            warnings.append(f"resources: ignored a {type(entry).__name__} entry")
-            continue
-        kind = entry.get("type")
-        if kind == "node":
-            node_entries.append(entry)
-        elif kind == "qemu":
-            guest_entries.append((entry, GuestType.QEMU))
-        elif kind == "lxc":
-            guest_entries.append((entry, GuestType.LXC))
-        elif isinstance(kind, str) and kind in OTHER_RESOURCE_TYPES:
-            continue
-        else:
-            warnings.append(f"resources: ignored entry {entry.get('id')!r} of unknown type "
-                            f"{kind!r}")
-
+    node_entries = [_as_mapping(e) for e in entries if _kind(e) == "node"]
     nodes = _nodes(node_entries, cluster.online, warnings, ha_stale)
     missing = sorted(set(name for name, up in cluster.online.items() if up)
                      - {node.name for node in nodes})
@@ -130,7 +119,7 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
                                "not in /cluster/resources: the read is incomplete")
     if not any(node.online for node in nodes):
         raise SnapshotUnusable("resources: no online node with usable numbers")
-    guests, unreadable = _guests(guest_entries, {node.name: node.online for node in nodes},
+    guests, unreadable = _guests(entries, {node.name: node.online for node in nodes},
                                  warnings)
 
     ha_rules = parse_ha_rules(rules)
@@ -140,7 +129,7 @@ def _build(resources: Any, status: Any, rules: Any, options: Any,
 
     return ClusterSnapshot(
         nodes=tuple(sorted(nodes, key=lambda n: n.name)),
-        guests=tuple(sorted(guests, key=lambda g: g.vmid)),
+        guests=tuple(sorted(guests, key=attrgetter("vmid"))),
         node_affinity=ha_rules.node_affinity,
         resource_affinity=ha_rules.resource_affinity,
         quorate=cluster.quorate,
@@ -211,30 +200,71 @@ def _nodes(entries: list[Mapping[str, Any]], membership: Mapping[str, bool],
     return list(nodes.values())
 
 
-def _guests(entries: list[tuple[Mapping[str, Any], GuestType]], node_names: Mapping[str, bool],
+#: The resource types that are guests, and the kind each one is.
+GUEST_TYPES = {"qemu": GuestType.QEMU, "lxc": GuestType.LXC}
+
+
+def _kind(entry: Any) -> Any:
+    """An entry's `type`, whichever way it was decoded (None for a non-entry)."""
+    if type(entry) is ResourceEntry:
+        return entry.type
+    return entry.get("type") if isinstance(entry, Mapping) else None
+
+
+def _guests(entries: list[Any], node_names: Mapping[str, bool],
             warnings: list[str]) -> tuple[list[Guest], list[UnreadableGuest]]:
-    """The readable guests, and what is known of the others (they still occupy a node)."""
-    vmids = [v if type(v := entry.get("vmid")) is int else integer(v) for entry, _ in entries]
-    known = [v for v in vmids if v is not None]
-    duplicates = [] if len(set(known)) == len(known) else sorted(
-        v for v, count in Counter(known).items() if count > 1)
-    if duplicates:
-        raise SnapshotUnusable(f"resources: VMID(s) listed more than once: "
-                               f"{', '.join(map(str, duplicates[:10]))}")
+    """The readable guests, and what is known of the others (they still occupy a node). One
+    pass over the entries: this is the loop 10,000 guests go through every cycle."""
     guests: list[Guest] = []
     unreadable: list[UnreadableGuest] = []
-    for (entry, kind), vmid in zip(entries, vmids, strict=True):
-        if vmid is None or vmid < 1:
-            warnings.append(f"resources: ignored a guest with vmid {entry.get('vmid')!r}")
-            unreadable.append(_unreadable(entry, None, "no readable vmid", node_names))
+    seen: set[int] = set()
+    duplicates: set[int] = set()
+    for raw in entries:
+        typed: ResourceEntry | None
+        if type(raw) is ResourceEntry:  # the every-cycle case: no Mapping ABC check
+            typed, kind = raw, raw.type
+        elif isinstance(raw, Mapping):
+            kind = raw.get("type")
+            typed = as_entry(raw) if kind in GUEST_TYPES else None
+        else:
+            warnings.append(f"resources: ignored a {type(raw).__name__} entry")
             continue
-        guest, problem = _guest(entry, kind, vmid, node_names)
+        guest_type = GUEST_TYPES.get(kind) if type(kind) is str else None
+        if guest_type is None:
+            if kind != "node" and not (type(kind) is str and kind in OTHER_RESOURCE_TYPES):
+                warnings.append(f"resources: ignored entry {raw.get('id')!r} of unknown type "
+                                f"{kind!r}")
+            continue
+        vmid = typed.vmid if typed is not None and type(typed.vmid) is int else integer(
+            raw.get("vmid"))
+        if vmid is None or vmid < 1:
+            warnings.append(f"resources: ignored a guest with vmid {raw.get('vmid')!r}")
+            unreadable.append(_unreadable(_as_mapping(raw), None, "no readable vmid",
+                                          node_names))
+            continue
+        if vmid in seen:
+            duplicates.add(vmid)
+            continue
+        seen.add(vmid)
+        guest = None if typed is None else _typical_guest(typed, guest_type, vmid, node_names)
+        if guest is not None:
+            guests.append(guest)
+            continue
+        entry = _as_mapping(raw)
+        guest, problem = _careful_guest(entry, guest_type, vmid, node_names)
         if guest is None:
             warnings.append(f"guest {vmid}: {problem}; left out")
             unreadable.append(_unreadable(entry, vmid, problem, node_names))
         else:
             guests.append(guest)
+    if duplicates:
+        raise SnapshotUnusable(f"resources: VMID(s) listed more than once: "
+                               f"{', '.join(map(str, sorted(duplicates)[:10]))}")
     return guests, unreadable
+
+
+def _as_mapping(raw: Entry) -> Mapping[str, Any]:
+    return raw.to_dict() if isinstance(raw, ResourceEntry) else raw
 
 
 def _unreadable(entry: Mapping[str, Any], vmid: int | None, problem: str,
@@ -248,20 +278,11 @@ def _unreadable(entry: Mapping[str, Any], vmid: int | None, problem: str,
         problem=problem)
 
 
-def _guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
-           node_names: Mapping[str, bool]) -> tuple[Guest | None, str]:
-    """One guest entry as pve-manager's `resources` (API2/Cluster.pm, 14a22df) builds it from
-    pvestatd's RRD broadcast; see pvesim/CONFORMANCE.md for the values PVE really sends.
-    Entries exactly as PVE sends them take the fast path; anything else the careful one."""
-    fast = _typical_guest(entry, kind, vmid, node_names)
-    if fast is not None:
-        return fast, ""
-    return _careful_guest(entry, kind, vmid, node_names)
-
-
 def _careful_guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
                    node_names: Mapping[str, bool]) -> tuple[Guest | None, str]:
-    """Every field checked for what it may be; what cannot be read is said."""
+    """One guest entry as pve-manager's `resources` (API2/Cluster.pm, 14a22df) builds it from
+    pvestatd's RRD broadcast (see pvesim/CONFORMANCE.md for the values PVE really sends),
+    every field checked for what it may be; what cannot be read is said."""
     node = text(entry.get("node"))
     if node is None:
         return None, f"node is {entry.get('node')!r}"
@@ -322,17 +343,17 @@ def _careful_guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
     ), ""
 
 
-def _typical_guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
+def _typical_guest(entry: ResourceEntry, kind: GuestType, vmid: int,
                    node_names: Mapping[str, bool]) -> Guest | None:
-    """The guest when every field has the exact JSON type and range PVE sends on an online
-    node; None sends the entry to the careful path (which reads it the same way, or says
-    what is wrong). At 10,000 guests this is most of a snapshot's cost."""
-    get = entry.get
-    node, status = get("node"), get("status")
+    """The guest of an entry PVE sent exactly as its schema says, on an online node, with
+    every number in range; None sends the entry to the careful path (which reads it the same
+    way, or says what is wrong). The JSON types were checked by the decoder; this checks the
+    values. At 10,000 guests this is most of a snapshot's cost."""
+    node, status = entry.node, entry.status
     if type(node) is not str or not node_names.get(node) or type(status) is not str:
         return None
-    cpu, maxcpu, mem, maxmem = get("cpu"), get("maxcpu"), get("mem"), get("maxmem")
-    if not (_json_number(cpu) and _json_number(maxcpu) and type(mem) is int
+    cpu, maxcpu, mem, maxmem = entry.cpu, entry.maxcpu, entry.mem, entry.maxmem
+    if not (type(cpu) is float and type(maxcpu) is float and type(mem) is int
             and type(maxmem) is int):
         return None
     running = status == "running"
@@ -340,29 +361,17 @@ def _typical_guest(entry: Mapping[str, Any], kind: GuestType, vmid: int,
     if not (-math.inf < cpu <= GUEST_CPU_MAX and 0 < maxcpu <= MAX_GUEST_VCPUS
             and 0 <= mem <= MAX_MEMORY and (1 if running else 0) <= maxmem <= MAX_MEMORY):
         return None
-    tags, lock, hastate, template = get("tags"), get("lock"), get("hastate"), get("template", 0)
-    memhost = get("memhost")
-    if ((tags is not None and type(tags) is not str)
-            or (lock is not None and type(lock) is not str)
-            or (hastate is not None and (type(hastate) is not str
-                                         or hastate not in GUEST_HA_STATES))
-            or ("hastate" in entry and hastate is None)
-            or type(template) is not int or template not in (0, 1)
-            or (memhost is not None and (type(memhost) is not int
-                                         or not 0 <= memhost <= MAX_MEMORY))):
+    hastate, template, memhost = entry.hastate, entry.template, entry.memhost
+    if (hastate is None or (hastate is not UNSET and hastate not in GUEST_HA_STATES)
+            or (template is not UNSET and template not in (0, 1))
+            or (type(memhost) is int and not 0 <= memhost <= MAX_MEMORY)):
         return None
-    name = get("name")
+    name, tags, lock = entry.name, entry.tags, entry.lock
     return Guest(
-        vmid=vmid, name=name if type(name) is str else "", type=kind, node=node,
-        status=status, cpu=max(0.0, float(cpu)), maxcpu=float(maxcpu), mem=mem, maxmem=maxmem,
-        memhost=memhost if kind is GuestType.QEMU and memhost else None,
-        template=template == 1, tags=split_tags(tags) if tags else frozenset(),
-        lock=lock or None, hastate=hastate or None)
-
-
-def _json_number(value: Any) -> TypeGuard[float]:
-    """An int or float as `json.loads` returns them (a bool is neither: `type(True)`)."""
-    return type(value) is float or type(value) is int
+        vmid, name if type(name) is str else "", kind, node, status, max(0.0, cpu), maxcpu,
+        mem, maxmem, memhost if kind is GuestType.QEMU and type(memhost) is int and memhost
+        else None, template == 1, split_tags(tags) if type(tags) is str and tags
+        else frozenset(), lock or None, hastate if type(hastate) is str and hastate else None)
 
 
 def _guest_number(key: str, raw: Any) -> float | None:
@@ -425,7 +434,7 @@ def read_snapshot(client: PveClient) -> SnapshotRead:
     either way the caller skips the cycle rather than act on half a cluster."""
     calls_before = client.api_calls
     client.prefetch_cached()
-    resources = client.get("cluster/resources")
+    resources = client.resource_entries()
     status = client.get("cluster/status")
     taken_at = client.clock()
     rules = client.ha_rules_payload()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from balancer.pve import (
     read_snapshot,
     run_check,
 )
+from balancer.pve.snapshot import build_snapshot
+from balancer.pve.wire import ResourceEntry
 from tests.support.pvesim_server import SMALL_SCENARIO, RunningSim
 from tests.support.waiting import wait_until
 
@@ -217,6 +220,24 @@ def test_snapshot_units_and_fields(pvesim: RunningSim) -> None:
     [rule] = snap.resource_affinity
     assert (rule.name, rule.vmids, rule.positive) == ("db-apart", frozenset({101, 102}), False)
     assert read.running_migrations == ()
+
+
+def test_cluster_resources_arrive_typed_and_read_as_the_careful_path_reads_them(
+        pvesim: RunningSim, caplog: pytest.LogCaptureFixture) -> None:
+    """Through proxmoxer over HTTPS, pvesim's answer (PVE's schema types, CONFORMANCE 1.1)
+    takes the typed decode; the snapshot equals the one built from the generic decode of
+    the same answer. proxmoxer's DEBUG line about the answer carries its size, not its
+    body."""
+    client = make_client(pvesim)
+    with caplog.at_level(logging.DEBUG, logger="proxmoxer.core"):
+        entries = client.resource_entries()
+    assert entries and all(isinstance(e, ResourceEntry) for e in entries)
+    [line] = [r.getMessage() for r in caplog.records if "output:" in r.getMessage()]
+    assert re.search(r"output: <\d+ bytes>$", line), line
+    status = client.get("cluster/status")
+    typed = build_snapshot(entries, status, taken_at=1.0)
+    generic = build_snapshot(client.get("cluster/resources"), status, taken_at=1.0)
+    assert typed == generic and len(typed.guests) == len(SMALL_SCENARIO["guests"])
 
 
 def test_ha_rules_from_pve_including_disabled(pvesim_factory: Callable[..., RunningSim]) -> None:

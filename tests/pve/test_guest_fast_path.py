@@ -1,8 +1,12 @@
 """The snapshot's fast path for guest entries (issue 16) reads an entry exactly as the
-careful path does, or leaves it to the careful path: never a different guest."""
+careful path does, or leaves it to the careful path: never a different guest. The fast path
+reads typed entries (balancer/pve/wire.py), whether decoded from the answer's bytes or
+converted from a generically decoded dict: both must give the same entry."""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from hypothesis import given, settings
@@ -10,6 +14,7 @@ from hypothesis import strategies as st
 
 from balancer.model import GuestType
 from balancer.pve.snapshot import _careful_guest, _typical_guest
+from balancer.pve.wire import ResourceEntry, as_entry, decode_resources
 
 NODES = {"pve1": True, "pve2": False}
 
@@ -43,10 +48,19 @@ def entries(draw: st.DrawFn) -> dict[str, Any]:
 @given(entry=entries(), kind=st.sampled_from([GuestType.QEMU, GuestType.LXC]))
 def test_the_fast_path_agrees_with_the_careful_one(entry: dict[str, Any],
                                                    kind: GuestType) -> None:
-    fast = _typical_guest(entry, kind, 101, NODES)
+    typed = as_entry(entry)
+    if _json_safe(entry):
+        decoded = decode_resources(json.dumps({"data": [entry]}).encode())
+        assert (decoded or [None]) == [typed], entry
+    fast = None if typed is None else _typical_guest(typed, kind, 101, NODES)
     if fast is not None:
         careful, problem = _careful_guest(entry, kind, 101, NODES)
         assert careful == fast, (entry, problem)
+
+
+def _json_safe(entry: dict[str, Any]) -> bool:
+    """NaN and infinities are not JSON (PVE never sends them; `json.dumps` would)."""
+    return not any(isinstance(v, float) and not math.isfinite(v) for v in entry.values())
 
 
 def test_a_typical_entry_takes_the_fast_path() -> None:
@@ -56,6 +70,8 @@ def test_a_typical_entry_takes_the_fast_path() -> None:
              "maxmem": 4294967296, "memhost": 2254857830, "tags": "plb_pin_pve1;web",
              "template": 0, "hastate": "started", "uptime": 5000, "disk": 0,
              "maxdisk": 34359738368, "diskread": 0, "diskwrite": 0, "netin": 0, "netout": 0}
-    fast = _typical_guest(entry, GuestType.QEMU, 101, NODES)
+    typed = as_entry(entry)
+    assert isinstance(typed, ResourceEntry)
+    fast = _typical_guest(typed, GuestType.QEMU, 101, NODES)
     assert fast is not None and fast == _careful_guest(entry, GuestType.QEMU, 101, NODES)[0]
     assert fast.tags == frozenset({"plb_pin_pve1", "web"}) and fast.memhost == 2254857830

@@ -10,16 +10,18 @@ to a corrupted node, or to anything that is not a real online node other than th
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from balancer.pve.client import PveClient
+from balancer.pve.client import PveClient, ResourcesSerializer
 from balancer.pve.parse import flag, integer
 from balancer.runtime import Runtime, evaluate
 from balancer.runtime.results import CycleResult
@@ -187,13 +189,21 @@ def corruptions() -> st.SearchStrategy[Corruption]:
 
 
 class CorruptingClient(PveClient):
-    """The real client, with each decoded answer passed through the current corruption."""
+    """The real client, with each decoded answer passed through the current corruption. The
+    snapshot's `/cluster/resources` is corrupted as bytes and decoded as the client decodes
+    PVE's answer (typed, or the generic way when the garbage is off PVE's schema)."""
 
     corruption: Corruption | None = None
 
     def get(self, path: str, /, **params: Any) -> Any:
         payload = super().get(path, **params)
         return payload if self.corruption is None else self.corruption.apply(path, payload)
+
+    def resource_entries(self) -> Any:
+        if self.corruption is None:
+            return super().resource_entries()
+        body = json.dumps({"data": self.get("cluster/resources")}).encode()
+        return ResourcesSerializer().loads(SimpleNamespace(content=body))
 
 
 @pytest.fixture
