@@ -300,6 +300,9 @@ class RedisConfig:
 @dataclass(frozen=True)
 class BalancingConfig:
     cpu_max: float = setting(0.8, _number(0.5, 0.9, clamp=True), "CPU EMA threshold")
+    cpu_hysteresis: float = setting(
+        0.01, _number(0.0, 0.1),
+        "a node a move brought under cpu_max fires again only above cpu_max + this")
     memory_max: float = setting(0.8, _number(0.5, 0.9, clamp=True), "memory threshold")
     interval_seconds: float = setting(5.0, _number(0.1, 3600), "evaluation period")
     ema_window_seconds: float = setting(60.0, _number(0.2, 86400), "CPU EMA window")

@@ -39,12 +39,14 @@ class CpuReading:
     """A node's CPU EMA (share of its threads) and how many samples it holds.
 
     `from_measurement` marks a one-off reading (manual `plan` without history): it is used
-    regardless of `samples`, and the explanation says so.
+    regardless of `samples`, and the explanation says so. `relieved`: a move brought the node
+    under cpu_max and its EMA has stayed within `cpu_hysteresis` of cpu_max since.
     """
 
     value: float
     samples: int
     from_measurement: bool = False
+    relieved: bool = False
 
 
 @dataclass(frozen=True, slots=True)

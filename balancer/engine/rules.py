@@ -14,6 +14,7 @@ from .types import Rejection
 class Rule(StrEnum):
     # Sources: a node whose load fired a trigger but which we may not drain.
     EMA_WARMING_UP = "ema_warming_up"
+    CPU_HYSTERESIS = "cpu_hysteresis"
     SOURCE_OFFLINE = "source_offline"
     SOURCE_MAINTENANCE = "source_maintenance"
     SOURCE_EXCLUDED = "source_excluded"

@@ -177,7 +177,8 @@ class CpuTrigger:
 
     @staticmethod
     def hot_nodes(ctx: Context, report: Report) -> list[tuple[Node, CpuReading]]:
-        """Online nodes whose EMA exceeds cpu_max, hottest first."""
+        """Online nodes whose EMA exceeds cpu_max, hottest first; a node a move brought under
+        it counts only above the hysteresis band."""
         hot = []
         for node in ctx.online:
             reading = ctx.readings.get(node.name)
@@ -186,8 +187,26 @@ class CpuTrigger:
                     report.note(f"cpu: {node.name} at {node.cpu:.2f} > cpu_max "
                                 f"{ctx.config.cpu_max:.2f} but has no EMA history yet")
             elif reading.value > ctx.config.cpu_max:
+                if CpuTrigger.settling(node, reading, ctx, report):
+                    continue
                 hot.append((node, reading))
         return sorted(hot, key=lambda pair: (-pair[1].value, pair[0].name))
+
+    @staticmethod
+    def settling(node: Node, reading: CpuReading, ctx: Context, report: Report) -> bool:
+        """A node a move brought under cpu_max, whose EMA has stayed within cpu_hysteresis of
+        it since, is settling, not sustained above: the noise of its EMA would otherwise shed
+        one more VM than the relief needed (a move nobody asked for)."""
+        cfg = ctx.config
+        ceiling = cfg.cpu_max + cfg.cpu_hysteresis
+        if not reading.relieved or reading.value > ceiling:
+            return False
+        report.skip_source("cpu", reject(
+            Rule.CPU_HYSTERESIS, node.name,
+            f"EMA {reading.value:.3f} > cpu_max {cfg.cpu_max:.2f} within the hysteresis band "
+            f"since a move relieved it: it fires again above {ceiling:.2f}",
+            reading.value, ceiling))
+        return True
 
     @staticmethod
     def ready(node: Node, reading: CpuReading, ctx: Context, report: Report) -> bool:

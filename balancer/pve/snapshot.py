@@ -225,7 +225,7 @@ def _guests(entries: list[Any], node_names: Mapping[str, bool],
             typed, kind = raw, raw.type
         elif isinstance(raw, Mapping):
             kind = raw.get("type")
-            typed = as_entry(raw) if kind in GUEST_TYPES else None
+            typed = as_entry(raw) if type(kind) is str and kind in GUEST_TYPES else None
         else:
             warnings.append(f"resources: ignored a {type(raw).__name__} entry")
             continue

@@ -156,7 +156,9 @@ def update_averages(rt: Runtime, snapshot: ClusterSnapshot
     cpu, held, guest_cpu = run_together(store.client, [
         store.ema.update_call({node.name: node.cpu for node in snapshot.nodes if node.online},
                               sampled_at=snapshot.taken_at, alpha=cfg.ema_alpha,
-                              online=online, ttl_seconds=t.ema_ttl),
+                              online=online, ttl_seconds=t.ema_ttl,
+                              band=(cfg.cpu_max - cfg.cpu_hysteresis,
+                                    cfg.cpu_max + cfg.cpu_hysteresis)),
         store.holds.observe_call(above_proactive(snapshot, cfg), gap=t.hold_gap,
                                  ttl=t.ema_ttl),
         store.guest_ema.update_call({g.vmid: g.cpu for g in snapshot.guests if g.running},

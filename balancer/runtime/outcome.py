@@ -27,12 +27,14 @@ log = logging.getLogger("balancer.migration")
 def succeed(rt: Runtime, token: str, m: MigrationRef,
             recovered: str | None = None) -> StepResult:
     """The VM runs on the target: cool it down, and move the lagging CPU averages by the
-    share it took along, so the old source's EMA does not trigger a needless second move."""
+    share it took along, so the old source's EMA does not trigger a needless second move (and
+    a source now under cpu_max is relieved: its EMA's noise alone does not fire again)."""
     if not _claim(rt, token, m):
         return _not_claimed(EventKind.SUCCEEDED, m)
     finished = rt.clock()
     if m.source and m.target:
-        rt.store.ema.shift(m.source, -m.cpu_share_source, sampled_at=finished)
+        rt.store.ema.shift(m.source, -m.cpu_share_source, sampled_at=finished,
+                           relieved_below=rt.config.balancing.cpu_max)
         rt.store.ema.shift(m.target, m.cpu_share_target, sampled_at=finished)
     rt.store.marks.record_success(m.vmid)
     rt.store.marks.set_cooldown(m.vmid, rt.config.balancing.migration_cooldown_seconds,

@@ -1,9 +1,11 @@
 """Per-node exponential moving average of the CPU ratio, shared by all workers.
 
 Layout: `P ema:nodes`, one JSON document: node name -> {"ema": float, "samples": int,
-"last_ts": float}, with `PX` = the TTL passed to `update`, so a stopped balancer leaves
-nothing behind; nodes that go offline (or leave the cluster) are dropped on the next update,
-which bounds the document to the cluster size.
+"last_ts": float, "relieved": 0|1}, with `PX` = the TTL passed to `update`, so a stopped
+balancer leaves nothing behind; nodes that go offline (or leave the cluster) are dropped on
+the next update, which bounds the document to the cluster size. `relieved` is the CPU
+hysteresis: set by the shift of a move that left the source under cpu_max, cleared by the
+update whose EMA leaves the band cpu_max -/+ cpu_hysteresis.
 
 Every change is one Lua script on the one key: two evaluates racing on the same sample cannot
 double-count (a sample whose `sampled_at` is not newer than the node's `last_ts` is ignored),
@@ -28,7 +30,7 @@ from balancer.state.scripts import ScriptCall
 #: EMAs (and samples) are kept within 0..EMA_MAX; a node can briefly report a little over 1.0.
 EMA_MAX = 1.5
 
-_VALUE_FMT = '{"ema":%.17g,"samples":%d,"last_ts":%.17g}'
+_VALUE_FMT = '{"ema":%.17g,"samples":%d,"last_ts":%.17g,"relieved":%d}'
 
 #: Lua helpers: cjson.encode keeps 14 digits only, so values are written with %.17g.
 _ENCODE = """
@@ -36,7 +38,7 @@ local function encode(doc)
   local parts = {}
   for node, v in pairs(doc) do
     parts[#parts + 1] = cjson.encode(node) .. ':' ..
-      string.format('""" + _VALUE_FMT + """', v.ema, v.samples, v.last_ts)
+      string.format('""" + _VALUE_FMT + """', v.ema, v.samples, v.last_ts, v.relieved or 0)
   end
   return '{' .. table.concat(parts, ',') .. '}', #parts
 end
@@ -49,15 +51,18 @@ local function load(key)
 end
 """
 
-# KEYS[1] doc. ARGV: alpha, ttl ms, sampled_at, n_online, online..., node, value, node, value...
+# KEYS[1] doc. ARGV: alpha, ttl ms, sampled_at, band low or '', band high or '', n_online,
+# online..., node, value, node, value...
 _UPDATE = _ENCODE + """
 local key = KEYS[1]
 local alpha = tonumber(ARGV[1])
 local ts = tonumber(ARGV[3])
-local n_online = tonumber(ARGV[4])
+local low = tonumber(ARGV[4])
+local high = tonumber(ARGV[5])
+local n_online = tonumber(ARGV[6])
 local online = {}
 for i = 1, n_online do
-  online[ARGV[4 + i]] = true
+  online[ARGV[6 + i]] = true
 end
 local doc = {}
 for node, v in pairs(load(key)) do
@@ -65,16 +70,20 @@ for node, v in pairs(load(key)) do
     doc[node] = v
   end
 end
-for i = 5 + n_online, #ARGV, 2 do
+for i = 7 + n_online, #ARGV, 2 do
   local node = ARGV[i]
   local x = tonumber(ARGV[i + 1])
   if online[node] then
     local cur = doc[node]
     if not cur then
-      doc[node] = {ema = x, samples = 1, last_ts = ts}
+      doc[node] = {ema = x, samples = 1, last_ts = ts, relieved = 0}
     elseif ts > cur.last_ts then
-      doc[node] = {ema = alpha * x + (1 - alpha) * cur.ema, samples = cur.samples + 1,
-                   last_ts = ts}
+      local ema = alpha * x + (1 - alpha) * cur.ema
+      local relieved = cur.relieved or 0
+      if relieved == 1 and low and (ema < low or ema > high) then
+        relieved = 0
+      end
+      doc[node] = {ema = ema, samples = cur.samples + 1, last_ts = ts, relieved = relieved}
     end
   end
 end
@@ -87,7 +96,7 @@ end
 return text
 """
 
-# KEYS[1] doc. ARGV: node, delta, max, sampled_at or ''.
+# KEYS[1] doc. ARGV: node, delta, max, sampled_at or '', relieved-below or ''.
 _SHIFT = _ENCODE + """
 local doc = load(KEYS[1])
 local d = doc[ARGV[1]]
@@ -103,23 +112,29 @@ if ARGV[4] ~= '' then
   local s = tonumber(ARGV[4])
   if s > ts then ts = s end
 end
-doc[ARGV[1]] = {ema = v, samples = d.samples, last_ts = ts}
+local relieved = d.relieved or 0
+if ARGV[5] ~= '' and v <= tonumber(ARGV[5]) then
+  relieved = 1
+end
+doc[ARGV[1]] = {ema = v, samples = d.samples, last_ts = ts, relieved = relieved}
 redis.call('SET', KEYS[1], (encode(doc)), 'KEEPTTL')
-return string.format('""" + _VALUE_FMT + """', v, d.samples, ts)
+return string.format('""" + _VALUE_FMT + """', v, d.samples, ts, relieved)
 """
 
 
 @dataclass(frozen=True, slots=True)
 class EmaValue:
-    """One node's stored EMA with the timestamp of its newest sample (status view)."""
+    """One node's stored EMA with the timestamp of its newest sample (status view), and
+    whether a move brought it under cpu_max with the EMA inside the hysteresis band since."""
 
     value: float
     samples: int
     last_ts: float
+    relieved: bool = False
 
     def to_reading(self) -> CpuReading:
         """The engine's view of it."""
-        return CpuReading(value=self.value, samples=self.samples)
+        return CpuReading(value=self.value, samples=self.samples, relieved=self.relieved)
 
 
 def _parse(raw: str) -> EmaValue:
@@ -128,7 +143,7 @@ def _parse(raw: str) -> EmaValue:
 
 def _value(data: dict[str, Any]) -> EmaValue:
     return EmaValue(value=float(data["ema"]), samples=int(data["samples"]),
-                    last_ts=float(data["last_ts"]))
+                    last_ts=float(data["last_ts"]), relieved=data.get("relieved") == 1)
 
 
 def _readings(reply: Any) -> dict[str, CpuReading]:
@@ -153,12 +168,14 @@ class CpuEmaStore(RedisPart):
         self._shift = self.client.register_script(_SHIFT)
 
     def update(self, samples: Mapping[str, float], sampled_at: float, alpha: float,
-               online: Collection[str], ttl_seconds: float = 600.0) -> dict[str, CpuReading]:
+               online: Collection[str], ttl_seconds: float = 600.0,
+               band: tuple[float, float] | None = None) -> dict[str, CpuReading]:
         """See `update_call`; one round trip."""
-        return self.update_call(samples, sampled_at, alpha, online, ttl_seconds).run()
+        return self.update_call(samples, sampled_at, alpha, online, ttl_seconds, band).run()
 
     def update_call(self, samples: Mapping[str, float], sampled_at: float, alpha: float,
-                    online: Collection[str], ttl_seconds: float = 600.0
+                    online: Collection[str], ttl_seconds: float = 600.0,
+                    band: tuple[float, float] | None = None
                     ) -> ScriptCall[dict[str, CpuReading]]:
         """Fold one sample per node into the EMA, atomically for all nodes, and return every
         stored reading afterwards.
@@ -166,12 +183,17 @@ class CpuEmaStore(RedisPart):
         First sample of a node seeds it (ema = value, samples = 1); a sample not newer than the
         node's last one is ignored; nodes not in `online` are forgotten (and re-seeded when they
         return). `ttl_seconds` (about 10 x the EMA window) bounds the life of the whole store.
+        `band` is the CPU hysteresis band (cpu_max -/+ cpu_hysteresis): a relieved node whose
+        EMA leaves it is relieved no more.
         """
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
         online_nodes = list(dict.fromkeys(online))
+        low, high = ("", "") if band is None else (number(band[0], "band low"),
+                                                   number(band[1], "band high"))
         args: list[str | int] = [number(alpha, "alpha"), to_ms(ttl_seconds),
-                                 number(sampled_at, "sampled_at"), len(online_nodes)]
+                                 number(sampled_at, "sampled_at"), low, high,
+                                 len(online_nodes)]
         args += online_nodes
         for node, value in samples.items():
             number(value, f"CPU sample of {node}")
@@ -186,17 +208,20 @@ class CpuEmaStore(RedisPart):
         """Every node's stored EMA including the newest sample's time (status)."""
         return _document(self.client.get(self.ema_key))
 
-    def shift(self, node: str, delta: float,
-              sampled_at: float | None = None) -> CpuReading | None:
+    def shift(self, node: str, delta: float, sampled_at: float | None = None,
+              relieved_below: float | None = None) -> CpuReading | None:
         """Add `delta` to a node's EMA (clamped to 0..EMA_MAX), e.g. -share on the source and
         +share on the target once a migration completed. With `sampled_at`, samples taken at or
-        before it (which do not show the move yet) are no longer applied. None if the node has
-        no EMA (nothing to correct: it will be seeded from a measurement)."""
+        before it (which do not show the move yet) are no longer applied. With
+        `relieved_below` (cpu_max), a node the shift leaves at or under it is marked relieved
+        (the CPU hysteresis). None if the node has no EMA (nothing to correct: it will be
+        seeded from a measurement)."""
         if not math.isfinite(delta):
             raise ValueError(f"delta must be finite, got {delta!r}")
         stamp = "" if sampled_at is None else number(sampled_at, "sampled_at")
+        below = "" if relieved_below is None else number(relieved_below, "relieved_below")
         reply = self._shift(keys=[self.ema_key], args=[node, repr(float(delta)), repr(EMA_MAX),
-                                                        stamp])
+                                                        stamp, below])
         return None if reply is None else _parse(text(reply)).to_reading()
 
     def clear(self) -> None:

@@ -8,7 +8,7 @@ from balancer.config import BalancingConfig
 from balancer.engine import CpuReading, Decision, Rule, Trigger, decide
 from balancer.model import Guest, Node, ResourceAffinityRule
 
-from .builders import config, engine_input, node, resource_affinity, snapshot, vm
+from .builders import config, engine_input, node, resource_affinity, snapshot, steady, vm
 
 
 def hot_cluster(ema: float = 0.9, targets: int = 2) -> list[Node]:
@@ -208,3 +208,36 @@ def test_when_every_other_node_is_closed_the_source_says_so_once() -> None:
            "2 cpu_headroom)" in decision.explanation
     assert [r.rule for r in decision.skipped_sources].count(Rule.NO_OPEN_TARGET) == 3
     assert decision.candidates == (), "no guest was weighed"
+
+
+def _relieved_at(value: float, relieved: bool = True) -> dict[str, CpuReading]:
+    nodes = hot_cluster(ema=value)
+    return {**steady(nodes), "pve1": CpuReading(value, 20, relieved=relieved)}
+
+
+@pytest.mark.parametrize("ema", [0.8001, 0.805, 0.81])
+def test_a_relieved_node_within_the_hysteresis_band_is_settling_not_hot(ema: float) -> None:
+    """The big benchmark's extra move: the relief left pve01 at 0.7998 on sustained loads and
+    its EMA's noise read 0.8003. A node a move brought under cpu_max fires again only above
+    cpu_max + cpu_hysteresis; the reason is data, and no move is made."""
+    guests = [vm(101, cpu=1.0, maxcpu=12), vm(103, cpu=1.0, maxcpu=4)]
+    decision = run(hot_cluster(ema=ema), guests, cpu=_relieved_at(ema))
+    assert decision.move is None
+    [settling] = decision.skipped_sources
+    assert (settling.rule, settling.subject, settling.limit) == (
+        Rule.CPU_HYSTERESIS, "pve1", pytest.approx(0.81))
+    assert "fires again above 0.81" in settling.message
+
+
+@pytest.mark.parametrize(("ema", "relieved", "hysteresis"), [
+    (0.8101, True, 0.01),   # above the band: sustained, whatever came before
+    (0.805, False, 0.01),   # no move relieved it: cpu_max is the line
+    (0.805, True, 0.0),     # hysteresis off
+])
+def test_a_node_outside_the_hysteresis_fires_at_its_line(ema: float, relieved: bool,
+                                                          hysteresis: float) -> None:
+    guests = [vm(101, cpu=1.0, maxcpu=12), vm(103, cpu=1.0, maxcpu=4)]
+    decision = run(hot_cluster(ema=ema), guests, cpu=_relieved_at(ema, relieved),
+                   cfg=config(cpu_hysteresis=hysteresis))
+    assert decision.move is not None and decision.move.reason == Trigger.CPU
+    assert not [r for r in decision.skipped_sources if r.rule == Rule.CPU_HYSTERESIS]

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from proxmoxer.backends.https import JsonSerializer
 
+from balancer.pve import snapshot as snapshot_module
 from balancer.pve.client import FastJsonSerializer, QuietBody, ResourcesSerializer
 from balancer.pve.errors import SnapshotUnusable
-from balancer.pve import snapshot as snapshot_module
 from balancer.pve.snapshot import build_snapshot
 from balancer.pve.wire import ResourceEntry, decode_resources
 

@@ -477,3 +477,26 @@ def test_the_cooldown_rebuild_runs_after_a_data_loss_not_every_cooldown(
     after = node_task_reads()
     evaluate(rt, StepDispatcher())
     assert node_task_reads() == after, "and then not again"
+
+
+def test_a_relief_that_leaves_the_source_under_cpu_max_starts_its_hysteresis(
+    pvesim_factory: Factory, redis_url: str,
+) -> None:
+    """The follower's success shifts the source's EMA by the share that left and marks it
+    relieved; the next evaluations keep it relieved while its EMA stays in the band, so
+    its noise alone cannot shed another VM (issue 15, the big benchmark's 20th move)."""
+    running = hot_cluster(pvesim_factory)
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    upid, token = start_one(running, rt, dispatch)
+    assert not rt.store.ema.entries()["pve1"].relieved
+    running.sim.advance(600)
+    assert poll_migration(rt, StepDispatcher(), upid, token).state == "succeeded"
+    source = rt.store.ema.entries()["pve1"]
+    cfg = rt.config.balancing
+    assert source.value <= cfg.cpu_max and source.relieved
+    # The next evaluation keeps it relieved only while the EMA stays inside the band.
+    evaluate(rt, dispatch)
+    after = rt.store.ema.entries()["pve1"]
+    inside = cfg.cpu_max - cfg.cpu_hysteresis <= after.value <= cfg.cpu_max + cfg.cpu_hysteresis
+    assert after.relieved == inside, after

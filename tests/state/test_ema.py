@@ -117,6 +117,47 @@ def test_shift_with_sampled_at_drops_older_samples(store: StateStore) -> None:
     assert store.ema.entries()["pve1"].last_ts == 21.0
 
 
+def test_a_shift_that_leaves_the_source_under_cpu_max_marks_it_relieved(
+        store: StateStore) -> None:
+    store.ema.update({"pve1": 0.9, "pve2": 0.95}, 10.0, 1.0, ONLINE)
+    assert store.ema.shift("pve1", -0.15, relieved_below=0.8) == CpuReading(
+        pytest.approx(0.75), 1, relieved=True)
+    # Still above cpu_max after the move: more relief is needed, so no hysteresis.
+    assert store.ema.shift("pve2", -0.1, relieved_below=0.8) == CpuReading(
+        pytest.approx(0.85), 1, relieved=False)
+    # A target's shift keeps what it had.
+    assert store.ema.shift("pve1", 0.01) == CpuReading(pytest.approx(0.76), 1, relieved=True)
+    assert store.ema.entries()["pve1"].relieved
+
+
+def test_the_update_clears_relieved_once_the_ema_leaves_the_band(store: StateStore) -> None:
+    band = (0.79, 0.81)
+    store.ema.update({"pve1": 0.85, "pve2": 0.85}, 1.0, 1.0, ONLINE, band=band)
+    store.ema.shift("pve1", -0.05, relieved_below=0.8)
+    store.ema.shift("pve2", -0.05, relieved_below=0.8)
+    out = store.ema.update({"pve1": 0.805, "pve2": 0.805}, 2.0, 1.0, ONLINE, band=band)
+    assert out["pve1"].relieved and out["pve2"].relieved  # noise inside the band
+    out = store.ema.update({"pve1": 0.82, "pve2": 0.78}, 3.0, 1.0, ONLINE, band=band)
+    assert not out["pve1"].relieved  # above the band: it fires again
+    assert not out["pve2"].relieved  # clearly under: an ordinary node again
+    out = store.ema.update({"pve1": 0.805, "pve2": 0.805}, 4.0, 1.0, ONLINE, band=band)
+    assert not out["pve1"].relieved and not out["pve2"].relieved  # only a move sets it
+
+
+def test_an_update_without_a_band_keeps_relieved(store: StateStore) -> None:
+    store.ema.update({"pve1": 0.85}, 1.0, 1.0, ONLINE)
+    store.ema.shift("pve1", -0.1, relieved_below=0.8)
+    assert store.ema.update({"pve1": 0.2}, 2.0, 1.0, ONLINE)["pve1"].relieved
+
+
+def test_a_document_written_before_the_hysteresis_reads_as_not_relieved(
+        store: StateStore, raw: redis.Redis) -> None:
+    raw.set(store.ema.ema_key, '{"pve1":{"ema":0.5,"samples":3,"last_ts":1}}')
+    assert store.ema.readings() == {"pve1": CpuReading(0.5, 3)}
+    out = store.ema.update({"pve1": 0.5}, 2.0, 0.5, ONLINE, band=(0.79, 0.81))
+    assert out["pve1"] == CpuReading(0.5, 4)
+
+
 def test_ttl_is_set_and_refreshed(store: StateStore, raw: redis.Redis) -> None:
     store.ema.update({"pve1": 0.5}, 1.0, 0.5, ONLINE, ttl_seconds=30)
     assert 0 < raw.pttl(store.ema.ema_key) <= 30_000
