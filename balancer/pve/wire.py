@@ -18,32 +18,49 @@ the fast path, never a guest.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
+
+#: A guest's cpu is a share of its own vCPUs; I/O threads push it past 1.0, but not this far.
+#: A container's first sample after a restart is slightly negative (LXC.pm), never this low.
+GUEST_CPU_MAX = 16.0
+#: Sizes no real host or guest has: a payload claiming them is garbage, not a huge target.
+MAX_NODE_THREADS = 16384
+MAX_GUEST_VCPUS = 4096
+MAX_MEMORY = 1 << 50  # 1 PiB
+
+#: What the typed decode takes as is. A value outside these (or a null number) is not what
+#: PVE's code writes: the answer is then read the generic way and the entry checked field by
+#: field (`snapshot._careful_guest`), which reads it or says what is wrong.
+GuestCpu = Annotated[float, Meta(ge=-GUEST_CPU_MAX, le=GUEST_CPU_MAX)]
+#: A node's threads or a guest's vCPUs (a guest's bound, MAX_GUEST_VCPUS, is the snapshot's).
+Threads = Annotated[float, Meta(gt=0, le=MAX_NODE_THREADS)]
+Bytes = Annotated[int, Meta(ge=0, le=MAX_MEMORY)]
+Flag = Annotated[int, Meta(ge=0, le=1)]
 
 
 class ResourceEntry(msgspec.Struct, gc=False):
-    """One `/cluster/resources` entry with the fields we read, each absent (UNSET), null
-    (Perl's undef) or of the schema's JSON type. Read-only by convention: nothing writes to
-    an entry after it is decoded."""
+    """One `/cluster/resources` entry with the fields we read, each absent (UNSET) or of the
+    schema's JSON type within physical bounds; strings may also be null (Perl's undef; for
+    `hastate`, an HA resource the CRM has not seen yet). Read-only by convention: nothing
+    writes to an entry after it is decoded."""
 
     type: str | UnsetType | None = UNSET
     id: str | UnsetType | None = UNSET
-    vmid: int | UnsetType | None = UNSET
+    vmid: int | UnsetType = UNSET
     node: str | UnsetType | None = UNSET
     status: str | UnsetType | None = UNSET
     name: str | UnsetType | None = UNSET
-    cpu: float | UnsetType | None = UNSET
-    maxcpu: float | UnsetType | None = UNSET
-    mem: int | UnsetType | None = UNSET
-    maxmem: int | UnsetType | None = UNSET
-    memhost: int | UnsetType | None = UNSET
-    template: int | UnsetType | None = UNSET
+    cpu: GuestCpu | UnsetType = UNSET
+    maxcpu: Threads | UnsetType = UNSET
+    mem: Bytes | UnsetType = UNSET
+    maxmem: Bytes | UnsetType = UNSET
+    memhost: Bytes | UnsetType = UNSET
+    template: Flag | UnsetType = UNSET
     tags: str | UnsetType | None = UNSET
     lock: str | UnsetType | None = UNSET
-    #: Null for an HA resource the CRM has not seen yet (Cluster.pm copies resources.cfg).
     hastate: str | UnsetType | None = UNSET
 
     def get(self, key: str, default: Any = None) -> Any:
