@@ -9,7 +9,10 @@ Definitions (all times simulated, from the run's start):
 * max in flight: most `qmigrate`/`vzmigrate` tasks running at once (the simulator's count).
 * saturation: node-seconds above cpu_max or memory_max (instantaneous, as sampled) after
   the first EMA window; relief: end of the last sample with any node above either threshold
-  (0 if none ever was, None if still so at the end).
+  (0 if none ever was, None if still so at the end), on the sustained loads (the guests'
+  zero-mean noise left out, as the lower bound reads them) and as sampled. A node relieved
+  to just under a threshold keeps crossing it in its samples: the sampled relief then lasts
+  until the end although the sustained load is under the line.
 * imbalance: PVE 9.2's measure over the last minute: node load = (cpu + memory) / 2,
   CV = stdev / mean over nodes, normalised by sqrt(n - 1) (0 = even, 1 = all on one node);
   spread = max - min node load.
@@ -80,6 +83,7 @@ class Metrics:
     saturation_cpu_node_s: float = 0.0
     saturation_mem_node_s: float = 0.0
     relief_s: float | None = 0.0
+    relief_sampled_s: float | None = 0.0
     imbalance_start: float = math.nan
     imbalance_end: float = math.nan
     spread_end: float = math.nan
@@ -146,31 +150,35 @@ def _window_loads(run: RunResult, start: float, end: float) -> dict[str, float]:
     return {n: sum(node_load(run, i, n) for i in idx) / len(idx) for n in s.nodes}
 
 
-def saturation(run: RunResult) -> tuple[float, float, float, float | None]:
+def saturation(run: RunResult) -> tuple[float, float, float]:
     """(node-s above either threshold, above cpu_max, above memory_max) after the EMA
-    window, and the relief time."""
+    window, as sampled."""
     s = run.series
     either = cpu_s = mem_s = 0.0
-    last_hot: int | None = None
     for i, t in enumerate(s.t):
+        if t < EMA_WINDOW:
+            continue
         dt = (s.t[i + 1] - t) if i + 1 < len(s.t) else 0.0
-        hot_any = False
         for n in s.nodes:
             c, m = s.cpu[n][i] > CPU_MAX, s.mem[n][i] > MEMORY_MAX
-            hot_any = hot_any or c or m
-            if t >= EMA_WINDOW:
-                either += dt if (c or m) else 0.0
-                cpu_s += dt if c else 0.0
-                mem_s += dt if m else 0.0
-        if hot_any:
+            either += dt if (c or m) else 0.0
+            cpu_s += dt if c else 0.0
+            mem_s += dt if m else 0.0
+    return either, cpu_s, mem_s
+
+
+def relief(run: RunResult, sustained: bool) -> float | None:
+    """End of the last sample with a node above either threshold: 0 if none ever was, None
+    if one still is at the end."""
+    s = run.series
+    cpu, mem = (s.cpu_sustained, s.mem_sustained) if sustained else (s.cpu, s.mem)
+    last_hot: int | None = None
+    for i in range(len(s.t)):
+        if any(cpu[n][i] > CPU_MAX or mem[n][i] > MEMORY_MAX for n in s.nodes):
             last_hot = i
     if last_hot is None:
-        relief: float | None = 0.0
-    elif last_hot + 1 < len(s.t):
-        relief = s.t[last_hot + 1]
-    else:
-        relief = None
-    return either, cpu_s, mem_s, relief
+        return 0.0
+    return s.t[last_hot + 1] if last_hot + 1 < len(s.t) else None
 
 
 def measure(run: RunResult) -> Metrics:
@@ -194,9 +202,11 @@ def measure(run: RunResult) -> Metrics:
     met.ping_pongs = count_ping_pongs(events)
     met.max_in_flight = run.max_in_flight
     if run.series.t:
-        either, cpu_s, mem_s, relief = saturation(run)
+        either, cpu_s, mem_s = saturation(run)
         met.saturation_node_s, met.saturation_cpu_node_s = either, cpu_s
-        met.saturation_mem_node_s, met.relief_s = mem_s, relief
+        met.saturation_mem_node_s = mem_s
+        met.relief_s = relief(run, sustained=True)
+        met.relief_sampled_s = relief(run, sustained=False)
         first = _window_loads(run, 0.0, 10.0)
         last = _window_loads(run, run.series.t[-1] - FINAL_WINDOW, run.series.t[-1])
         met.imbalance_start = imbalance(list(first.values()))

@@ -52,9 +52,12 @@ def lb_text(lb: dict[str, Any] | None) -> str:
 
 
 def relief_text(m: Metrics) -> str:
-    if m.relief_s is None:
-        return "never"
-    return fmt(m.relief_s)
+    """The relief on sustained loads, and the sampled one where the noise moved it."""
+    text = "never" if m.relief_s is None else fmt(m.relief_s)
+    if m.relief_sampled_s != m.relief_s:
+        sampled = "never" if m.relief_sampled_s is None else fmt(m.relief_sampled_s)
+        text += f" (sampled {sampled})"
+    return text
 
 
 def migrations_text(m: Metrics) -> str:

@@ -367,6 +367,7 @@ def rerender(args: argparse.Namespace) -> int:
         for raw in item["systems"]:
             raw = {k: (math.nan if v is None and k in _NAN_FIELDS else v) for k, v in raw.items()}
             raw["events"] = [MoveEvent(**e) for e in raw["events"]]
+            raw.setdefault("relief_sampled_s", raw.get("relief_s"))  # results before it
             metrics.append(Metrics(**raw))
         results.append(ScenarioResult(get(item["name"]), (item["nodes"], item["guests"]),
                                       item["lower_bound"], metrics, item["plot"], item["note"]))

@@ -13,44 +13,58 @@ from dataclasses import dataclass, field
 
 from pvesim import Simulator
 
+#: (cpu share clamped to 1, memory share) of one node, with and without the guests' noise.
+Load = tuple[float, float]
+
 
 @dataclass
 class Series:
     """Samples at sim times `t` (seconds since the run started); per node, cpu and memory
-    as shares (cpu clamped to 1 as PVE reports it)."""
+    as shares (cpu clamped to 1 as PVE reports it), as sampled and as sustained (the guests'
+    zero-mean noise left out: what a balancer's averages estimate, and the lower bound's
+    loads)."""
 
     nodes: list[str]
     t: list[float] = field(default_factory=list)
     cpu: dict[str, list[float]] = field(default_factory=dict)
     mem: dict[str, list[float]] = field(default_factory=dict)
+    cpu_sustained: dict[str, list[float]] = field(default_factory=dict)
+    mem_sustained: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in self.nodes:
-            self.cpu.setdefault(name, [])
-            self.mem.setdefault(name, [])
+            for series in (self.cpu, self.mem, self.cpu_sustained, self.mem_sustained):
+                series.setdefault(name, [])
 
-    def add(self, t: float, loads: dict[str, tuple[float, float]]) -> None:
+    def add(self, t: float, loads: dict[str, Load],
+            sustained: dict[str, Load] | None = None) -> None:
         self.t.append(t)
+        steady = loads if sustained is None else sustained
         for name in self.nodes:
             cpu, mem = loads.get(name, (0.0, 0.0))
             self.cpu[name].append(cpu)
             self.mem[name].append(mem)
+            cpu, mem = steady.get(name, (0.0, 0.0))
+            self.cpu_sustained[name].append(cpu)
+            self.mem_sustained[name].append(mem)
 
     def to_dict(self) -> dict[str, object]:
-        return {"nodes": self.nodes, "t": self.t, "cpu": self.cpu, "mem": self.mem}
+        return {"nodes": self.nodes, "t": self.t, "cpu": self.cpu, "mem": self.mem,
+                "cpu_sustained": self.cpu_sustained, "mem_sustained": self.mem_sustained}
 
 
-def read_loads(sim: Simulator) -> tuple[float, dict[str, tuple[float, float]]]:
-    """(sim epoch now, node -> (cpu share clamped to 1, memory share)) in one lock hold."""
+def read_loads(sim: Simulator) -> tuple[float, dict[str, Load], dict[str, Load]]:
+    """(sim epoch now, node -> load as sampled, node -> sustained load) in one lock hold."""
     cluster = sim.cluster
     with sim.lock:
         now = cluster.sync()
-        loads = {}
+        loads, sustained = {}, {}
         for name, node in cluster.nodes.items():
-            demand, mem = cluster.node_load(name, now)
             spec = node.spec
-            loads[name] = (min(1.0, demand), mem / spec.memory if spec.memory else 0.0)
-    return now, loads
+            for noise, out in ((True, loads), (False, sustained)):
+                demand, mem = cluster.node_load(name, now, noise=noise)
+                out[name] = (min(1.0, demand), mem / spec.memory if spec.memory else 0.0)
+    return now, loads, sustained
 
 
 class Sampler(threading.Thread):
@@ -63,8 +77,8 @@ class Sampler(threading.Thread):
         self._stop_event = threading.Event()
 
     def sample(self) -> None:
-        now, loads = read_loads(self.sim)
-        self.series.add(now - self.t0, loads)
+        now, loads, sustained = read_loads(self.sim)
+        self.series.add(now - self.t0, loads, sustained)
 
     def run(self) -> None:
         next_at = self.t0

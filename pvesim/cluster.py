@@ -334,8 +334,9 @@ class Cluster:
             diskwrite=int(uptime * rate * 1.5),
         )
 
-    def node_load(self, name: str, t: float) -> tuple[float, int]:
-        """(cpu demand as a fraction of threads, unclamped; used memory bytes) at `t`.
+    def node_load(self, name: str, t: float, noise: bool = True) -> tuple[float, int]:
+        """(cpu demand as a fraction of threads, unclamped; used memory bytes) at `t`; without
+        `noise`, the sustained load the guests' jitter varies around (not memoised).
 
         Loads before `_settled` are memoised (on the LOAD_CACHE_GRID, within
         LOAD_CACHE_HORIZON), which makes per-guest RRD history O(samples) instead of
@@ -349,6 +350,8 @@ class Cluster:
         guests that arrive from then on; specs and profiles are immutable. So a memoised
         load is exactly what recomputing it would give (tests/test_pvesim_ha.py checks).
         """
+        if not noise:
+            return self._node_load(name, t, noise=False)
         if t < self._settled and t % LOAD_CACHE_GRID == 0:
             memo = self._load_memo[name]
             load = memo.get(t)
@@ -370,7 +373,7 @@ class Cluster:
             if memo and min(memo) < oldest:
                 self._load_memo[name] = {t: v for t, v in memo.items() if t >= oldest}
 
-    def _node_load(self, name: str, t: float) -> tuple[float, int]:
+    def _node_load(self, name: str, t: float, noise: bool = True) -> tuple[float, int]:
         node = self.nodes[name]
         spec = node.spec
         if not node.online.at(t):
@@ -385,11 +388,11 @@ class Cluster:
                 continue
             # node online, guest here and running: guest_cpu/guest_mem without re-checking
             # PVE's guest cpu is a share of its maxcpu (vmstatus), so this many threads
-            demand += self._running_cpu(g, t) * g.spec.maxcpu(threads) / threads
-            mem += self._running_mem(g, t)[1]
+            demand += self._running_cpu(g, t, noise) * g.spec.maxcpu(threads) / threads
+            mem += self._running_mem(g, t, noise)[1]
         for mig in self._incoming[name]:
             if mig.live and mig.start <= t < mig.end:
-                mem += self.guest_mem(guests[mig.vmid], t)[1]
+                mem += self.guest_mem(guests[mig.vmid], t, noise)[1]
         return demand, min(mem, spec.memory)
 
     def all_node_loads(self, t: float) -> dict[str, tuple[float, int]]:

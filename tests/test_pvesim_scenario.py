@@ -200,3 +200,24 @@ def test_cluster_options_without_sys_audit() -> None:
     )
     assert json.loads(answer.body)["data"] == {
         "console": "xtermjs", "allowed-tags": ["prod", "web"]}
+
+
+def test_a_nodes_sustained_load_leaves_the_guests_noise_out() -> None:
+    """The benchmark's sustained series (and its lower bound) read the load the guests'
+    zero-mean jitter varies around: steady between jitter windows, and the sum of the
+    guests' own noise-free loads."""
+    data = _scenario()
+    for guest in data["guests"]:
+        guest["noise"] = 0.2
+    sim = Simulator(data, start_time=1_700_000_000.0, speed=1.0)
+    cluster = sim.cluster
+    t0 = cluster.clock.start
+    sampled = {cluster.node_load("pve1", t0 + 10 * k)[0] for k in range(6)}
+    steady = {cluster.node_load("pve1", t0 + 10 * k, noise=False)[0] for k in range(6)}
+    assert len(sampled) > 1 and len(steady) == 1
+    node = cluster.nodes["pve1"]
+    threads = node.spec.threads
+    expected = node.spec.base_cpu + sum(
+        cluster.guest_cpu(g, t0, noise=False) * g.spec.maxcpu(threads) / threads
+        for g in cluster.guests.values() if g.node.at(t0) == "pve1")
+    assert steady.pop() == pytest.approx(expected)
