@@ -234,11 +234,16 @@ def _ema_families(ema: Mapping[str, Any]) -> Iterator[Metric]:
                    "trigger compares with balancing.cpu_max.", ["node"])
     samples = _gauge("node_cpu_ema_samples", "Samples folded into the node's CPU average.",
                      ["node"])
+    settling = _gauge("node_cpu_settling", "1 while a node a move brought under cpu_max "
+                      "stays within balancing.cpu_hysteresis of it: it sheds again only "
+                      "above cpu_max + cpu_hysteresis.", ["node"])
     for node in sorted(ema):
         value.add_metric([node], ema[node].value)
         samples.add_metric([node], float(ema[node].samples))
+        settling.add_metric([node], 1.0 if ema[node].relieved else 0.0)
     yield value
     yield samples
+    yield settling
 
 
 def _number(value: Any) -> float | None:

@@ -68,6 +68,7 @@ def record_state(store: StateStore) -> None:
                      online={"pve1", "pve2"})
     store.ema.update({"pve1": 0.7, "pve2": 0.3}, sampled_at=1005.0, alpha=0.5,
                      online={"pve1", "pve2"})
+    store.ema.shift("pve2", 0.0, relieved_below=0.8)  # marked as a relieving move marks it
     store.cache.set("nodes", {"at": 1005.0, "cluster": "lab", "nodes": [
         {"name": "pve1", "online": True, "cpu": 0.7, "memory": 0.62, "maxcpu": 16,
          "maxmem": 64 << 30, "hastate": "online", "guests": 12},
@@ -128,6 +129,8 @@ def test_scrape_over_http(redis_url: str, store: StateStore) -> None:
         'pve_balancer_up{cluster="lab"} 1.0',
         'pve_balancer_node_cpu_ema{cluster="lab",id="node/pve1",node="pve1"} 0.8',
         'pve_balancer_node_cpu_ema_samples{cluster="lab",id="node/pve1",node="pve1"} 2.0',
+        'pve_balancer_node_cpu_settling{cluster="lab",id="node/pve1",node="pve1"} 0.0',
+        'pve_balancer_node_cpu_settling{cluster="lab",id="node/pve2",node="pve2"} 1.0',
         'pve_balancer_node_cpu_ratio{cluster="lab",id="node/pve1",node="pve1"} 0.7',
         'pve_balancer_node_memory_ratio{cluster="lab",id="node/pve2",node="pve2"} 0.41',
         'pve_balancer_node_online{cluster="lab",id="node/pve3",node="pve3"} 0.0',
