@@ -47,7 +47,9 @@ def collect_status(store: StateStore, config: Config, decisions: int = 5,
                        "safety_margin": b.safety_margin},
         "nodes": [{**n, "cpu_ema": ema[n["name"]].value if n["name"] in ema else None,
                    "ema_samples": ema[n["name"]].samples if n["name"] in ema else 0,
-                   "badges": _badges(n, draining, b.exclude_nodes)}
+                   "cpu_settling": n["name"] in ema and ema[n["name"]].relieved,
+                   "badges": _badges(n, draining, b.exclude_nodes,
+                                     n["name"] in ema and ema[n["name"]].relieved)}
                   for n in nodes if isinstance(n, dict) and "name" in n],
         "violations": violations,
         "drains": drains,
@@ -64,7 +66,8 @@ def _since(now: float, at: float | None) -> float | None:
     return None if at is None else round(max(0.0, now - at), 3)
 
 
-def _badges(node: dict[str, Any], draining: set[str], excluded: tuple[str, ...]) -> list[str]:
+def _badges(node: dict[str, Any], draining: set[str], excluded: tuple[str, ...],
+            settling: bool = False) -> list[str]:
     found = []
     if not node.get("online", True):
         found.append("offline")
@@ -74,6 +77,8 @@ def _badges(node: dict[str, Any], draining: set[str], excluded: tuple[str, ...])
         found.append(ha)
     if node["name"] in excluded:
         found.append("excluded")
+    if settling:  # relieved by a move, within cpu_hysteresis of cpu_max: not shed again
+        found.append("settling")
     return found
 
 

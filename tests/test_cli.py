@@ -157,6 +157,14 @@ def test_status_and_history_after_a_migration(cli: Cli, hot_cluster: tuple[Any, 
     assert "migration lock: free" in out
     assert "pve1" in out and "cooldown" in out
     assert "migrate vm 202" in out
+    # The move left pve1 under cpu_max: it settles (the CPU hysteresis) until its average
+    # leaves the band; pve3 received the VM and is an ordinary node.
+    [pve1_line] = [line for line in out.splitlines() if line.startswith("pve1 ")]
+    assert "settling" in pve1_line
+    code, out, _ = cli("--config", str(config_path), "status", "--json")
+    nodes = {n["name"]: n for n in json.loads(out)["nodes"]}
+    assert nodes["pve1"]["cpu_settling"] is True and "settling" in nodes["pve1"]["badges"]
+    assert nodes["pve3"]["cpu_settling"] is False and "settling" not in nodes["pve3"]["badges"]
 
     code, out, _ = cli("--config", str(config_path), "history", "--json")
     assert code == EXIT_OK

@@ -41,7 +41,8 @@ def _render_status(status: dict[str, Any]) -> str:
            f"{seconds(lock['ttl_remaining'])}, follower "
            f"{'alive' if lock['follower_alive'] else 'silent'})", ""]
     out.append(table(["node", "online", "cpu", "cpu ema", "samples", "memory", "guests"], [
-        [n["name"], "yes" if n["online"] else "no", pct(n["cpu"]), pct(n["cpu_ema"]),
+        [n["name"], "yes" if n["online"] else "no", pct(n["cpu"]),
+         pct(n["cpu_ema"]) + (" settling" if n.get("cpu_settling") else ""),
          n["ema_samples"], pct(n["memory"]), n["guests"]] for n in status["nodes"]])
         if status["nodes"] else "no node data yet (has an evaluate run?)")
     out.append("")
