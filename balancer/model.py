@@ -6,7 +6,7 @@ builds these from API payloads (balancer.pve.snapshot); the engine only ever rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 
 
@@ -108,6 +108,37 @@ class Guest:
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+
+# A frozen dataclass's __init__ sets every field through object.__setattr__, and that was a
+# third of building a 10,000-guest snapshot every cycle. The snapshot builds its guests with
+# `guest_record`, which writes the same slots directly (Guest has no __post_init__ to skip).
+_new_object = object.__new__
+_GUEST_SLOTS = tuple(getattr(Guest, f.name).__set__ for f in fields(Guest))
+
+
+def guest_record(vmid: int, name: str, type: GuestType, node: str, status: str, cpu: float,
+                 maxcpu: float, mem: int, maxmem: int, memhost: int | None, template: bool,
+                 tags: frozenset[str], lock: str | None, hastate: str | None) -> Guest:
+    """`Guest(...)` with every field given, in field order, at about half the cost (the
+    equality with the constructor is tested on every field)."""
+    guest = _new_object(Guest)
+    s = _GUEST_SLOTS
+    s[0](guest, vmid)
+    s[1](guest, name)
+    s[2](guest, type)
+    s[3](guest, node)
+    s[4](guest, status)
+    s[5](guest, cpu)
+    s[6](guest, maxcpu)
+    s[7](guest, mem)
+    s[8](guest, maxmem)
+    s[9](guest, memhost)
+    s[10](guest, template)
+    s[11](guest, tags)
+    s[12](guest, lock)
+    s[13](guest, hastate)
+    return guest
 
 
 @dataclass(frozen=True, slots=True)
