@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,7 +148,7 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
 
 
 def update_averages(rt: Runtime, snapshot: ClusterSnapshot
-                    ) -> tuple[dict[str, CpuReading], dict[str, float], dict[int, float]]:
+                    ) -> tuple[dict[str, CpuReading], dict[str, float], Mapping[int, float]]:
     """Fold this read into the node CPU averages, the proactive holds and the guest CPU
     averages (three atomic scripts, one round trip)."""
     cfg, t = rt.config.balancing, rt.timings
@@ -161,7 +162,8 @@ def update_averages(rt: Runtime, snapshot: ClusterSnapshot
                                     cfg.cpu_max + cfg.cpu_hysteresis)),
         store.holds.observe_call(above_proactive(snapshot, cfg), gap=t.hold_gap,
                                  ttl=t.ema_ttl),
-        store.guest_ema.update_call({g.vmid: g.cpu for g in snapshot.guests if g.running},
+        store.guest_ema.update_call({g.vmid: g.cpu for g in snapshot.guests
+                                     if g.status == "running"},
                                     sampled_at=snapshot.taken_at, alpha=cfg.ema_alpha,
                                     reset_after=cfg.ema_window_seconds,
                                     ttl_seconds=t.ema_ttl),

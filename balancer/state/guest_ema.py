@@ -12,8 +12,10 @@ its sample; guests no longer running drop out, which bounds the document to the 
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import orjson
 import redis
@@ -67,33 +69,63 @@ class GuestCpuEma(RedisPart):
         self._update = client.register_script(_UPDATE)
 
     def update(self, samples: Mapping[int, float], sampled_at: float, alpha: float,
-               reset_after: float, ttl_seconds: float) -> dict[int, float]:
+               reset_after: float, ttl_seconds: float) -> Mapping[int, float]:
         """See `update_call`; one round trip."""
         return self.update_call(samples, sampled_at, alpha, reset_after, ttl_seconds).run()
 
     def update_call(self, samples: Mapping[int, float], sampled_at: float, alpha: float,
-                    reset_after: float, ttl_seconds: float) -> ScriptCall[dict[int, float]]:
+                    reset_after: float, ttl_seconds: float
+                    ) -> ScriptCall[Mapping[int, float]]:
         """Fold this cycle's sample of every running guest in; every guest's average after.
         A sample not newer than the stored one is ignored (two evaluates, one snapshot)."""
         if not 0.0 < alpha <= 1.0:
             raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
-        payload = orjson.dumps({str(vmid): max(0.0, float(cpu)) for vmid, cpu in samples.items()})
+        values = samples.values()
+        if values and not (min(values) >= 0.0 and math.isfinite(math.fsum(values))):
+            raise ValueError("guest CPU samples must be finite and not negative")
+        payload = orjson.dumps(samples if type(samples) is dict else dict(samples),
+                               option=orjson.OPT_NON_STR_KEYS)
         return ScriptCall(self._update, [self.doc_key], [
             number(alpha, "alpha"), to_ms(ttl_seconds), number(sampled_at, "sampled_at"),
             number(reset_after, "reset_after"), payload], _values)
 
-    def values(self) -> dict[int, float]:
+    def values(self) -> Mapping[int, float]:
         """The stored averages, read only (a hand-run `plan`)."""
         raw = self.client.get(self.doc_key)
-        return {} if raw is None else _values(raw)
+        return GuestAverages({}) if raw is None else _values(raw)
 
     def clear(self) -> None:
         self.client.delete(self.doc_key)
 
 
-def _values(raw: object) -> dict[int, float]:
+class GuestAverages(Mapping[int, float]):
+    """The averages by vmid, kept as the script's JSON has them (vmids as text). The engine
+    reads the few guests on the nodes a trigger weighs, so the 10,000 keys of a big cluster
+    are not converted every cycle. A value that is not a number reads as missing: the engine
+    then uses that guest's last sample."""
+
+    __slots__ = ("_by_text",)
+
+    def __init__(self, by_text: Mapping[str, Any]) -> None:
+        self._by_text = by_text
+
+    def __getitem__(self, vmid: int) -> float:
+        value = self._by_text[str(vmid)]
+        if type(value) is float or (type(value) is int):
+            return float(value)
+        raise KeyError(vmid)
+
+    def __iter__(self) -> Iterator[int]:
+        return (int(vmid) for vmid in self._by_text)
+
+    def __len__(self) -> int:
+        return len(self._by_text)
+
+
+def _values(raw: object) -> GuestAverages:
     try:
         doc = orjson.loads(raw if isinstance(raw, bytes | str) else text(raw))
-        return {int(vmid): float(v) for vmid, v in doc.get("v", {}).items()}
+        found = doc.get("v", {})
     except (ValueError, TypeError, AttributeError):
-        return {}  # unreadable: the engine falls back to the last samples
+        found = {}  # unreadable: the engine falls back to the last samples
+    return GuestAverages(found if isinstance(found, dict) else {})

@@ -53,3 +53,23 @@ def test_no_running_guest_leaves_an_empty_document(store: StateStore) -> None:
     assert store.guest_ema.update({}, sampled_at=1, alpha=0.5, reset_after=60,
                                   ttl_seconds=600) == {}
     assert store.guest_ema.values() == {}
+
+
+def test_samples_that_are_no_cpu_share_are_refused(store: StateStore) -> None:
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite and not negative"):
+            store.guest_ema.update({100: 0.5, 101: bad}, sampled_at=1, alpha=0.5,
+                                   reset_after=60, ttl_seconds=600)
+    assert store.guest_ema.values() == {}, "nothing was written"
+
+
+def test_the_averages_read_by_vmid_and_a_corrupt_value_reads_as_missing(
+        store: StateStore, raw: redis.Redis) -> None:
+    found = store.guest_ema.update({100: 0.5, 101: 0.25}, sampled_at=1, alpha=0.5,
+                                   reset_after=60, ttl_seconds=600)
+    assert found[100] == 0.5 and found.get(102) is None and sorted(found) == [100, 101]
+    raw.set(store.guest_ema.doc_key, '{"ts": 1, "v": {"100": "x", "101": 0.25}}')
+    values = store.guest_ema.values()
+    assert values.get(100) is None and values.get(101) == 0.25
+    raw.set(store.guest_ema.doc_key, "not json")
+    assert store.guest_ema.values() == {}
