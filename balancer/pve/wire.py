@@ -17,7 +17,7 @@ the fast path, never a guest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -74,7 +74,7 @@ class ResourceEntry(msgspec.Struct, gc=False):
                 if (value := getattr(self, name)) is not UNSET}
 
 
-class _Answer(msgspec.Struct, gc=False):
+class _Answer(msgspec.Struct):
     data: list[ResourceEntry]
 
 
@@ -98,15 +98,3 @@ def as_entry(entry: Mapping[str, Any]) -> ResourceEntry | None:
     except msgspec.ValidationError:
         return None
 
-
-def typed_entries(entries: Iterable[Any]) -> list[ResourceEntry | Any]:
-    """Each entry as a `ResourceEntry` where it fits, else as it came."""
-    out: list[ResourceEntry | Any] = []
-    for entry in entries:
-        if isinstance(entry, ResourceEntry):
-            out.append(entry)
-        elif isinstance(entry, Mapping):
-            out.append(as_entry(entry) or entry)
-        else:
-            out.append(entry)
-    return out
