@@ -227,12 +227,17 @@ class CpuTrigger:
 
     @staticmethod
     def calm(ctx: Context) -> str:
+        cpu_max = ctx.config.cpu_max
         read = [(r.value, n.name) for n in ctx.online if (r := ctx.readings.get(n.name))]
         if not read:
-            return f"cpu: no node above cpu_max {ctx.config.cpu_max:.2f} (no CPU history yet)"
+            return f"cpu: no node above cpu_max {cpu_max:.2f} (no CPU history yet)"
+        settling = sorted(name for value, name in read
+                          if value > cpu_max and ctx.readings[name].relieved)
+        if settling:
+            return (f"cpu: no node sustained above cpu_max {cpu_max:.2f} ({', '.join(settling)} "
+                    f"settling within cpu_hysteresis {ctx.config.cpu_hysteresis:.2f})")
         value, name = min(read, key=lambda pair: (-pair[0], pair[1]))
-        return (f"cpu: no node above cpu_max {ctx.config.cpu_max:.2f} "
-                f"(hottest {name} EMA {value:.2f})")
+        return f"cpu: no node above cpu_max {cpu_max:.2f} (hottest {name} EMA {value:.2f})"
 
 
 # --- rules 2 and 3: memory ------------------------------------------------------------------

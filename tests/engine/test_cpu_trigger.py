@@ -227,6 +227,8 @@ def test_a_relieved_node_within_the_hysteresis_band_is_settling_not_hot(ema: flo
     assert (settling.rule, settling.subject, settling.limit) == (
         Rule.CPU_HYSTERESIS, "pve1", pytest.approx(0.81))
     assert "fires again above 0.81" in settling.message
+    assert ("cpu: no node sustained above cpu_max 0.80 (pve1 settling within cpu_hysteresis "
+            "0.01)") in decision.explanation
 
 
 @pytest.mark.parametrize(("ema", "relieved", "hysteresis"), [
