@@ -32,6 +32,7 @@ def collect_status(store: StateStore, config: Config, decisions: int = 5,
     b = config.balancing
     quiet = open_window(b.quiet_hours, now)
     draining = {d["node"] for d in drains}
+    settling = {name for name, value in ema.items() if value.relieved}
     return {
         "paused": None if paused is None else paused.to_dict(),
         "last_evaluate_at": last.at_iso if last else None,
@@ -47,9 +48,8 @@ def collect_status(store: StateStore, config: Config, decisions: int = 5,
                        "safety_margin": b.safety_margin},
         "nodes": [{**n, "cpu_ema": ema[n["name"]].value if n["name"] in ema else None,
                    "ema_samples": ema[n["name"]].samples if n["name"] in ema else 0,
-                   "cpu_settling": n["name"] in ema and ema[n["name"]].relieved,
-                   "badges": _badges(n, draining, b.exclude_nodes,
-                                     n["name"] in ema and ema[n["name"]].relieved)}
+                   "cpu_settling": n["name"] in settling,
+                   "badges": _badges(n, draining, b.exclude_nodes, settling)}
                   for n in nodes if isinstance(n, dict) and "name" in n],
         "violations": violations,
         "drains": drains,
@@ -67,7 +67,7 @@ def _since(now: float, at: float | None) -> float | None:
 
 
 def _badges(node: dict[str, Any], draining: set[str], excluded: tuple[str, ...],
-            settling: bool = False) -> list[str]:
+            settling: set[str]) -> list[str]:
     found = []
     if not node.get("online", True):
         found.append("offline")
@@ -77,7 +77,7 @@ def _badges(node: dict[str, Any], draining: set[str], excluded: tuple[str, ...],
         found.append(ha)
     if node["name"] in excluded:
         found.append("excluded")
-    if settling:  # relieved by a move, within cpu_hysteresis of cpu_max: not shed again
+    if node["name"] in settling:  # relieved by a move, within cpu_hysteresis of cpu_max
         found.append("settling")
     return found
 

@@ -111,7 +111,7 @@ class GuestAverages(Mapping[int, float]):
 
     def __getitem__(self, vmid: int) -> float:
         value = self._by_text[str(vmid)]
-        if type(value) is float or (type(value) is int):
+        if type(value) is float or type(value) is int:  # not a bool, not text
             return float(value)
         raise KeyError(vmid)
 
