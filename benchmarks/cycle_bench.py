@@ -166,6 +166,8 @@ def _reachable(served: Served) -> bool:
 
 
 _SESSION = requests.Session()
+#: As the client does: the environment (proxies, CA bundle) is not re-read per request.
+_SESSION.trust_env = False
 
 
 def _fetch(served: Served) -> bytes:

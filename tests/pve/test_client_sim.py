@@ -29,6 +29,7 @@ from balancer.pve import (
 )
 from balancer.pve.snapshot import build_snapshot
 from balancer.pve.wire import ResourceEntry
+from tests.support.connect_proxy import connect_proxy
 from tests.support.pvesim_server import SMALL_SCENARIO, RunningSim
 from tests.support.waiting import wait_until
 
@@ -92,6 +93,55 @@ def test_ca_bundle_verifies_the_certificate(pvesim: RunningSim, tmp_path: Path) 
                            token_name=pvesim.token_name, token_value=Secret(pvesim.token_value),
                            verify_ssl=True, ca_bundle=str(bundle), timeout_seconds=5.0)
     assert PveClient(config).version() == "9.0.3"
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                   "all_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_https_proxy_from_the_environment_carries_every_request(
+        pvesim: RunningSim, clean_environment: pytest.MonkeyPatch) -> None:
+    """The client reads the environment once (requests would read it twice per request):
+    an operator's HTTPS_PROXY must still carry every call, not only the first."""
+    with connect_proxy() as (url, tunnels):
+        clean_environment.setenv("HTTPS_PROXY", url)
+        client = make_client(pvesim)
+        assert client.version() == "9.0.3"
+        client.cluster_status()
+        assert tunnels and set(tunnels) == {pvesim.host_port}
+        assert len(calls(pvesim)) == 2  # both reached PVE, through the tunnel
+
+
+def test_no_proxy_from_the_environment_is_honoured(
+        pvesim: RunningSim, clean_environment: pytest.MonkeyPatch) -> None:
+    dead_proxy = f"http://127.0.0.1:{closed_port()}"
+    clean_environment.setenv("HTTPS_PROXY", dead_proxy)
+    with pytest.raises(PveUnreachable):
+        make_client(pvesim).version()  # the proxy is taken, and it is down
+    assert calls(pvesim) == []
+    clean_environment.setenv("NO_PROXY", pvesim.host_port.rsplit(":", 1)[0])
+    assert make_client(pvesim).version() == "9.0.3"
+
+
+def test_requests_ca_bundle_from_the_environment_verifies_the_certificate(
+        pvesim: RunningSim, clean_environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    host, port = pvesim.host_port.rsplit(":", 1)
+    bundle = tmp_path / "pve-ca.pem"
+    bundle.write_text(ssl.get_server_certificate((host, int(port))))
+    clean_environment.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    config = ProxmoxConfig(hosts=(pvesim.host_port,), user=pvesim.user,
+                           token_name=pvesim.token_name, token_value=Secret(pvesim.token_value),
+                           verify_ssl=True, timeout_seconds=5.0)
+    client = PveClient(config)
+    assert client.version() == "9.0.3"
+    assert client.cluster_status() is not None  # not only the first request
 
 
 def test_wrong_token_gives_clear_auth_error_without_secret(
