@@ -1,13 +1,12 @@
-"""The model's records: `guest_record` builds the very record `Guest(...)` builds."""
+"""The model's records behave as the frozen dataclasses they replaced: `Guest` is a msgspec
+Struct (built once per guest every cycle), and the engine relies on its value semantics."""
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-
+import msgspec
 import pytest
 
-from balancer.model import Guest, GuestType, guest_record
+from balancer.model import Guest, GuestType
 
 CASES = [
     (101, "web", GuestType.QEMU, "pve1", "running", 0.25, 4.0, 1 << 30, 4 << 30, 1 << 30,
@@ -15,19 +14,34 @@ CASES = [
     (9000, "", GuestType.LXC, "pve2", "stopped", 0.0, 1.5, 0, 0, None, True, frozenset(),
      "backup", None),
 ]
-
-
-def test_its_parameters_are_guests_fields_in_order() -> None:
-    """A field added to Guest without `guest_record` would leave a slot unset."""
-    assert list(inspect.signature(guest_record).parameters) == [
-        f.name for f in dataclasses.fields(Guest)]
+FIELDS = ("vmid", "name", "type", "node", "status", "cpu", "maxcpu", "mem", "maxmem",
+          "memhost", "template", "tags", "lock", "hastate")
 
 
 @pytest.mark.parametrize("values", CASES)
-def test_it_builds_the_record_the_constructor_builds(values: tuple[object, ...]) -> None:
-    built, expected = guest_record(*values), Guest(*values)  # type: ignore[arg-type]
-    assert built == expected and hash(built) == hash(expected)
-    assert dataclasses.astuple(built) == values
-    assert dataclasses.replace(built, cpu=0.5) == dataclasses.replace(expected, cpu=0.5)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        built.cpu = 1.0  # type: ignore[misc]
+def test_positional_and_keyword_construction_agree(values: tuple[object, ...]) -> None:
+    """The snapshot builds guests positionally: the field order is part of the contract."""
+    positional = Guest(*values)  # type: ignore[arg-type]
+    by_name = Guest(**dict(zip(FIELDS, values, strict=True)))  # type: ignore[arg-type]
+    assert positional == by_name and hash(positional) == hash(by_name)
+    assert msgspec.structs.astuple(positional) == values
+    assert Guest.__struct_fields__ == FIELDS
+
+
+@pytest.mark.parametrize("values", CASES)
+def test_value_semantics(values: tuple[object, ...]) -> None:
+    guest = Guest(*values)  # type: ignore[arg-type]
+    changed = msgspec.structs.replace(guest, cpu=0.5)
+    assert changed.cpu == 0.5 and changed != guest and guest.cpu == values[5]
+    assert msgspec.structs.replace(changed, cpu=guest.cpu) == guest
+    assert len({guest, Guest(*values)}) == 1  # type: ignore[arg-type]
+    with pytest.raises(AttributeError):
+        guest.cpu = 1.0  # type: ignore[misc]
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    guest = Guest(vmid=100, name="x", type=GuestType.QEMU, node="pve1", status="stopped")
+    assert (guest.cpu, guest.maxcpu, guest.mem, guest.maxmem, guest.memhost, guest.template,
+            guest.tags, guest.lock, guest.hastate) == (
+        0.0, 1.0, 0, 0, None, False, frozenset(), None, None)
+    assert guest.host_memory == 0 and not guest.running and not guest.ha_managed

@@ -6,10 +6,11 @@ cycle cheap.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import msgspec
 
 from balancer.config import BalancingConfig
 from balancer.model import ClusterSnapshot, Guest, Node
@@ -71,7 +72,7 @@ class Context:
         value = None if self.guest_cpu is None else self.guest_cpu.get(guest.vmid)
         if value is None or value == guest.cpu:
             return guest
-        return dataclasses.replace(guest, cpu=value)
+        return msgspec.structs.replace(guest, cpu=value)
 
     @property
     def online(self) -> tuple[Node, ...]:

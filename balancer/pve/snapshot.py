@@ -28,7 +28,6 @@ from balancer.model import (
     GuestType,
     Node,
     UnreadableGuest,
-    guest_record,
 )
 from balancer.pve.errors import SnapshotUnusable
 from balancer.pve.parse import (
@@ -357,7 +356,7 @@ def _typical_guest(entry: ResourceEntry, kind: GuestType, vmid: int,
     hastate, memhost, tags, name = entry.hastate, entry.memhost, entry.tags, entry.name
     if hastate is None or (hastate and hastate not in GUEST_HA_STATES):
         return None  # null: an HA resource the CRM has not seen yet (the careful path says so)
-    return guest_record(
+    return Guest(
         vmid, name if type(name) is str else "", kind, node, status, cpu if cpu > 0 else 0.0,
         maxcpu, mem, maxmem, memhost if memhost and kind is GuestType.QEMU else None,
         entry.template == 1, split_tags(tags) if tags else frozenset(), entry.lock or None,
