@@ -3,6 +3,8 @@ Struct (built once per guest every cycle), and the engine relies on its value se
 
 from __future__ import annotations
 
+import gc
+
 import msgspec
 import pytest
 
@@ -45,3 +47,10 @@ def test_defaults_are_the_documented_ones() -> None:
             guest.tags, guest.lock, guest.hastate) == (
         0.0, 1.0, 0, 0, None, False, frozenset(), None, None)
     assert guest.host_memory == 0 and not guest.running and not guest.ha_managed
+
+
+def test_guests_stay_out_of_the_cyclic_collector() -> None:
+    """10,000 fresh guests a cycle kept setting off the collector (a tenth of a cycle); their
+    fields cannot hold a reference back, so the records are not tracked at all."""
+    guest = Guest(*CASES[0])  # type: ignore[arg-type]
+    assert guest.tags and not gc.is_tracked(guest)
