@@ -316,6 +316,10 @@ class BalancingConfig:
                                    "a target stays below each max minus this")
     migration_cooldown_seconds: float = setting(600.0, _number(0, 7 * 86400),
                                                 "a VM just moved is not moved again before")
+    return_window_seconds: float = setting(
+        3600.0, _number(0, 7 * 86400),
+        "a VM goes back to a node it left this recently only when no other target is "
+        "valid, and is tried after equally good candidates that did not move")
     exclude_tags: tuple[str, ...] = setting(("pve-balancer-ignore",), _string_list,
                                             "guests with any of these tags never move")
     exclude_nodes: tuple[str, ...] = setting((), _string_list,

@@ -30,7 +30,7 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Co
     history. Read only: a plan records nothing, not even a hold."""
     min_samples = config.balancing.ema_min_samples
     stored = store.ema.readings() if store is not None else {}
-    blocked = store.marks.blocked() if store is not None else {}
+    marks = store.marks.current() if store is not None else None
     held, guest_cpu = None, None
     if store is not None:
         gap = Timings.from_config(config.balancing).hold_gap
@@ -54,10 +54,11 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Co
     drained = ({node: d.describe() for node, d in store.drains.all().items()}
                if store is not None else {})
     quiet = open_window(config.balancing.quiet_hours, snapshot.taken_at)
-    return EngineInput(snapshot, cpu, blocked, config.balancing,
+    return EngineInput(snapshot, cpu, marks.blocked if marks else {}, config.balancing,
                        decision_seed(snapshot, config.balancing), proactive_held=held,
                        guest_cpu=guest_cpu, drained=drained,
-                       quiet=None if quiet is None else quiet.describe())
+                       quiet=None if quiet is None else quiet.describe(),
+                       left_recently=marks.left if marks else {})
 
 
 class SnapshotFileError(Exception):

@@ -35,6 +35,8 @@ class Context:
     #: Of those, the ones an operator drained (the rest are in HA maintenance).
     drained_by_operator: frozenset[str]
     quiet: str | None
+    #: vmid -> node -> epoch seconds it left that node, within `return_window_seconds`.
+    left_recently: Mapping[int, Mapping[str, float]]
     seed: int
     constraints: Constraints
     nodes: tuple[Node, ...]
@@ -94,6 +96,8 @@ def build_context(inp: EngineInput) -> Context:
         draining=_draining(nodes, inp.drained, cfg),
         drained_by_operator=frozenset(inp.drained),
         quiet=inp.quiet,
+        left_recently=_within_window(inp.left_recently, snapshot.taken_at,
+                                     cfg.return_window_seconds),
         seed=inp.seed,
         constraints=derive_constraints(snapshot, inp.config),
         nodes=nodes,
@@ -118,6 +122,20 @@ def _draining(nodes: tuple[Node, ...], drained: Mapping[str, str],
         for node in nodes:
             if node.hastate == HA_MAINTENANCE and node.name not in found:
                 found[node.name] = "in PVE HA maintenance (evacuate_ha_maintenance)"
+    return found
+
+
+def _within_window(left: Mapping[int, Mapping[str, float]], now: float,
+                   window: float) -> dict[int, dict[str, float]]:
+    """The departures still inside the window (the store expires them too; the engine does
+    not rely on it). A window of 0 turns the preference off."""
+    if window <= 0:
+        return {}
+    found: dict[int, dict[str, float]] = {}
+    for vmid, nodes in left.items():
+        recent = {node: at for node, at in nodes.items() if now - at <= window}
+        if recent:
+            found[vmid] = recent
     return found
 
 

@@ -31,7 +31,7 @@ from .filters import (
     source_free,
 )
 from .rules import Rule
-from .score import TargetKey, target_key
+from .score import TargetKey, recently_left, target_key
 from .types import CandidateVerdict, Move, TargetVerdict, TargetVerdicts, Trigger
 from .views import NodeView, Resource, cpu_share
 
@@ -170,10 +170,13 @@ class Pipeline:
             after = target.with_guest(guest)
             rejection = first_pair_rejection(
                 Placement(guest, source, target, after, resource), self.ctx, targets.filters)
-            verdicts.append(TargetVerdict(target.name, rejection))
-            if rejection is None:
-                key = (target_key(after, resource), target.name)
-                best = key if best is None or key < best else best
+            if rejection is not None:
+                verdicts.append(TargetVerdict(target.name, rejection))
+                continue
+            demoted = recently_left(guest, target.name, self.ctx)
+            verdicts.append(TargetVerdict(target.name, None, demoted))
+            key = (target_key(after, resource, demoted is not None), target.name)
+            best = key if best is None or key < best else best
         return targets.closed + tuple(verdicts), best[1] if best else None
 
     def move(self, guest: Guest, verdict: CandidateVerdict) -> Move:

@@ -53,6 +53,9 @@ class Rule(StrEnum):
     MEMORY_HEADROOM = "memory_headroom"
     MIDPOINT = "midpoint"
 
+    # Ranking: a valid target placed after the others (never a rejection).
+    RECENTLY_LEFT = "recently_left"
+
 
 def reject(rule: Rule, subject: str, detail: str, observed: float | None = None,
            limit: float | None = None) -> Rejection:

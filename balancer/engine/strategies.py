@@ -7,7 +7,7 @@ move wins.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Protocol
 
 from balancer.config import BalancingConfig
@@ -105,13 +105,15 @@ def busiest_vm(guests: Sequence[Guest]) -> Guest | None:
     return min(vms, key=lambda g: (-g.cpu_cores, -g.host_memory, g.vmid), default=None)
 
 
-def cpu_order(cpu_max: float, safety_margin: float = 0.0) -> Order:
+def cpu_order(cpu_max: float, safety_margin: float = 0.0,
+              moved_recently: Container[int] = ()) -> Order:
     """Single moves that leave the source with headroom (<= cpu_max - safety_margin), least
     memory first; then single moves that reach cpu_max, the most relief first; then the most
     relief. Preferring headroom, and else landing as far under cpu_max as one move can,
     avoids nibbling: a move that lands the source just under the threshold is undone by the
     next fluctuation and costs another migration (the big benchmark shed one more VM per
-    node that way)."""
+    node that way). Within each of these, a VM moved within `return_window_seconds` comes
+    after the ones that were not: moving the same VM again is the churn a person undoes."""
 
     def order(eligible: list[Guest], source: NodeView) -> list[Guest]:
         def tier(g: Guest) -> int:
@@ -119,10 +121,10 @@ def cpu_order(cpu_max: float, safety_margin: float = 0.0) -> Order:
             return 0 if after <= cpu_max - safety_margin else 1 if after <= cpu_max else 2
 
         def key(g: Guest) -> tuple[float, ...]:
-            rank = tier(g)
+            rank, moved = tier(g), g.vmid in moved_recently
             if rank == 0:
-                return (rank, g.host_memory, g.vmid)
-            return (rank, -cpu_share(g, source), g.host_memory, g.vmid)
+                return (rank, moved, g.host_memory, g.vmid)
+            return (rank, moved, -cpu_share(g, source), g.host_memory, g.vmid)
 
         return sorted(eligible, key=key)
 
@@ -163,7 +165,7 @@ class CpuTrigger:
                 continue
             tried.append(node.name)
             guests = ctx.guests_on(node.name)
-            order = cpu_order(ctx.config.cpu_max, ctx.config.safety_margin)
+            order = cpu_order(ctx.config.cpu_max, ctx.config.safety_margin, ctx.left_recently)
             move = drain(node, self.trigger, pipe, report, order,
                          cpu_source_checks(node, guests))
             if move is not None:
@@ -253,12 +255,14 @@ def moves_needed(freed_largest_first: Sequence[int], excess: float) -> int | Non
     return None
 
 
-def random_within_fewest_moves(rng: random.Random, limit: float = float("inf")) -> Order:
+def random_within_fewest_moves(rng: random.Random, limit: float = float("inf"),
+                               moved_recently: Container[int] = ()) -> Order:
     """A random order from a seeded RNG: "a random eligible VM that has a valid target".
     VMs that belong to some fewest-moves way of bringing the source to `limit` come first (in
     random order among themselves), the others after them: the same random choice, without
     spending several migrations where fewer suffice. With one move enough, these are the VMs
-    whose move alone relieves the node."""
+    whose move alone relieves the node. Within each group, VMs moved within
+    `return_window_seconds` come last (the same VM moved again is churn)."""
 
     def order(eligible: list[Guest], source: NodeView) -> list[Guest]:
         ordered = sorted(eligible, key=lambda g: g.vmid)
@@ -267,7 +271,7 @@ def random_within_fewest_moves(rng: random.Random, limit: float = float("inf")) 
         freed = sorted((g.host_memory for g in eligible), reverse=True)
         needed = moves_needed(freed, excess)
         if excess <= 0 or needed is None:
-            return ordered
+            return sorted(ordered, key=lambda g: g.vmid in moved_recently)
         best_rest = sum(freed[:needed - 1])  # the largest others, if `g` is not among them
         with_kth = best_rest + freed[needed - 1]
 
@@ -276,7 +280,7 @@ def random_within_fewest_moves(rng: random.Random, limit: float = float("inf")) 
             rest = with_kth - g.host_memory if among_largest else best_rest
             return g.host_memory + rest >= excess
 
-        return sorted(ordered, key=lambda g: not in_a_fewest_plan(g))
+        return sorted(ordered, key=lambda g: (not in_a_fewest_plan(g), g.vmid in moved_recently))
 
     return order
 
@@ -304,7 +308,7 @@ class MemoryTrigger:
             top = f" (highest {ranked[0].name} {ranked[0].memory_ratio:.2f})" if ranked else ""
             report.outcome(f"{name}: no node above {label}{top}")
             return None
-        order = random_within_fewest_moves(random.Random(ctx.seed), limit)
+        order = random_within_fewest_moves(random.Random(ctx.seed), limit, ctx.left_recently)
         waiting: list[Rejection] = []
         for node in over:
             report.fire(TriggerFired(self.trigger, node.name, node.memory_ratio, limit),

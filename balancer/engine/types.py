@@ -56,6 +56,9 @@ class EngineInput:
     drained: Mapping[str, str] = field(default_factory=dict)
     #: A quiet-hours window is open (its description): only drains may move.
     quiet: str | None = None
+    #: Where each VM was moved away from, and when (vmid -> node -> epoch seconds), kept in
+    #: Redis by the runtime. Targets a VM left within `return_window_seconds` rank last.
+    left_recently: Mapping[int, Mapping[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,8 @@ class TargetVerdict:
 
     node: str
     rejection: Rejection | None = None
+    #: Valid, but ranked after every target without a demotion, and why (`recently_left`).
+    demoted: Rejection | None = None
 
     @property
     def ok(self) -> bool:
@@ -169,7 +174,10 @@ class CandidateVerdict:
         counts = Counter(v.rejection.rule for v in self.targets if v.rejection is not None)
         histogram = ", ".join(f"{n} {rule}" for rule, n in _by_count(counts))
         if self.target is not None:
-            return f"{head}; chose {self.target}" + (f" (rejected: {histogram})" if counts else "")
+            line = f"{head}; chose {self.target}" + (f" (rejected: {histogram})" if counts else "")
+            passed_over = [v.demoted.message for v in self.targets
+                           if v.demoted is not None and v.node != self.target]
+            return line + (f"; ranked last: {'; '.join(passed_over)}" if passed_over else "")
         return f"{head}: {histogram}" if counts else f"{head}: no other node"
 
 
@@ -302,9 +310,11 @@ class Decision:
             if verdict.rejections or verdict.deferred:
                 continue
             for target in verdict.targets:
-                if target.rejection is not None and target.rejection.rule != "same_node":
-                    add("targets", str(target.rejection.rule),
-                        f"vm {verdict.vmid} -> {target.rejection.message}")
+                turned_down = target.rejection or (
+                    target.demoted if target.node != verdict.target else None)
+                if turned_down is not None and turned_down.rule != "same_node":
+                    add("targets", str(turned_down.rule),
+                        f"vm {verdict.vmid} -> {turned_down.message}")
         return groups
 
     @property

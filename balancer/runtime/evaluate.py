@@ -129,10 +129,12 @@ def _evaluate_settled(rt: Runtime, dispatch: Dispatcher) -> CycleResult:
     if records.paused is not None:
         raise Skip("paused", records.paused.describe())
     quiet = open_window(cfg.quiet_hours, snapshot.taken_at)
-    inp = EngineInput(snapshot, cpu, rt.store.marks.blocked(), cfg,
+    marks = rt.store.marks.current()
+    inp = EngineInput(snapshot, cpu, marks.blocked, cfg,
                       decision_seed(snapshot, cfg), proactive_held=held, guest_cpu=guest_cpu,
                       drained={node: d.describe() for node, d in records.drains.items()},
-                      quiet=None if quiet is None else quiet.describe())
+                      quiet=None if quiet is None else quiet.describe(),
+                      left_recently=marks.left)
     try:
         decision = choose_move(rt.client, inp, on_refused=lambda refusal: _refused(rt, refusal))
     except PreconditionFailed as exc:

@@ -26,9 +26,10 @@ log = logging.getLogger("balancer.migration")
 
 def succeed(rt: Runtime, token: str, m: MigrationRef,
             recovered: str | None = None) -> StepResult:
-    """The VM runs on the target: cool it down, and move the lagging CPU averages by the
-    share it took along, so the old source's EMA does not trigger a needless second move (and
-    a source now under cpu_max is relieved: its EMA's noise alone does not fire again)."""
+    """The VM runs on the target: cool it down, remember the node it left (a return there
+    ranks last), and move the lagging CPU averages by the share it took along, so the old
+    source's EMA does not trigger a needless second move (and a source now under cpu_max is
+    relieved: its EMA's noise alone does not fire again)."""
     if not _claim(rt, token, m):
         return _not_claimed(EventKind.SUCCEEDED, m)
     finished = rt.clock()
@@ -39,6 +40,9 @@ def succeed(rt: Runtime, token: str, m: MigrationRef,
     rt.store.marks.record_success(m.vmid)
     rt.store.marks.set_cooldown(m.vmid, rt.config.balancing.migration_cooldown_seconds,
                                 f"moved {m.source}->{m.target}")
+    if m.source:
+        rt.store.marks.record_departure(m.vmid, m.source,
+                                        rt.config.balancing.return_window_seconds, now=finished)
     return _finish(rt, token, MigrationEvent.of(
         EventKind.SUCCEEDED, m, finished, duration=_duration(m, finished), outcome="OK",
         recovered=recovered))

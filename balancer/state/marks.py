@@ -1,5 +1,7 @@
 """Per-guest marks that keep the engine away from a VM for a while: cooldown after a migration,
-growing backoff after failures, and "unmigratable" (e.g. local resources) for an hour.
+growing backoff after failures, and "unmigratable" (e.g. local resources) for an hour. Next
+to them, not blocking anything: the nodes each VM was moved away from recently ("left"),
+which the engine ranks last as targets for that VM.
 
 Layout: `P marks`, ONE hash: `<kind>:<vmid>` -> JSON entry
 {"kind", "vmid", "until", "expires", "since", "reason"[, "failures", "backoff"]}, times in epoch
@@ -24,6 +26,8 @@ COOLDOWN = "cooldown"
 BACKOFF = "backoff"
 UNMIGRATABLE = "unmigratable"
 KINDS = (COOLDOWN, BACKOFF, UNMIGRATABLE)
+#: Not a block: `{"kind": "left", "vmid", "nodes": {node: epoch it left}, "expires"}`.
+LEFT = "left"
 
 #: Longest reason/error text kept (PVE task errors can be long).
 MAX_REASON = 500
@@ -67,6 +71,31 @@ local entry = string.format(
 redis.call('HSET', KEYS[1], ARGV[1], entry)
 extend_ttl(KEYS[1], math.ceil((expires - now) * 1000))
 return string.format('%.17g', backoff)
+"""
+
+# KEYS[1] hash. ARGV: field, vmid, node, now, window s. Adds the node to the nodes the VM
+# left, keeping the others still inside the window (the entry ends a window after the newest).
+_LEFT = _EXTEND_TTL + """
+local now = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+local nodes = {}
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local ok, d = pcall(cjson.decode, cur)
+  if ok and type(d) == 'table' and type(d.nodes) == 'table' then
+    for node, at in pairs(d.nodes) do
+      if type(node) == 'string' and type(at) == 'number' and now - at <= window then
+        nodes[node] = at
+      end
+    end
+  end
+end
+nodes[ARGV[3]] = now
+local entry = cjson.encode({kind = 'left', vmid = tonumber(ARGV[2]), nodes = nodes,
+                            expires = now + window})
+redis.call('HSET', KEYS[1], ARGV[1], entry)
+extend_ttl(KEYS[1], math.ceil(window * 1000))
+return 1
 """
 
 # KEYS[1] hash. ARGV: now. Drops expired or unreadable entries, returns the rest flat.
@@ -133,6 +162,7 @@ class GuestMarks(RedisPart):
         self._put = client.register_script(_PUT)
         self._failure = client.register_script(_FAILURE)
         self._live = client.register_script(_LIVE)
+        self._left = client.register_script(_LEFT)
 
     def _store(self, kind: str, vmid: int, seconds: float, reason: str,
                now: float | None) -> None:
@@ -171,6 +201,16 @@ class GuestMarks(RedisPart):
         )
         return float(reply)
 
+    def record_departure(self, vmid: int, node: str, window: float,
+                         now: float | None = None) -> None:
+        """The VM was moved away from `node`: remember it for `window` seconds (<= 0: not at
+        all), with the other nodes it left inside the window. Atomic."""
+        if window <= 0:
+            return
+        self._left(keys=[self.marks_key],
+                   args=[f"{LEFT}:{_vmid(vmid)}", str(vmid), node,
+                         number(self.now(now), "now"), number(window, "window")])
+
     def record_success(self, vmid: int) -> None:
         """A migration of the guest succeeded: forget its failures (and backoff)."""
         self.client.hdel(self.marks_key, f"{BACKOFF}:{_vmid(vmid)}")
@@ -198,7 +238,10 @@ class GuestMarks(RedisPart):
 
     def listing(self, now: float | None = None) -> list[MarkEntry]:
         """Marks that block a guest right now, by vmid then kind (one round trip)."""
-        t, entries = self._entries(now)
+        return self._blocking(*self._entries(now))
+
+    @staticmethod
+    def _blocking(t: float, entries: list[dict[str, Any]]) -> list[MarkEntry]:
         out = [
             MarkEntry(kind=str(e["kind"]), vmid=int(e["vmid"]), until=float(e["until"]),
                       reason=str(e.get("reason", "")), since=e.get("since"),
@@ -211,8 +254,30 @@ class GuestMarks(RedisPart):
     def blocked(self, now: float | None = None) -> dict[int, str]:
         """vmid -> why it must not be moved now, e.g. "cooldown until 14:05:09";
         several marks are joined with "; ". One round trip; prunes expired entries."""
-        out: dict[int, str] = {}
-        for mark in self.listing(now):
+        return self.current(now).blocked
+
+    def current(self, now: float | None = None) -> MarksNow:
+        """What a decision needs from the marks: the blocked guests and the nodes each guest
+        left recently. One round trip; prunes expired entries."""
+        t, entries = self._entries(now)
+        blocked: dict[int, str] = {}
+        for mark in self._blocking(t, entries):
             text = mark.describe()
-            out[mark.vmid] = f"{out[mark.vmid]}; {text}" if mark.vmid in out else text
-        return out
+            blocked[mark.vmid] = f"{blocked[mark.vmid]}; {text}" if mark.vmid in blocked else text
+        left: dict[int, dict[str, float]] = {}
+        for e in entries:
+            nodes = e.get("nodes")
+            if e.get("kind") == LEFT and isinstance(nodes, dict):
+                left[int(e["vmid"])] = {str(node): float(at) for node, at in nodes.items()
+                                        if isinstance(at, int | float)}
+        return MarksNow(blocked, left)
+
+
+@dataclass(frozen=True)
+class MarksNow:
+    """The marks as one decision reads them."""
+
+    #: vmid -> why it must not be moved now.
+    blocked: dict[int, str]
+    #: vmid -> node -> epoch seconds the guest was moved away from it.
+    left: dict[int, dict[str, float]]

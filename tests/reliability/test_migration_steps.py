@@ -234,6 +234,7 @@ def test_a_follower_lost_before_the_upid_was_attached_is_reconciled_from_pve(
         "succeeded", 202, decision.decision_id, upid), "found in PVE's task list"
     assert end.recovered
     assert rt.store.marks.blocked()[202].startswith("cooldown")
+    assert set(rt.store.marks.current().left[202]) == {"pve1"}, "a recovered end remembers too"
     assert [m.upid for m in our_migrations(running)] == [upid], "nothing else was started"
     evaluate(rt, dispatch)
     assert len([e for e in migration_events(rt) if e.kind in ENDS]) == 1, "once only"
@@ -500,3 +501,21 @@ def test_a_relief_that_leaves_the_source_under_cpu_max_starts_its_hysteresis(
     after = rt.store.ema.entries()["pve1"]
     inside = cfg.cpu_max - cfg.cpu_hysteresis <= after.value <= cfg.cpu_max + cfg.cpu_hysteresis
     assert after.relieved == inside, after
+
+
+def test_a_success_remembers_the_node_the_vm_left(
+    pvesim_factory: Factory, redis_url: str,
+) -> None:
+    """The follower's success records the departure (for `return_window_seconds`); the next
+    decision reads it with the cooldowns, in the same round trip."""
+    running = hot_cluster(pvesim_factory)
+    rt = runtime_for(running, redis_url)
+    dispatch = StepDispatcher()
+    upid, token = start_one(running, rt, dispatch)
+    assert rt.store.marks.current().left == {}
+    running.sim.advance(600)
+    before = rt.clock()
+    assert poll_migration(rt, StepDispatcher(), upid, token).state == "succeeded"
+    left = rt.store.marks.current().left
+    assert set(left) == {202} and set(left[202]) == {"pve1"}
+    assert before <= left[202]["pve1"] <= rt.clock()

@@ -141,3 +141,59 @@ def test_vmid_is_validated(store: StateStore) -> None:
         store.marks.set_cooldown(0, 60)
     with pytest.raises(ValueError):
         store.marks.record_failure(True, "x")
+
+
+# --- departures: the nodes a VM left recently (ranked last as its targets) ---------------
+
+
+def test_departures_gather_the_nodes_left_inside_the_window(store: StateStore) -> None:
+    marks = store.marks
+    marks.record_departure(304, "pve3", 3600, now=NOW)
+    marks.record_departure(304, "pve1", 3600, now=NOW + 900)
+    marks.record_departure(305, "pve2", 3600, now=NOW + 900)
+    assert marks.current(now=NOW + 901).left == {
+        304: {"pve3": NOW, "pve1": NOW + 900}, 305: {"pve2": NOW + 900}}
+    # The newest departure keeps the entry; the one older than the window drops out of it.
+    marks.record_departure(304, "pve5", 3600, now=NOW + 3700)
+    assert marks.current(now=NOW + 3701).left[304] == {"pve1": NOW + 900, "pve5": NOW + 3700}
+    assert 304 not in marks.current(now=NOW + 3700 + 3601).left  # the whole entry expired
+
+
+def test_departures_block_nothing_and_cooldowns_are_still_read(store: StateStore) -> None:
+    store.marks.set_cooldown(304, 600, "moved pve3->pve1", now=NOW)
+    store.marks.record_departure(304, "pve3", 3600, now=NOW)
+    now = store.marks.current(now=NOW + 1)
+    assert now.blocked == {304: f"cooldown until {clock_time(NOW + 600)} (moved pve3->pve1)"}
+    assert now.left == {304: {"pve3": NOW}}
+    assert [m.kind for m in store.marks.listing(now=NOW + 1)] == ["cooldown"]
+    assert store.marks.current(now=NOW + 601).blocked == {}  # the cooldown ends, the memory not
+    assert store.marks.current(now=NOW + 601).left == {304: {"pve3": NOW}}
+
+
+def test_a_window_of_zero_records_nothing(store: StateStore, raw: redis.Redis) -> None:
+    store.marks.record_departure(304, "pve3", 0, now=NOW)
+    assert not raw.exists(store.marks.marks_key)
+
+
+def test_a_departure_pushes_the_key_ttl_out_to_its_window(store: StateStore,
+                                                          raw: redis.Redis) -> None:
+    store.marks.set_cooldown(1, 60, now=NOW)
+    store.marks.record_departure(1, "pve3", 3600, now=NOW)
+    assert raw.pttl(store.marks.marks_key) > 3_000_000
+
+
+def test_current_is_one_round_trip(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.marks.set_cooldown(1, 600, now=NOW)
+    store.marks.record_departure(1, "pve3", 3600, now=NOW)
+    store.marks.current(now=NOW)
+    calls: list[Any] = []
+    original = store.client.execute_command
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "execute_command", counting)
+    found = store.marks.current(now=NOW)
+    assert (list(found.blocked), found.left) == ([1], {1: {"pve3": NOW}})
+    assert calls == ["EVALSHA"]
