@@ -44,6 +44,7 @@ import redis
 import requests
 
 from balancer.config import Config, parse_config
+from balancer.heap import keep_large_buffers_off_the_heap
 from balancer.pve.client import PveClient
 from balancer.runtime import Runtime, evaluate
 from balancer.state import StateStore
@@ -332,6 +333,7 @@ def render(figures: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    keep_large_buffers_off_the_heap()  # as every worker process does (tasks/signals.py)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1500,10000,50000",

@@ -1,4 +1,5 @@
-"""Process-level hooks: our structured logging instead of Celery's, and a start-up summary."""
+"""Process-level hooks: our structured logging instead of Celery's, the heap setting every
+worker process runs with, and a start-up summary."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from celery import signals
 
+from balancer.heap import keep_large_buffers_off_the_heap
 from balancer.logs import configure_logging, event_fields
 from tasks.app import current_config
 
@@ -17,6 +19,14 @@ log = logging.getLogger("balancer.worker")
 def _setup_logging(**_: Any) -> None:
     config = current_config()
     configure_logging(config.logging.format, config.logging.level)
+
+
+@signals.worker_init.connect
+@signals.worker_process_init.connect
+def _bound_heap_growth(**_: Any) -> None:
+    """In the main process (the solo pool, and the prefork children inherit it) and again in
+    each pool process: see `balancer.heap`."""
+    keep_large_buffers_off_the_heap()
 
 
 @signals.worker_ready.connect
