@@ -112,8 +112,11 @@ def cpu_order(cpu_max: float, safety_margin: float = 0.0,
     relief. Preferring headroom, and else landing as far under cpu_max as one move can,
     avoids nibbling: a move that lands the source just under the threshold is undone by the
     next fluctuation and costs another migration (the big benchmark shed one more VM per
-    node that way). Within each of these, a VM moved within `return_window_seconds` comes
-    after the ones that were not: moving the same VM again is the churn a person undoes."""
+    node that way). A VM moved within `return_window_seconds` comes after equally good ones
+    that were not (moving the same VM again is the churn a person undoes): among the moves
+    that leave headroom, before the memory they copy; elsewhere only among reliefs within a
+    point of the node's threads of each other (closer than the averages' noise), never
+    before a clearly bigger relief."""
 
     def order(eligible: list[Guest], source: NodeView) -> list[Guest]:
         def tier(g: Guest) -> int:
@@ -124,7 +127,8 @@ def cpu_order(cpu_max: float, safety_margin: float = 0.0,
             rank, moved = tier(g), g.vmid in moved_recently
             if rank == 0:
                 return (rank, moved, g.host_memory, g.vmid)
-            return (rank, moved, -cpu_share(g, source), g.host_memory, g.vmid)
+            relief = cpu_share(g, source)
+            return (rank, -round(relief, 2), moved, -relief, g.host_memory, g.vmid)
 
         return sorted(eligible, key=key)
 

@@ -177,6 +177,10 @@ class CandidateVerdict:
             line = f"{head}; chose {self.target}" + (f" (rejected: {histogram})" if counts else "")
             passed_over = [v.demoted.message for v in self.targets
                            if v.demoted is not None and v.node != self.target]
+            back = [v.demoted.message for v in self.targets
+                    if v.demoted is not None and v.node == self.target]
+            if back:  # the only valid targets were ones it left: say it goes back anyway
+                line += f"; goes back: {back[0]}"
             return line + (f"; ranked last: {'; '.join(passed_over)}" if passed_over else "")
         return f"{head}: {histogram}" if counts else f"{head}: no other node"
 

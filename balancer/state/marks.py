@@ -266,10 +266,11 @@ class GuestMarks(RedisPart):
             blocked[mark.vmid] = f"{blocked[mark.vmid]}; {text}" if mark.vmid in blocked else text
         left: dict[int, dict[str, float]] = {}
         for e in entries:
-            nodes = e.get("nodes")
-            if e.get("kind") == LEFT and isinstance(nodes, dict):
-                left[int(e["vmid"])] = {str(node): float(at) for node, at in nodes.items()
-                                        if isinstance(at, int | float)}
+            nodes, vmid = e.get("nodes"), e.get("vmid")
+            if e.get("kind") == LEFT and isinstance(nodes, dict) and type(vmid) is int:
+                # A preference: an entry it cannot read is passed over, never a failed cycle.
+                left[vmid] = {str(node): float(at) for node, at in nodes.items()
+                              if type(at) in (int, float)}
         return MarksNow(blocked, left)
 
 

@@ -51,6 +51,7 @@ def test_it_still_goes_back_when_that_is_the_only_valid_target() -> None:
     assert chosen(decision) == "pve2"
     (verdict,) = [c for c in decision.candidates if c.vmid == 102]
     assert "ranked last" not in verdict.summary()  # nothing was passed over for it
+    assert "goes back: recently_left: vm 102 left pve2 15 min ago" in verdict.summary()
     assert "recently_left" not in decision.rejections_by_rule()["targets"]
 
 
@@ -116,3 +117,23 @@ def test_memory_draws_among_the_vms_that_have_not_just_moved() -> None:
     assert len(drawn) > 1, "the draw is random"
     recent = {v: {"pve2": NOW - 600} for v in drawn if v != 104}
     assert {moved(memory_candidates(recent, seed)) for seed in range(40)} == {104}
+
+
+def test_cpu_never_trades_a_big_relief_for_a_tiny_one() -> None:
+    """No move leaves headroom here (pve1 at 0.99): the biggest relief goes first, moved
+    recently or not; a VM that moved only loses ties within a point of the node's threads."""
+    nodes = [node("pve1", cpu=0.99), node("pve2", cpu=0.1), node("pve3", cpu=0.1)]
+    guests = [vm(101, cpu=1.0, maxcpu=16), vm(102, cpu=1.0, maxcpu=4, mem_gib=8),
+              vm(103, cpu=0.5, maxcpu=1, mem_gib=1)]
+    inp = engine_input(snapshot(nodes, guests, taken_at=NOW), cfg=config(safety_margin=0.0))
+    assert moved(decide(inp)) == 102
+    assert moved(decide(dataclasses.replace(inp, left_recently={102: {"pve3": NOW - 3000}}))) == 102
+
+
+def test_cpu_prefers_the_unmoved_vm_among_reliefs_within_a_point() -> None:
+    nodes = [node("pve1", cpu=0.99), node("pve2", cpu=0.1), node("pve3", cpu=0.1)]
+    guests = [vm(101, cpu=1.0, maxcpu=16), vm(102, cpu=0.81, maxcpu=4, mem_gib=8),
+              vm(103, cpu=0.8, maxcpu=4, mem_gib=8)]
+    inp = engine_input(snapshot(nodes, guests, taken_at=NOW), cfg=config(safety_margin=0.0))
+    assert moved(decide(inp)) == 102  # a hair more relief
+    assert moved(decide(dataclasses.replace(inp, left_recently={102: {"pve3": NOW - 3000}}))) == 103

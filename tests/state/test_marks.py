@@ -197,3 +197,14 @@ def test_current_is_one_round_trip(store: StateStore, monkeypatch: pytest.Monkey
     found = store.marks.current(now=NOW)
     assert (list(found.blocked), found.left) == ([1], {1: {"pve3": NOW}})
     assert calls == ["EVALSHA"]
+
+
+def test_an_unreadable_departure_is_passed_over(store: StateStore, raw: redis.Redis) -> None:
+    """A preference never fails a cycle: a departure entry it cannot read is skipped."""
+    raw.hset(store.marks.marks_key, "left:7", '{"kind": "left", "vmid": "x", "nodes": {},'
+             f' "expires": {NOW + 600}}}')
+    raw.hset(store.marks.marks_key, "left:8", '{"kind": "left", "vmid": 8, "nodes": '
+             f'{{"pve1": "soon", "pve2": {NOW}}}, "expires": {NOW + 600}}}')
+    store.marks.set_cooldown(9, 60, now=NOW)
+    found = store.marks.current(now=NOW)
+    assert found.left == {8: {"pve2": NOW}} and list(found.blocked) == [9]
