@@ -21,6 +21,7 @@ from balancer.quiet import open_window
 from balancer.runtime.choose import PreconditionFailed, choose_move, decision_seed
 from balancer.runtime.timings import Timings
 from balancer.state import StateStore
+from balancer.state.marks import MarksNow
 
 
 def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Config,
@@ -30,7 +31,7 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Co
     history. Read only: a plan records nothing, not even a hold."""
     min_samples = config.balancing.ema_min_samples
     stored = store.ema.readings() if store is not None else {}
-    marks = store.marks.current() if store is not None else None
+    marks = store.marks.current() if store is not None else MarksNow(blocked={}, left={})
     held, guest_cpu = None, None
     if store is not None:
         gap = Timings.from_config(config.balancing).hold_gap
@@ -54,11 +55,11 @@ def _plan_inputs(snapshot: ClusterSnapshot, store: StateStore | None, config: Co
     drained = ({node: d.describe() for node, d in store.drains.all().items()}
                if store is not None else {})
     quiet = open_window(config.balancing.quiet_hours, snapshot.taken_at)
-    return EngineInput(snapshot, cpu, marks.blocked if marks else {}, config.balancing,
+    return EngineInput(snapshot, cpu, marks.blocked, config.balancing,
                        decision_seed(snapshot, config.balancing), proactive_held=held,
                        guest_cpu=guest_cpu, drained=drained,
                        quiet=None if quiet is None else quiet.describe(),
-                       left_recently=marks.left if marks else {})
+                       left_recently=marks.left)
 
 
 class SnapshotFileError(Exception):

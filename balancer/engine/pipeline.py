@@ -164,7 +164,7 @@ class Pipeline:
     def _evaluate(self, guest: Guest, source: NodeView,
                   targets: Targets) -> tuple[TargetVerdicts, str | None]:
         verdicts: list[TargetVerdict] = []
-        best: tuple[TargetKey, str] | None = None
+        best: TargetKey | None = None
         resource = targets.resource
         for target in targets.open:
             after = target.with_guest(guest)
@@ -175,9 +175,9 @@ class Pipeline:
                 continue
             demoted = recently_left(guest, target.name, self.ctx)
             verdicts.append(TargetVerdict(target.name, None, demoted))
-            key = (target_key(after, resource, demoted is not None), target.name)
+            key = target_key(after, resource, demoted is not None)
             best = key if best is None or key < best else best
-        return targets.closed + tuple(verdicts), best[1] if best else None
+        return targets.closed + tuple(verdicts), best[-1] if best else None
 
     def move(self, guest: Guest, verdict: CandidateVerdict) -> Move:
         """The `Move` for a verdict that found a target, with before/after projections."""

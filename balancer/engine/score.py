@@ -42,4 +42,5 @@ def _ago(seconds: float) -> str:
 
 
 def target_key(after: NodeView, resource: Resource, demoted: bool = False) -> TargetKey:
+    """(ranked last, projected usage, the other resource's, name): the name comes last."""
     return (demoted, after.usage(resource), after.usage(resource.other), after.name)

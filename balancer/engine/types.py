@@ -175,12 +175,14 @@ class CandidateVerdict:
         histogram = ", ".join(f"{n} {rule}" for rule, n in _by_count(counts))
         if self.target is not None:
             line = f"{head}; chose {self.target}" + (f" (rejected: {histogram})" if counts else "")
-            passed_over = [v.demoted.message for v in self.targets
-                           if v.demoted is not None and v.node != self.target]
-            back = [v.demoted.message for v in self.targets
-                    if v.demoted is not None and v.node == self.target]
-            if back:  # the only valid targets were ones it left: say it goes back anyway
-                line += f"; goes back: {back[0]}"
+            passed_over = []
+            for v in self.targets:
+                if v.demoted is None:
+                    continue
+                if v.node == self.target:  # only nodes it left were valid: it goes back
+                    line += f"; goes back: {v.demoted.message}"
+                else:
+                    passed_over.append(v.demoted.message)
             return line + (f"; ranked last: {'; '.join(passed_over)}" if passed_over else "")
         return f"{head}: {histogram}" if counts else f"{head}: no other node"
 

@@ -12,6 +12,19 @@ from tests.support.redis_server import wait_until
 NOW = 1_700_000_000.0
 
 
+def commands_sent(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The commands the store sends from now on, one per round trip, in order."""
+    calls: list[Any] = []
+    original = store.client.execute_command
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "execute_command", counting)
+    return calls
+
+
 def test_cooldown_blocks_until_it_ends(store: StateStore) -> None:
     store.marks.set_cooldown(101, 600, "migrated", now=NOW)
     assert store.marks.blocked(now=NOW + 1) == {
@@ -124,14 +137,7 @@ def test_blocked_is_one_round_trip(store: StateStore, monkeypatch: pytest.Monkey
     for vmid in range(100, 150):
         store.marks.set_cooldown(vmid, 600, "moved", now=NOW)
     store.marks.blocked(now=NOW)  # script loaded
-    calls: list[Any] = []
-    original = store.client.execute_command
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args[0])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(store.client, "execute_command", counting)
+    calls = commands_sent(store, monkeypatch)
     assert len(store.marks.blocked(now=NOW)) == 50
     assert calls == ["EVALSHA"]
 
@@ -186,14 +192,7 @@ def test_current_is_one_round_trip(store: StateStore, monkeypatch: pytest.Monkey
     store.marks.set_cooldown(1, 600, now=NOW)
     store.marks.record_departure(1, "pve3", 3600, now=NOW)
     store.marks.current(now=NOW)
-    calls: list[Any] = []
-    original = store.client.execute_command
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(args[0])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(store.client, "execute_command", counting)
+    calls = commands_sent(store, monkeypatch)
     found = store.marks.current(now=NOW)
     assert (list(found.blocked), found.left) == ([1], {1: {"pve3": NOW}})
     assert calls == ["EVALSHA"]
